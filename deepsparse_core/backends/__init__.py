@@ -1,0 +1,1 @@
+"""Optional reference backends behind the same interface as the torch operators (RTK, TIGRE)."""

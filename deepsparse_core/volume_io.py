@@ -1,0 +1,277 @@
+"""CT volumes with their geometry: the :class:`Volume` type, reading and writing.
+
+Conventions (docs/conventions.md): arrays are ``vol[k, j, i]`` = (z, y, x), float32, values in HU.
+Geometry follows ITK/SimpleITK in the patient **LPS** frame:
+
+* ``spacing`` = (sz, sy, sx) mm, in array order;
+* ``origin`` = (x, y, z) LPS mm of the centre of voxel [0, 0, 0], in ITK (x, y, z) order;
+* ``direction`` = 3 x 3 ITK direction matrix; column c is the LPS unit vector of index axis c
+  (c = 0, 1, 2 for i, j, k, i.e. array axes x, y, z).
+
+So voxel ``vol[k, j, i]`` sits at ``origin + direction @ (i sx, j sy, k sz)`` (LPS mm).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
+MIN_SPACING_MM = 0.01
+MAX_SPACING_MM = 50.0
+
+
+@dataclass
+class Volume:
+    """A 3D image in (z, y, x) order with its LPS geometry (see the module docstring)."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self):
+        self.array = np.ascontiguousarray(self.array, dtype=np.float32)
+        if self.array.ndim != 3:
+            raise InputError(f"a volume must be 3D (z, y, x), got shape {self.array.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+        if len(self.spacing) != 3 or len(self.origin) != 3:
+            raise InputError(f"spacing and origin need 3 values, got {self.spacing}, {self.origin}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.array.shape
+
+    def index_to_lps(self, kji) -> np.ndarray:
+        """LPS mm (x, y, z) of (possibly fractional) array indices ``(..., 3)`` in (k, j, i) order."""
+        kji = np.asarray(kji, dtype=np.float64)
+        ijk_mm = kji[..., ::-1] * np.asarray(self.spacing[::-1])
+        return np.asarray(self.origin) + ijk_mm @ self.direction.T
+
+    @property
+    def centre_lps(self) -> np.ndarray:
+        """LPS mm (x, y, z) of the grid centre (midpoint between the first and last voxel centres)."""
+        return self.index_to_lps((np.asarray(self.shape) - 1) / 2.0)
+
+    def with_array(self, array: np.ndarray) -> Volume:
+        """Same geometry, new array of the same shape."""
+        if np.shape(array) != self.shape:
+            raise InputError(f"array shape {np.shape(array)} differs from volume shape {self.shape}")
+        return dataclasses.replace(self, array=array)
+
+    def to_sitk(self) -> sitk.Image:
+        image = sitk.GetImageFromArray(self.array)
+        image.SetSpacing(self.spacing[::-1])
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction.flatten().tolist())
+        return image
+
+    @classmethod
+    def from_sitk(cls, image: sitk.Image) -> Volume:
+        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(f"expected a scalar 3D image, got {image.GetDimension()}D with "
+                             f"{image.GetNumberOfComponentsPerPixel()} components per pixel")
+        return cls(array=sitk.GetArrayFromImage(image),
+                   spacing=image.GetSpacing()[::-1],
+                   origin=image.GetOrigin(),
+                   direction=np.array(image.GetDirection()).reshape(3, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_volume(path: str | os.PathLike, *, check_hu: bool = True) -> Volume:
+    """Read a 3D CT volume (HU) with its geometry.
+
+    Formats: NIfTI (.nii, .nii.gz), NRRD, MHA/MHD and anything else SimpleITK reads; a DICOM
+    folder (the series with the most files is used); ``.mrc`` and ``.npy``, which carry no
+    reliable geometry (1 mm isotropic spacing, identity direction, a warning says so).
+
+    Raises :class:`InputError` (one line, naming the file) for a missing or unreadable file, a 2D
+    or 4D image (a singleton 4th dimension is squeezed), NaN/Inf values, a constant volume or a
+    spacing outside [0.01, 50] mm. Values that cannot be HU only warn. ``check_hu=False`` skips
+    the HU plausibility warnings (label maps, MR).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.is_dir():
+        volume = Volume.from_sitk(_read_dicom_folder(path))
+    elif path.suffix.lower() == ".mrc":
+        volume = _read_mrc(path)
+    elif path.suffix.lower() == ".npy":
+        volume = _read_npy(path)
+    else:
+        volume = Volume.from_sitk(_as_3d(_read_itk(path), path))
+    _check_volume(volume, path, check_hu)
+    return volume
+
+
+def _read_itk(path: Path) -> sitk.Image:
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(f"{path}: cannot read as an image (supported: NIfTI, NRRD, MHA/MHD, "
+                         "DICOM folder, MRC, NPY)") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per "
+                         "pixel (colour or vector image), expected a scalar CT")
+    return image
+
+
+def _read_dicom_folder(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"{folder}: folder holds no DICOM series")
+    files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError:
+        raise InputError(f"{folder}: cannot read the DICOM series ({len(files)} files)") from None
+    return _as_3d(image, folder)
+
+
+def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
+    """Accept 3D images, squeeze a 4D image with one time point, refuse the rest."""
+    size = image.GetSize()
+    if image.GetDimension() == 4:
+        if size[3] != 1:
+            raise InputError(f"{path}: 4D image of size {size} ({size[3]} volumes), "
+                             "expected one 3D volume")
+        image = sitk.Extract(image, list(size[:3]) + [0], [0, 0, 0, 0])
+    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
+        raise InputError(f"{path}: {image.GetDimension()}D image of size {image.GetSize()} is "
+                         "not a 3D volume (2D slice?)")
+    return image
+
+
+def _read_npy(path: Path) -> Volume:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError):
+        raise InputError(f"{path}: not a valid .npy array file") from None
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"{path}: array of type {array.dtype} is not numeric")
+    if array.ndim == 4 and 1 in array.shape:
+        array = array.squeeze(axis=array.shape.index(1))
+    if array.ndim != 3 or min(array.shape) < 2:
+        raise InputError(f"{path}: array of shape {array.shape} is not a 3D volume")
+    warnings.warn(f"{path.name}: .npy has no geometry; assuming 1.0 mm isotropic spacing, "
+                  "(z, y, x) order and LPS identity direction", stacklevel=3)
+    return Volume(array, spacing=(1.0, 1.0, 1.0))
+
+
+# MRC 2014 header (1024 bytes), words of 4 bytes: 0-2 nx ny nz, 3 mode, 7-9 mx my mz,
+# 10-12 cell lengths (Angstrom in cryo-EM, often 0), 16-18 mapc mapr maps, 23 nsymbt
+# (extended header bytes), 52 'MAP ', 53 machine stamp.
+_MRC_MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
+
+
+def _read_mrc(path: Path) -> Volume:
+    bad = InputError(f"{path}: not a valid MRC volume")
+    with open(path, "rb") as f:
+        header = f.read(1024)
+    if len(header) < 1024:
+        raise bad
+    endian = ">" if header[212] == 0x11 else "<"  # machine stamp: 0x44 little, 0x11 big endian
+    words = np.frombuffer(header, dtype=endian + "i4", count=24)
+    nx, ny, nz, mode = (int(w) for w in words[:4])
+    if mode not in _MRC_MODES or min(nx, ny, nz) < 1 or max(nx, ny, nz) > 100000:
+        raise bad
+    dtype = np.dtype(_MRC_MODES[mode]).newbyteorder(endian)
+    offset = 1024 + max(int(words[23]), 0)
+    count = nx * ny * nz
+    if path.stat().st_size < offset + count * dtype.itemsize:
+        raise bad
+    data = np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(nz, ny, nx)
+    # mapc/mapr/maps say which of x, y, z the columns, rows and sections run along.
+    axis_of = {int(a): i for i, a in enumerate(words[16:19])}  # 1=x, 2=y, 3=z -> 0=col...
+    if sorted(axis_of) == [1, 2, 3]:
+        stored = {0: 2, 1: 1, 2: 0}  # columns are array axis 2, rows 1, sections 0
+        data = data.transpose([stored[axis_of[a]] for a in (3, 2, 1)])  # to (z, y, x)
+    cell = np.frombuffer(header, dtype=endian + "f4", count=3, offset=40).astype(float)
+    grid = np.frombuffer(header, dtype=endian + "i4", count=3, offset=28).astype(float)
+    if np.all(cell > 0) and np.all(grid > 0):
+        spacing_xyz = cell / grid
+        note = f"reading the MRC cell size as mm: spacing {tuple(spacing_xyz.round(4))}"
+    else:
+        spacing_xyz = np.ones(3)
+        note = "MRC header has no cell size; assuming 1.0 mm isotropic spacing"
+    warnings.warn(f"{path.name}: {note}, LPS identity direction (unknown orientation)",
+                  stacklevel=3)
+    return Volume(data, spacing=tuple(spacing_xyz[::-1]))
+
+
+def _check_volume(volume: Volume, path: Path, check_hu: bool):
+    spacing = np.asarray(volume.spacing)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing < MIN_SPACING_MM) \
+            or np.any(spacing > MAX_SPACING_MM):
+        raise InputError(f"{path}: spacing {volume.spacing} mm is outside "
+                         f"[{MIN_SPACING_MM}, {MAX_SPACING_MM}] mm")
+    a = volume.array
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"{path}: volume contains NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo == hi:
+        raise InputError(f"{path}: volume is constant ({lo:g} everywhere)")
+    if not check_hu:
+        return
+    if lo >= -0.5 and hi <= 1.5:
+        warnings.warn(f"{path.name}: values lie in [{lo:g}, {hi:g}], not Hounsfield units "
+                      "(normalized or MR image?); the reconstruction assumes a CT in HU",
+                      stacklevel=3)
+    elif lo >= 0:
+        warnings.warn(f"{path.name}: no negative values (range [{lo:g}, {hi:g}]); air should "
+                      "be -1000 HU (raw CT numbers without the rescale intercept, or not a CT?)",
+                      stacklevel=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def _extension(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write ``volume`` (float32, with its spacing/origin/direction) as NIfTI, NRRD or MHA.
+
+    The format follows the extension (.nii, .nii.gz, .nrrd, .mha). The file is written to a
+    temporary name in the same folder and renamed, so a failure leaves no partial file.
+    """
+    path = Path(path)
+    ext = _extension(path)
+    if ext not in WRITE_EXTENSIONS:
+        raise InputError(f"{path}: cannot write '{ext or path.name}' files, use one of "
+                         f"{', '.join(WRITE_EXTENSIONS)}")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    image = volume.to_sitk()
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{ext}"
+    try:
+        sitk.WriteImage(image, str(tmp), compress)
+        os.replace(tmp, path)
+    except RuntimeError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise InputError(f"{path}: cannot write: {reason}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
