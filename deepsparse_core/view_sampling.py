@@ -1,15 +1,16 @@
 """HyViP hybrid view sampling (paper Sec. 3.3, Eq. 8; finetuning views in Sec. 3.4).
 
 Projections are pre-generated at ``K`` candidate angles ``theta_k = k * arc / K``, k = 0..K-1
-(paper: K = 200 over a half rotation, arc = pi, end excluded). Each training iteration draws
+(paper, Sec. 4.1: K = 200 over a half rotation, arc = pi, end excluded). Each training
+iteration draws
 
-* ``n`` sparse views (paper: n uniform in [n_min, n_max] = [6, 24] for pretraining, n fixed for
-  finetuning), spread uniformly with a random offset; they feed the 2D features;
-* ``M - n`` auxiliary views (M = n_max = 24 in the paper) such that the M views together are as
+* ``n`` sparse views (paper, Sec. 3.5: n uniform in [n_min, n_max] = [6, 24] for pretraining,
+  n fixed for finetuning), spread uniformly with a random offset; they feed the 2D features;
+* ``M - n`` auxiliary views (paper: M = n_max = 24) such that the M views together are as
   close as possible to M uniform views; all M feed the 3D features.
 
-Eq. 8, as solved here (the paper states it as "minimize the deviation from M uniform angles under a
-bijection"; this is our precise reading). Let S be the n sparse angles and C the other candidates.
+Eq. 8 minimizes the deviation of the M chosen angles from M uniform angles under a bijection (the
+formula itself is lost in our text copy of the paper). Our precise reading: let S be the n sparse angles and C the other candidates.
 Choose A (|A| = M - n, A in C), an offset phi and a bijection pi from S u A to the targets
 ``t_m = phi + m * arc / M`` (m = 0..M-1) that minimize
 
@@ -18,9 +19,11 @@ Choose A (|A| = M - n, A in C), an offset phi and a bijection pi from S u A to t
 where d is the absolute angular difference |a - t| on the line [0, arc) when arc < 2 pi (0 and
 179 degrees are far apart: a half rotation does not wrap around), and the arc length on the circle
 when arc == 2 pi. phi ranges over [0, arc/M] on the line, over all reals (mod arc/M) on the circle.
+The paper draws the offset of its uniform M angles at random; optimizing it as well brings the M
+views closer to uniform and makes the result a deterministic function of the sparse views.
 
-Why absolute deviations (L1) rather than squared: it is the plain "sum of deviations" of Eq. 8, in
-radians; it is convex, so sorted (monotone) matchings remain optimal; and it is piecewise linear in
+Why absolute deviations (L1) rather than squared: it is the plain sum of angular deviations, in
+radians, so a total of 0.1 rad means the same whether spread or concentrated; it is convex, so sorted (monotone) matchings remain optimal; and it is piecewise linear in
 phi, which lets us optimize phi *exactly* over a finite set (below), in exact integer arithmetic.
 
 Exact solution (``auxiliary_indices``):
@@ -30,17 +33,20 @@ Exact solution (``auxiliary_indices``):
 2. Fixed set, fixed phi: on a line, for a convex cost of the difference, the sorted matching
    (i-th smallest angle to i-th smallest target) is optimal (exchange argument: uncrossing two
    crossed pairs never increases the cost).
-3. Fixed phi: hence min over A of D = a dynamic programme over candidates in increasing angle,
-   state j = number of targets matched so far: a candidate is either matched to target j or
-   skipped, and sparse candidates may not be skipped. O(K M).
+3. Fixed phi: hence min over A of D is a dynamic programme over the targets in increasing
+   angle: best[m, i] = least cost with target m matched to candidate i and targets 0..m-1 to
+   earlier candidates, none of the sparse candidates before i skipped. The predecessor of i lies
+   between the last sparse candidate before i and i - 1. O(K M), vectorized over phi.
 4. phi: for every (set, sorted matching) the cost is linear in phi between consecutive integers
    s, so min over sets and matchings is concave there and its minimum over each unit interval is
    at an integer endpoint. On the line, trying s = 0..L/M (both ends of [0, arc/M]) is exact.
 5. Circle: lift the circle to the line, cut at angle 0. Matching the sorted angles to M
-   *consecutive* lattice targets s + m * (L/M), s in Z, has the circular optimum as its minimum
-   (the circular optimum is a cyclic shift of the sorted matching; a cyclic shift is a shift of s
-   by whole lattice steps). The optimal s of a set is a median of ``pos_(i) - i * L/M``, so
-   s in [-(L - L/M), L - L/K] suffices. We run step 3 on s in [0, L/M] for an upper bound, then
+   *consecutive* lattice targets s + m * (L/M), s in Z, with line distances, has the circular
+   optimum as its minimum: line distances are >= arc lengths, and conversely an optimal circular
+   matching is a cyclic shift of the sorted matching whose lifted cost equals it (the equal-mass
+   case of optimal transport on the circle, e.g. Rabin, Delon & Gousseau 2011; also checked
+   against brute force in the tests). The optimal s of a set is a median of
+   ``pos_(i) - i * L/M``, so s in [-(L - L/M), L - L/K] suffices. We run step 3 on s in [0, L/M] for an upper bound, then
    only on the s whose lower bound (each sparse angle alone to its nearest admissible target,
    auxiliaries free) is below it: exact branch and bound.
 
@@ -57,11 +63,11 @@ import numpy as np
 
 from .geometry import uniform_angles
 
-N_CANDIDATES = 200        # paper: 200 pre-generated candidate projections
-ARC = math.pi             # paper: candidate angles uniform over a half rotation [0, pi)
-N_MIN, N_MAX = 6, 24      # paper: n_min = 6, n_max = 24 (Sec. 4.1); M = n_max
+N_CANDIDATES = 200        # paper (Sec. 4.1): 200 pre-generated candidate projections
+ARC = math.pi             # paper (Sec. 4.1): candidate angles uniform over a half rotation
+N_MIN, N_MAX = 6, 24      # paper (Sec. 3.5): n_min = 6, n_max = 24; M = n_max
 
-_INF = np.int64(1) << np.int64(40)   # 'infeasible'; feasible costs are < M * lcm(K, M)
+_INF = np.int64(1) << np.int64(40)   # 'infeasible'; feasible costs are < 2 M lcm(K, M)
 
 
 def _is_circle(arc: float) -> bool:
@@ -79,8 +85,8 @@ def uniform_sparse_indices(n: int, n_candidates: int, rng: np.random.Generator,
                            offset: float | None = None) -> np.ndarray:
     """``n`` candidate indices spread uniformly, sorted: ``round(offset + j * K / n) mod K``.
 
-    ``offset`` is in candidate spacings (arc / K), drawn uniformly in [0, K / n) when None.
-    Rounding is half-up. The indices are distinct: consecutive values differ by K / n >= 1 so
+    ``offset`` is in candidate spacings (arc / K), drawn uniformly in [0, K / n) from ``rng``
+    when None (``rng`` is unused otherwise). Rounding is half-up. The indices are distinct: consecutive values differ by K / n >= 1 so
     they round to distinct integers, and the last one reaches K (wrapping to 0) only if the first
     one is >= 1 (the two conditions need K / n < 1).
     """
@@ -113,7 +119,7 @@ def _assign(sparse_mask: np.ndarray, cand_pos: np.ndarray, shifts: np.ndarray,
     to the earliest candidate.
     """
     n_cand = len(cand_pos)
-    big = _INF                                              # > any feasible cost; >= means infeasible
+    big = _INF                                              # > any feasible cost: infeasible
     segment = np.cumsum(sparse_mask).astype(np.int64)       # sparse candidates in [0, i]
     restart = segment * big
     first_sparse = int(np.argmax(sparse_mask))
@@ -179,7 +185,7 @@ def _solve(sparse: np.ndarray, m_total: int, n_candidates: int, arc: float):
 
 def auxiliary_indices(sparse, m_total: int = N_MAX, n_candidates: int = N_CANDIDATES,
                       arc: float = ARC) -> np.ndarray:
-    """The ``m_total - n`` auxiliary candidate indices (sorted) solving Eq. 8 exactly for ``sparse``.
+    """The ``m_total - n`` auxiliary candidate indices (sorted) solving Eq. 8 exactly.
 
     Deterministic: ties go to the smallest target offset. Runs in O(K M) numpy steps
     (about 2 ms for K = 200, M = 24, arc = pi).
@@ -209,12 +215,16 @@ def view_deviation(indices, n_candidates: int = N_CANDIDATES, arc: float = ARC) 
 
 
 def sample_views(rng: np.random.Generator, n: int, m_total: int = N_MAX,
-                 n_candidates: int = N_CANDIDATES, arc: float = ARC) -> tuple[np.ndarray, np.ndarray]:
+                 n_candidates: int = N_CANDIDATES,
+                 arc: float = ARC) -> tuple[np.ndarray, np.ndarray]:
     """[n | M] view sampling with a fixed n (finetuning, Sec. 3.4).
 
     Returns ``(sparse_idx, all_idx)``: n sorted sparse candidate indices, and the M indices of
     all views whose first n entries are ``sparse_idx`` followed by the sorted auxiliary ones.
     """
+    if not 1 <= n <= m_total <= n_candidates:
+        raise ValueError(f"need 1 <= n <= m_total <= n_candidates, got {n}, {m_total}, "
+                         f"{n_candidates}")
     sparse = uniform_sparse_indices(n, n_candidates, rng)
     aux = auxiliary_indices(sparse, m_total, n_candidates, arc) if n < m_total else sparse[:0]
     return sparse, np.concatenate([sparse, aux])

@@ -1,0 +1,124 @@
+"""Geometry: presets, validation, (de)serialization, coordinates."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepsparse_core.errors import GeometryError
+from deepsparse_core.geometry import Geometry, preset_names, uniform_angles
+
+
+def small(**kw):
+    d = dict(dso=800, dsd=1200, detector_shape=(24, 20), detector_spacing=(8, 9), volume_shape=(12, 14, 16),
+             volume_spacing=(10, 9, 8), angles=uniform_angles(5))
+    d.update(kw)
+    return Geometry(**d)
+
+
+def test_presets_hold_the_papers_values():
+    assert {"abdomen-atlas", "luna16", "knee", "dental", "fast"} <= set(preset_names())
+    a = Geometry.preset("abdomen-atlas", 6)
+    assert (a.dso, a.dsd, a.detector_shape, a.detector_spacing) == (800, 1200, (256, 256), (2.4, 2.4))
+    assert (a.volume_shape, a.volume_spacing, a.hu_window) == ((256,) * 3, (1.6,) * 3, (-1000, 1000))
+    assert Geometry.preset("luna16").hu_window == (-1000, 1024)
+    k = Geometry.preset("knee")
+    assert (k.dso, k.dsd, k.detector_spacing, k.volume_spacing) == (1000, 2000, (2.0, 2.0), (0.8,) * 3)
+    assert a.n_views == 6 and math.isclose(a.arc, math.pi)
+    assert a.angles[1] == pytest.approx(math.pi / 6)
+
+
+def test_every_preset_covers_most_of_its_grid():
+    for name in preset_names():
+        assert Geometry.preset(name, 8).covered_fraction() > 0.6, name
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(dso=0), "positive"), (dict(dso=-5), "positive"), (dict(dsd=700), "larger than DSO"),
+    (dict(dsd=800), "larger than DSO"), (dict(detector_spacing=(0, 1)), "spacing"),
+    (dict(volume_shape=(0, 4, 4)), "shape"), (dict(angles=[]), "angle"),
+    (dict(volume_shape=(4, 200, 200)), "reaches the source"), (dict(dso=float("nan")), "finite"),
+    (dict(detector_shape=(3,)), "2 values"),
+])
+def test_invalid_geometry_is_rejected_with_a_clear_message(kw, match):
+    with pytest.raises(GeometryError, match=match):
+        small(**kw)
+
+
+def test_uncovered_grid_warns_with_the_fraction():
+    g = small(detector_shape=(4, 4))
+    with pytest.warns(UserWarning, match=r"covers only \d+%"):
+        g.validate()
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_save_load_round_trip(tmp_path, suffix):
+    g = small(detector_offset=(1.5, -2), volume_offset=(3, 4, 5), name="x")
+    g.save(tmp_path / f"g{suffix}")
+    assert Geometry.load(tmp_path / f"g{suffix}") == g
+
+
+def test_load_reports_bad_files(tmp_path):
+    with pytest.raises(GeometryError, match="not found"):
+        Geometry.load(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("dso: [1, 2\n")
+    with pytest.raises(GeometryError, match="cannot parse"):
+        Geometry.load(tmp_path / "bad.yaml")
+    (tmp_path / "unknown.yaml").write_text("dso: 1\nfoo: 2\n")
+    with pytest.raises(GeometryError, match="unknown geometry fields: foo"):
+        Geometry.load(tmp_path / "unknown.yaml")
+    with pytest.raises(GeometryError, match="unknown geometry preset"):
+        Geometry.preset("nope")
+
+
+def test_source_and_detector_frames_follow_the_convention():
+    g = small(angles=[0.0, math.pi / 2])
+    src = g.source_positions(torch.float64)
+    assert torch.allclose(src, torch.tensor([[800.0, 0, 0], [0, 800.0, 0]], dtype=torch.float64), atol=1e-9)
+    centre, e_u, e_v = g.detector_frames(torch.float64)
+    assert torch.allclose(centre[0], torch.tensor([-400.0, 0, 0], dtype=torch.float64))
+    assert torch.allclose(e_u[0], torch.tensor([0.0, 1, 0], dtype=torch.float64))
+    assert torch.allclose(e_v[1], torch.tensor([0.0, 0, 1], dtype=torch.float64))
+
+
+def test_project_points_matches_brute_force_ray_plane_intersection():
+    g = small(angles=[0.3, 1.9, 4.0], detector_offset=(3.0, -7.0))
+    pts = torch.tensor([[10.0, -20.0, 30.0], [-50.0, 5.0, -12.0]], dtype=torch.float64)
+    uv = g.project_points(pts)
+    src = g.source_positions(torch.float64)
+    centre, e_u, e_v = g.detector_frames(torch.float64)
+    normal = torch.cross(e_u, e_v, dim=1)
+    for v in range(3):
+        for n in range(2):
+            d = pts[n] - src[v]
+            t = ((centre[v] - src[v]) @ normal[v]) / (d @ normal[v])
+            hit = src[v] + t * d - centre[v]
+            assert float(hit @ e_u[v]) == pytest.approx(float(uv[v, n, 0]))
+            assert float(hit @ e_v[v]) == pytest.approx(float(uv[v, n, 1]))
+
+
+def test_normalized_detector_coordinates_put_pixel_centres_where_grid_sample_reads_them():
+    g = small(angles=[0.0])
+    v, u = g.pixel_centres(torch.float64)
+    (nv, nu), (dv, du) = g.detector_shape, g.detector_spacing
+    # align_corners=False: pixel c centre is at -1 + (2c + 1) / n
+    expected_u = -1 + (2 * torch.arange(nu, dtype=torch.float64) + 1) / nu
+    assert torch.allclose((u - g.detector_offset[1]) / (nu * du / 2), expected_u)
+
+
+def test_world_to_grid_maps_voxel_centres_to_their_voxels():
+    g = small(volume_offset=(5.0, -3.0, 2.0))
+    vol = torch.rand(1, 1, *g.volume_shape, dtype=torch.float64)
+    grid = g.world_to_grid(g.voxel_centres(dtype=torch.float64))
+    out = torch.nn.functional.grid_sample(vol, grid[None], align_corners=False)
+    assert torch.allclose(out, vol)
+
+
+def test_with_views_and_with_grid():
+    g = Geometry.preset("fast", 200)
+    g6 = g.with_views(6)
+    assert g6.n_views == 6 and g6.dso == g.dso and math.isclose(g6.arc, math.pi)
+    g64 = g.with_grid((64, 64, 64))
+    assert g64.volume_extent == pytest.approx(g.volume_extent)
+    assert np.allclose(g64.volume_spacing, 6.4)

@@ -1,0 +1,104 @@
+"""Sample CTs from PyPI packages: registry, cache, offline behaviour, and the real files."""
+
+import re
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+
+from deepsparse_core import samples
+from deepsparse_core.errors import DeepSparseError
+from deepsparse_core.volume_io import read_volume
+
+
+def test_registry_pins_versions_and_checksums():
+    assert set(samples.SAMPLES) == {"chest", "lung1", "lung2", "liver", "tptbox"}
+    for sample in samples.SAMPLES.values():
+        assert re.fullmatch(r"\d+(\.\d+)+", sample.version)
+        assert sample.archive in ("wheel", "sdist")
+        assert "image" in sample.files
+        for f in sample.files.values():
+            assert re.fullmatch(r"[0-9a-f]{64}", f.sha256) and f.size > 0
+    assert "labels" in samples.SAMPLES["chest"].files
+
+
+def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path))
+    assert samples.cache_dir() == tmp_path / "samples"
+    monkeypatch.delenv("DEEPSPARSE_CACHE")
+    assert samples.cache_dir().parts[-3:] == (".cache", "deepsparse", "samples")
+
+
+def test_unknown_sample_or_part_is_an_error():
+    with pytest.raises(DeepSparseError, match="unknown sample"):
+        samples.fetch_sample("brain")
+    with pytest.raises(DeepSparseError, match="no part"):
+        samples.fetch_sample("lung1", "labels")
+
+
+def test_not_cached_without_download_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path))
+    with pytest.raises(DeepSparseError, match="not cached") as excinfo:
+        samples.fetch_sample("tptbox", download=False)
+    assert "\n" not in str(excinfo.value)
+    assert not any(info.cached for info in samples.list_samples())
+
+
+def test_unreachable_registry_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "links").mkdir()
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "links"))
+    with pytest.raises(DeepSparseError, match="could not download tptbox") as excinfo:
+        samples.fetch_sample("tptbox")
+    assert "\n" not in str(excinfo.value)
+    assert not (tmp_path / "cache" / "samples" / "tptbox").exists()
+
+
+EXPECTED = {  # name: (shape (z, y, x), spacing (z, y, x) mm, min HU, max HU)
+    "chest": ((133, 512, 512), (2.5, 0.703125, 0.703125), -2048, 3071),
+    "lung1": ((48, 512, 512), (5.0, 0.5703125, 0.5703125), -1024, 3071),
+    "lung2": ((61, 512, 512), (5.0, 0.6269531, 0.6269531), -1024, 1671),
+    "liver": ((128, 128, 128), (1.0, 1.0, 1.0), -1063.25, 1877.25),
+    "tptbox": ((73, 47, 73), (1.5, 1.5, 1.5), -1030, 1961),
+}
+
+
+@pytest.mark.samples
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_is_a_real_ct(sample_file, name):
+    path = sample_file(name)
+    assert samples._sha256(path) == samples.SAMPLES[name].files["image"].sha256
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        volume = read_volume(path)
+    assert [w.category for w in caught] == ([UserWarning] if name == "liver" else [])  # 1 mm
+    shape, spacing, lo, hi = EXPECTED[name]
+    assert volume.shape == shape
+    np.testing.assert_allclose(volume.spacing, spacing, rtol=1e-6)
+    assert volume.array.min() == pytest.approx(lo) and volume.array.max() == pytest.approx(hi)
+
+
+@pytest.mark.samples
+def test_cached_fetch_needs_no_network(sample_file, monkeypatch):
+    expected = sample_file("tptbox")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("pip must not run for a cached sample")
+
+    monkeypatch.setattr(subprocess, "run", no_network)
+    assert samples.fetch_sample("tptbox") == expected
+    assert samples.fetch_sample("tptbox", download=False) == expected
+    info = {i.name: i for i in samples.list_samples()}["tptbox"]
+    assert info.cached and info.path == expected and info.size_bytes > 0
+
+
+@pytest.mark.samples
+def test_chest_labels_are_organ_ids(sample_file):
+    labels = read_volume(sample_file("chest", "labels"), check_hu=False)
+    values = np.unique(labels.array)
+    assert labels.shape == (133, 512, 512)
+    assert values.min() == 0 and values.max() <= 118 and len(values) > 50
+

@@ -1,0 +1,311 @@
+"""The ``deepsparse`` command line (also ``python -m deepsparse_core``).
+
+Errors caused by the input print one line ``error: ...`` and exit with status 2; nothing is left
+half-written (every file is written to a temporary name and renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .errors import DeepSparseError
+from .progress import Cancelled, emit, progress, set_mode
+
+
+# ---------------------------------------------------------------------------- helpers
+def _geometry(args, n_views: int | None = None):
+    from .geometry import Geometry
+
+    if getattr(args, "geometry", None):
+        g = Geometry.load(args.geometry)
+        if n_views is not None or args.arc is not None:
+            g = g.with_views(n_views or g.n_views, None if args.arc is None else math.radians(args.arc))
+    else:
+        g = Geometry.preset(args.preset, n_views or 200, args.arc)
+    return g.validate()
+
+
+def _add_geometry_args(p):
+    from .geometry import preset_names
+
+    p.add_argument("--preset", default="fast", choices=preset_names(),
+                   help="geometry preset (default: fast, 128^3 for CPU use)")
+    p.add_argument("--geometry", metavar="FILE", help="geometry file (YAML/JSON), overrides --preset")
+    p.add_argument("--arc", type=float, default=None, metavar="DEG",
+                   help="angular range in degrees (default: the preset's, 180)")
+
+
+def _add_noise_args(p):
+    p.add_argument("--noise", dest="noise", action="store_true", default=True,
+                   help="add Poisson + Gaussian noise (default)")
+    p.add_argument("--no-noise", dest="noise", action="store_false", help="noiseless projections")
+    p.add_argument("--photons", type=float, default=1e5, help="incident photons per pixel I0 (default 1e5)")
+    p.add_argument("--electronic-sigma", type=float, default=10.0,
+                   help="electronic noise std in photon counts (default 10)")
+
+
+def _noise(args):
+    from .noise import NoiseModel
+
+    return NoiseModel(enabled=args.noise, photons=args.photons, electronic_sigma=args.electronic_sigma)
+
+
+def _check_volume_path(path) -> None:
+    from .errors import InputError
+    from .volume_io import WRITE_EXTENSIONS
+
+    if not str(path).lower().endswith(WRITE_EXTENSIONS):
+        raise InputError(f"cannot write {path}: use one of {', '.join(WRITE_EXTENSIONS)}")
+
+
+def _recon_options(args) -> dict:
+    if args.method == "fdk":
+        if args.backend == "rtk":
+            return {"hann_cut": 0.5 if args.filter == "hann" else 0.0}
+        return {"filter": args.filter}
+    return {"iterations": args.iterations}
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_samples(args) -> int:
+    from . import samples
+
+    if args.fetch:
+        names = [s.name for s in samples.list_samples()] if args.fetch == ["all"] else args.fetch
+        for name in names:
+            path = samples.fetch_sample(name)
+            print(f"{name}: {path}")
+            emit("result", sample=name, path=str(path))
+        return 0
+    for s in samples.list_samples():
+        state = "cached" if s.cached else "not fetched"
+        print(f"{s.name:8s} {state:12s} {s.description}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .projections_file import save_projections
+    from .simulate import grid_volume, simulate
+    from .volume_io import write_volume
+
+    g = _geometry(args, args.views)
+    t0 = time.perf_counter()
+    data = simulate(args.ct, g, _noise(args), seed=args.seed, piece=args.piece, device=args.device)
+    if args.reference_out:
+        _check_volume_path(args.reference_out)  # before writing anything
+    save_projections(args.out, data)
+    if args.reference_out:
+        try:
+            write_volume(grid_volume(data.reference, data), args.reference_out)
+        except Exception:
+            Path(args.out).unlink(missing_ok=True)
+            raise
+    dt = time.perf_counter() - t0
+    print(f"wrote {args.out}: {g.n_views} views of {g.detector_shape[0]}x{g.detector_shape[1]} "
+          f"({'noisy' if args.noise else 'noiseless'}) in {dt:.1f} s")
+    if args.reference_out:
+        print(f"wrote reference {args.reference_out}")
+    emit("result", projections=str(args.out), reference=args.reference_out, seconds=dt)
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from .projections_file import load_projections
+    from .reconstruct import reconstruct
+    from .simulate import grid_volume
+    from .volume_io import write_volume
+
+    _check_volume_path(args.out)
+    data = load_projections(args.projections, with_reference=False)
+    t0 = time.perf_counter()
+    with progress(args.iterations if args.method == "sart" else 1, args.method) as bar:
+        vol = reconstruct(data, args.method, device=args.device, backend=args.backend, progress=bar,
+                          **_recon_options(args))
+    dt = time.perf_counter() - t0
+    write_volume(grid_volume(vol.clamp(0, 1) if args.units == "hu" else vol, data, args.units), args.out)
+    print(f"wrote {args.out} ({args.method}, {data.geometry.n_views} views, {dt:.1f} s)")
+    emit("result", volume=str(args.out), method=args.method, seconds=dt)
+    return 0
+
+
+def _load_normalized(path, window, units):
+    from .errors import InputError
+    from .preprocess import normalize_hu
+    from .volume_io import read_volume
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # [0, 1] volumes are expected here, not HU
+        v = read_volume(path, check_hu=False)
+    if units == "auto":
+        units = "hu" if float(v.array.min()) < -100 or float(v.array.max()) > 10 else "normalized"
+    if units == "hu":
+        return v, normalize_hu(v.array, window)
+    if units != "normalized":
+        raise InputError(f"unknown units {units!r}")
+    return v, v.array
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from .errors import InputError
+    from .metrics import evaluate
+
+    ref, a = _load_normalized(args.reference, tuple(args.window), args.units)
+    rec, b = _load_normalized(args.reconstruction, tuple(args.window), args.units)
+    if a.shape != b.shape:
+        raise InputError(f"reference {a.shape} and reconstruction {b.shape} have different shapes")
+    if not np.allclose(ref.spacing, rec.spacing, rtol=1e-3) or not np.allclose(ref.origin, rec.origin, atol=1e-2):
+        warnings.warn("reference and reconstruction differ in spacing or origin; comparing voxel by voxel")
+    scores = evaluate(b, a)
+    for k, v in scores.items():
+        print(f"{k:5s} {v:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=1))
+    emit("result", **scores)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job on an embedded default: sample CT -> sparse projections -> FDK/SART -> report."""
+    from .demo import run_demo
+
+    run_demo(args.out, sample=args.sample, n_views=args.views, preset=args.preset, noise=_noise(args),
+             seed=args.seed, device=args.device, sart_iterations=args.iterations)
+    return 0
+
+
+def cmd_candidates(args) -> int:
+    from .candidates import build_candidates
+
+    g = _geometry(args)
+    path = build_candidates(args.ct, g.with_views(args.count, g.arc), args.out, noise=_noise(args),
+                            seed=args.seed, device=args.device)
+    print(f"wrote {path}")
+    emit("result", candidates=str(path))
+    return 0
+
+
+def cmd_geometry(args) -> int:
+    g = _geometry(args, args.views)
+    if args.out:
+        g.save(args.out)
+        print(f"wrote {args.out}")
+    else:
+        d = g.to_dict()
+        d["angles"] = f"{g.n_views} angles over {math.degrees(g.arc):.1f} degrees"
+        print(json.dumps(d, indent=1))
+    print(f"covered fraction of the grid: {g.covered_fraction():.2f}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepsparse", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"deepsparse {__version__}")
+    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                        help="progress display: bar (tqdm), json (JSON lines on stdout) or none")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("samples", help="list or fetch the real sample CTs")
+    p.add_argument("--fetch", nargs="+", metavar="NAME", help="fetch these samples ('all' for every one)")
+    p.set_defaults(func=cmd_samples)
+
+    p = sub.add_parser("simulate", help="simulate sparse-view projections of a CT")
+    p.add_argument("ct", help="CT file (NIfTI, NRRD, MHA/MHD, MRC, NPY) or DICOM folder, in HU")
+    p.add_argument("--views", type=int, required=True, help="number of projections")
+    _add_geometry_args(p)
+    _add_noise_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--piece", type=int, default=None, help="sub-volume of a long scan (default: middle)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--out", required=True, help="projections file (.safetensors)")
+    p.add_argument("--reference-out", metavar="GT", help="also write the preprocessed [0, 1] reference volume")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("reconstruct", help="reconstruct a volume from a projections file")
+    p.add_argument("projections")
+    p.add_argument("--method", choices=("fdk", "sart"), default="fdk")
+    p.add_argument("--backend", choices=("torch", "rtk", "tigre"), default="torch")
+    p.add_argument("--filter", default="ram-lak", choices=("ram-lak", "shepp-logan", "cosine", "hann"),
+                   help="FDK ramp filter window")
+    p.add_argument("--iterations", type=int, default=20, help="SART iterations (default 20)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--units", choices=("normalized", "hu"), default="normalized",
+                   help="output in [0, 1] attenuation (default) or HU")
+    p.add_argument("--out", required=True, help="output volume (.nii.gz, .nii, .nrrd, .mha)")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("evaluate", help="PSNR, SSIM and VIF of a reconstruction against a reference")
+    p.add_argument("--reference", required=True)
+    p.add_argument("--reconstruction", required=True)
+    p.add_argument("--units", choices=("auto", "normalized", "hu"), default="auto",
+                   help="volume units; HU volumes are mapped to [0, 1] with --window")
+    p.add_argument("--window", type=float, nargs=2, default=(-1000.0, 1000.0), metavar=("LO", "HI"))
+    p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the main job: sample CT -> sparse views -> reconstructions -> report")
+    p.add_argument("--sample", default="chest", help="sample CT name (see `deepsparse samples`)")
+    p.add_argument("--views", type=int, default=6)
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--iterations", type=int, default=20, help="SART iterations")
+    _add_noise_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="deepsparse_output", help="output folder (default ./deepsparse_output)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("candidates", help="pre-generate the candidate projections of a CT (training cache)")
+    p.add_argument("ct")
+    _add_geometry_args(p)
+    _add_noise_args(p)
+    p.add_argument("--count", type=int, default=200, help="candidate views over the arc (paper: 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="cache file (.safetensors, float16)")
+    p.set_defaults(func=cmd_candidates)
+
+    p = sub.add_parser("geometry", help="show or export a geometry preset")
+    _add_geometry_args(p)
+    p.add_argument("--views", type=int, default=200)
+    p.add_argument("--out", help="write it to this YAML/JSON file")
+    p.set_defaults(func=cmd_geometry)
+    return parser
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    set_mode(json_lines=args.progress == "json", quiet=args.progress == "none")
+    old = warnings.showwarning
+    warnings.showwarning = _warning_line
+    try:
+        return args.func(args)
+    except DeepSparseError as e:
+        emit("error", message=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Cancelled as e:
+        emit("error", message=str(e))
+        print(f"cancelled: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.showwarning = old
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Progress reporting: tqdm bars for people, JSON lines for programs (the Slicer module).
+
+Every long operation takes a ``progress`` argument: ``None`` (silent), or a :class:`Progress`
+created with :func:`progress`. In JSON mode each update is one line on stdout, e.g.
+``{"event": "progress", "task": "sart", "done": 3, "total": 20, "elapsed_s": 1.2, "eta_s": 6.8}``;
+results and errors are ``{"event": "result", ...}`` / ``{"event": "error", "message": ...}``.
+Cancellation: a ``cancel`` callable returning True makes :meth:`Progress.update` raise
+:class:`Cancelled`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Callable
+
+_MODE = {"json": False, "quiet": False}
+
+
+class Cancelled(Exception):
+    """The user cancelled the operation."""
+
+
+def set_mode(json_lines: bool = False, quiet: bool = False) -> None:
+    """Global output mode chosen by the command line (``--progress json|bar|none``)."""
+    _MODE.update(json=json_lines, quiet=quiet)
+
+
+def emit(event: str, **fields) -> None:
+    """One JSON line on stdout (JSON mode only)."""
+    if _MODE["json"]:
+        print(json.dumps({"event": event, **fields}), flush=True)
+
+
+class Progress:
+    """A progress bar / JSON-lines reporter with optional callback and cancellation."""
+
+    def __init__(self, total: int, task: str, callback: Callable[[dict], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, unit: str = "it"):
+        self.total, self.task, self.done = total, task, 0
+        self.callback, self.cancel = callback, cancel
+        self.start = time.perf_counter()
+        self._bar = None
+        if not _MODE["json"] and not _MODE["quiet"] and callback is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=task, unit=unit, file=sys.stderr, leave=False,
+                             disable=None)
+
+    def update(self, n: int = 1, **fields) -> None:
+        if self.cancel is not None and self.cancel():
+            self.close()
+            raise Cancelled(f"{self.task} cancelled")
+        self.done += n
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done) if self.done else None
+        info = {"task": self.task, "done": self.done, "total": self.total,
+                "elapsed_s": round(elapsed, 3), "eta_s": None if eta is None else round(eta, 3), **fields}
+        if self._bar is not None:
+            self._bar.update(n)
+            if fields:
+                self._bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in fields.items()})
+        emit("progress", **info)
+        if self.callback is not None:
+            self.callback(info)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def progress(total: int, task: str, callback=None, cancel=None, enabled: bool = True, unit: str = "it"):
+    """A :class:`Progress`, or a silent one when ``enabled`` is False and no callback is given."""
+    if not enabled and callback is None and cancel is None:
+        return _Silent()
+    return Progress(total, task, callback, cancel, unit)
+
+
+class _Silent:
+    def update(self, n: int = 1, **fields) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass

@@ -1,0 +1,58 @@
+"""One entry point for every reconstruction method: ``reconstruct(data, method, ...)``."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import DeepSparseError, InputError
+from .projections_file import ProjectionData
+from .simulate import resolve_device
+
+METHODS = ("fdk", "sart")
+BACKENDS = ("torch", "rtk", "tigre")
+
+
+def reconstruct(data: ProjectionData, method: str = "fdk", device: str = "auto", backend: str = "torch",
+                progress=None, **options) -> torch.Tensor:
+    """Reconstruct ``data`` on its geometry's grid; returns a (nz, ny, nx) CPU tensor in [0, 1] units.
+
+    Args:
+        method: 'fdk' (options: filter, short_scan) or 'sart' (options: iterations, relaxation,
+            views_per_subset, nonnegative).
+        device: 'auto', 'cpu' or 'cuda' (torch backend).
+        backend: 'torch' (always available), 'rtk' (itk-rtk, CPU) or 'tigre' (CUDA only).
+        progress: a :class:`~deepsparse_core.progress.Progress`-like object or None.
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    g = data.geometry
+    if backend == "rtk":
+        from .backends import rtk
+
+        p = data.projections.cpu().numpy()
+        if method == "fdk":
+            out = rtk.fdk(p, g, hann_cut=options.get("hann_cut", 0.0), short_scan=options.get("short_scan"))
+        else:
+            out = rtk.sart(p, g, iterations=options.get("iterations", 20), lam=options.get("relaxation", 0.3),
+                           nonnegative=options.get("nonnegative", True),
+                           views_per_subset=options.get("views_per_subset", 1))
+        return torch.from_numpy(out)
+    if backend == "tigre":
+        from .backends import tigre
+
+        return torch.from_numpy(tigre.reconstruct(data.projections.cpu().numpy(), g, method, **options))
+    dev = resolve_device(device)
+    proj = data.projections.to(dev, torch.float32)
+    if method == "fdk":
+        from .fdk import fdk
+
+        out = fdk(proj, g, **options)
+    else:
+        from .sart import sart
+
+        out = sart(proj, g, progress=progress, **options)
+    if not torch.isfinite(out).all():
+        raise DeepSparseError(f"{method} produced non-finite values; check the projections and geometry")
+    return out.cpu()
