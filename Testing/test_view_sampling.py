@@ -175,7 +175,7 @@ def test_sampling_is_reproducible_from_the_seed_and_covers_the_range():
     a = [vs.sample_hybrid_views(np.random.default_rng(3)) for _ in range(2)]
     assert all(np.array_equal(x, y) for x, y in zip(a[0], a[1]))
     rng = np.random.default_rng(4)
-    draws = [vs.sample_hybrid_views(rng) for _ in range(300)]
+    draws = [vs.sample_hybrid_views(rng) for _ in range(150)]
     counts = {len(sparse) for sparse, _ in draws}
     assert counts == set(range(vs.N_MIN, vs.N_MAX + 1))       # paper: n in [6, 24]
     assert len({int(sparse[0]) for sparse, _ in draws}) > 5   # random offsets
@@ -219,7 +219,7 @@ def test_sampling_is_fast_enough_for_every_training_iteration(arc):
     rng = np.random.default_rng(12)
     vs.sample_hybrid_views(rng, arc=arc)
     start = time.process_time()                            # CPU time: robust to a busy machine
-    for _ in range(100):
+    for _ in range(50):
         vs.sample_hybrid_views(rng, arc=arc)
-    per_call_ms = (time.process_time() - start) * 10
+    per_call_ms = (time.process_time() - start) / 50 * 1e3
     assert per_call_ms < 10.0, per_call_ms

@@ -10,9 +10,9 @@ _NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 def conv_bn_act(in_ch: int, out_ch: int, dims: int, kernel_size: int = 3, stride: int = 1,
                 slope: float = 0.01) -> nn.Sequential:
-    """Conv (2D or 3D) -> BatchNorm -> LeakyReLU; 'same' padding for odd kernels."""
+    """Conv (2D or 3D) -> BatchNorm -> LeakyReLU; "same" padding for 3x3, none for the 2x2 stride-2 one."""
     return nn.Sequential(
-        _CONV[dims](in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2),
+        _CONV[dims](in_ch, out_ch, kernel_size, stride=stride, padding=(kernel_size - 1) // 2),
         _NORM[dims](out_ch),
         nn.LeakyReLU(slope),
     )

@@ -1,0 +1,119 @@
+"""DiCE model files: ``safetensors`` weights + JSON metadata (never pickle).
+
+A model file holds every tensor of the model's ``state_dict`` (parameters, BatchNorm statistics,
+codebooks) and metadata:
+
+* ``format`` = "deepsparse-dice", ``version`` = "1";
+* ``config``: the :class:`~deepsparse_core.model.config.DiceConfig` (the architecture);
+* ``geometry``: the geometry (preset) the model was trained for, without angles;
+* ``n_views``: the sparse-view count it was finetuned for (step-2 models), or null;
+* ``card``: free JSON (training data summary, time, metrics...).
+
+Weights may be stored in float16 (bundled models); loading casts to float32 (or ``dtype``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from ..geometry import Geometry
+from .config import DiceConfig
+from .dice import DiCE
+
+FORMAT = "deepsparse-dice"
+VERSION = "1"
+
+
+def save_model(path: str | Path, model: DiCE, geometry: Geometry | None = None, n_views: int | None = None,
+               card: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` atomically; ``dtype=torch.float16`` halves the file (floating tensors only)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        tensors[k] = v.contiguous()
+    geo = None
+    if geometry is not None:
+        geo = geometry.to_dict()
+        geo.pop("angles")
+    meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config.to_dict()),
+            "geometry": json.dumps(geo), "n_views": json.dumps(n_views), "card": json.dumps(card or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_model_metadata(path: str | Path) -> dict:
+    """The parsed metadata of a model file (config, geometry, n_views, card) without loading weights."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"cannot read model file {path}: {str(e).splitlines()[0]}") from None
+    if meta.get("format") != FORMAT:
+        raise InputError(f"{path} is not a DeepSparse DiCE model file")
+    if meta.get("version") != VERSION:
+        raise InputError(f"{path} has model-file version {meta.get('version')}, expected {VERSION}")
+    try:
+        return {"config": DiceConfig.from_dict(json.loads(meta["config"])),
+                "geometry": json.loads(meta.get("geometry", "null")),
+                "n_views": json.loads(meta.get("n_views", "null")),
+                "card": json.loads(meta.get("card", "{}"))}
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} has corrupt metadata ({e})") from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> tuple[DiCE, dict]:
+    """(model in eval mode on ``device``, metadata). Corrupt or foreign files raise ``InputError``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_model_metadata(path)
+    model = DiCE(meta["config"])
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"cannot read model weights from {path}: {str(e).splitlines()[0]}") from None
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    if missing or unexpected:
+        raise InputError(f"{path} does not match its own config ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected tensors)")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise InputError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise InputError(f"{path}: tensor {k} holds NaN or infinite values")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    model = model.to(device=device, dtype=dtype).eval()
+    return model, meta
+
+
+def model_geometry(meta: dict, n_views: int, arc_degrees: float = 180.0) -> Geometry | None:
+    """The geometry a model was trained for, with ``n_views`` uniform angles over ``arc_degrees``."""
+    if not meta.get("geometry"):
+        return None
+    return Geometry.from_dict({**meta["geometry"], "n_views": n_views, "arc_degrees": arc_degrees})
