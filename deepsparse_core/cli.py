@@ -26,9 +26,10 @@ def _geometry(args, n_views: int | None = None):
     if getattr(args, "geometry", None):
         g = Geometry.load(args.geometry)
         if n_views is not None or args.arc is not None:
-            g = g.with_views(n_views or g.n_views, None if args.arc is None else math.radians(args.arc))
+            g = g.with_views(g.n_views if n_views is None else n_views,
+                             None if args.arc is None else math.radians(args.arc))
     else:
-        g = Geometry.preset(args.preset, n_views or 200, args.arc)
+        g = Geometry.preset(args.preset, 200 if n_views is None else n_views, args.arc)
     return g.validate()
 
 

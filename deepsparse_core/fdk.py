@@ -233,22 +233,23 @@ def fdk(projections, geometry: Geometry, filter: str = "ram-lak", short_scan: bo
     if filter not in FILTERS:
         raise InputError(f"unknown FDK filter {filter!r}; choose one of: {', '.join(FILTERS)}")
     dtype, device = p.dtype, p.device
-    v, u = geometry.pixel_centres(torch.float64, device)
-    # Feldkamp cosine weight times the angular weight and the FDK factor 1/2.
-    cosine = geometry.dsd / torch.sqrt(geometry.dsd ** 2 + u[None, :] ** 2 + v[:, None] ** 2)   # (nv, nu)
-    dtheta = torch.as_tensor(angular_weights(geometry), dtype=torch.float64, device=device)
-    weights = 0.5 * dtheta[:, None, None] * cosine                                          # (V, nv, nu)
+    # Weights in float64 on the host, factored as (nv, nu) x (V, nu) to stay small.
+    v, u = (t.numpy() for t in geometry.pixel_centres(torch.float64))
+    cosine = geometry.dsd / np.sqrt(geometry.dsd ** 2 + u[None, :] ** 2 + v[:, None] ** 2)     # (nv, nu)
+    # Angular weight times the FDK factor 1/2 (kernel at the isocentre pitch), per view and column.
+    view_column = 0.5 * angular_weights(geometry)[:, None] * np.ones_like(u)[None, :]       # (V, nu)
     column_weights = displaced_detector_weights(geometry)
     if column_weights is not None:
-        weights = weights * torch.as_tensor(column_weights, dtype=torch.float64, device=device)
+        view_column = view_column * column_weights[None, :]
     if short_scan is None:
         short_scan = geometry.arc < 2 * math.pi - 1e-6
     if short_scan:
         parker = parker_weights(geometry)
         if parker is not None:
-            weights = weights * torch.as_tensor(parker, dtype=torch.float64, device=device)[:, None, :]
-    filtered = ramp_filter(p * weights.to(dtype), geometry.detector_spacing[1] * geometry.dso / geometry.dsd,
-                           filter, cutoff)
+            view_column = view_column * parker
+    weighted = p * torch.as_tensor(cosine, dtype=dtype, device=device) \
+        * torch.as_tensor(view_column, dtype=dtype, device=device)[:, None, :]
+    filtered = ramp_filter(weighted, geometry.detector_spacing[1] * geometry.dso / geometry.dsd, filter, cutoff)
     return back_project_voxel_driven(filtered, geometry, fdk_weighting=True)
 
 

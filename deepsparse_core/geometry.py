@@ -269,7 +269,7 @@ class Geometry:
             raise GeometryError(f"geometry is missing: {', '.join(sorted(missing))}")
         if "angles" not in d:
             arc = math.radians(180.0 if arc_deg is None else float(arc_deg))
-            d["angles"] = uniform_angles(int(n_views or 200), arc, float(start))
+            d["angles"] = uniform_angles(200 if n_views is None else int(n_views), arc, float(start))
         return cls(**d)
 
     def save(self, path: str | Path) -> None:

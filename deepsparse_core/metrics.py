@@ -9,6 +9,7 @@ the prediction is clipped to [0, 1], the ground truth is used as is (it must alr
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -228,6 +229,14 @@ def _vif(pred_t: torch.Tensor, gt_t: torch.Tensor, slices_per_chunk: int = 32) -
 
 
 def evaluate(pred, gt) -> dict[str, float]:
-    """PSNR (dB), SSIM and VIF of reconstruction ``pred`` against ``gt``, (nz, ny, nx) in [0, 1]."""
+    """PSNR (dB), SSIM and VIF of reconstruction ``pred`` against ``gt``, (nz, ny, nx) in [0, 1].
+
+    VIF is NaN (with a warning) for slices smaller than its 4-scale pyramid needs (41 x 41).
+    """
     pred_t, gt_t = _prepare(pred, gt)
-    return dict(psnr=_psnr(pred_t, gt_t), ssim=_ssim(pred_t, gt_t), vif=_vif(pred_t, gt_t))
+    if min(gt_t.shape[1:]) < _vif_min_size():
+        warnings.warn(f"VIF needs slices of at least {_vif_min_size()} pixels a side; reported as NaN")
+        v = math.nan
+    else:
+        v = _vif(pred_t, gt_t)
+    return dict(psnr=_psnr(pred_t, gt_t), ssim=_ssim(pred_t, gt_t), vif=v)

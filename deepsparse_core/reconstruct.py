@@ -52,7 +52,8 @@ def reconstruct(data: ProjectionData, method: str = "fdk", device: str = "auto",
     else:
         from .sart import sart
 
-        out = sart(proj, g, progress=progress, **options)
+        callback = None if progress is None else (lambda iteration, volume: progress.update())
+        out = sart(proj, g, progress=callback, **options)
     if not torch.isfinite(out).all():
         raise DeepSparseError(f"{method} produced non-finite values; check the projections and geometry")
     return out.cpu()

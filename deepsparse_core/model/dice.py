@@ -120,22 +120,26 @@ class DiCE(nn.Module):
         the maps of unused views are zeros."""
         b, v, nv, nu = projections.shape
         x = projections[used].unsqueeze(1).to(self._dtype) / self.config.projection_scale  # (P, 1, nv, nu)
-        encoded = self.encoder(x) if len(x) else [None] * self.config.n_scales
+        if len(x):
+            encoded = self.encoder(x)
+        else:  # not one view in the whole batch: nothing to encode
+            encoded = [x.new_zeros(0, ch, nv >> s, nu >> s) for s, ch in enumerate(self.config.scale_channels)]
         maps = []
-        for s, (ch, f) in enumerate(zip(self.config.scale_channels, encoded)):
-            full = x.new_zeros(b, v, ch, nv >> s, nu >> s)
-            if f is not None:
-                full[used] = f
+        for f in encoded:
+            full = f.new_zeros(b, v, *f.shape[1:])
+            full[used] = f
             maps.append(full)
         return maps
 
     def _check_inputs(self, projections, geometry, view_mask_2d, view_mask_3d, angles):
         if projections.dim() != 4:
-            raise InputError(f"projections must be (batch, views, rows, columns), got shape {tuple(projections.shape)}")
+            raise InputError("projections must be (batch, views, rows, columns), "
+                             f"got shape {tuple(projections.shape)}")
         b, v, nv, nu = projections.shape
         k = self.config.downsampling
         if nv % k or nu % k:
-            raise InputError(f"detector size {nv} x {nu} must be a multiple of {k} for {self.config.n_scales} scales")
+            raise InputError(f"detector size {nv} x {nu} must be a multiple of {k} "
+                             f"for {self.config.n_scales} scales")
 
         def mask(m, name):
             if m is None:
@@ -159,7 +163,7 @@ class DiCE(nn.Module):
 
     @property
     def _dtype(self) -> torch.dtype:
-        return self.point_decoder.out.weight.dtype
+        return self.point_decoder.first.weight.dtype
 
     # ------------------------------------------------------------------ point decoding
     def point_features(self, features: DiceFeatures, points: torch.Tensor) -> torch.Tensor:
@@ -267,4 +271,5 @@ class DiCE(nn.Module):
 
 def _count(module: nn.Module) -> int:
     params = sum(p.numel() for p in module.parameters())
-    return params + sum(b.numel() for name, b in module.named_buffers() if name.rsplit(".", 1)[-1] in _CODEBOOK_STATE)
+    codebooks = sum(b.numel() for name, b in module.named_buffers() if name.rsplit(".", 1)[-1] in _CODEBOOK_STATE)
+    return params + codebooks

@@ -61,8 +61,8 @@ def sample_views(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor) 
     n = uv.shape[2]
     feats = F.grid_sample(maps.reshape(b * v, c, h, w), uv.reshape(b * v, n, 1, 2).to(maps.dtype),
                           mode="bilinear", padding_mode="zeros", align_corners=False)
-    feats = feats.reshape(b, v, c, n)
-    feats = feats.masked_fill(~view_mask[:, :, None, None], float("-inf")).amax(dim=1)  # (B, C, N)
+    feats = feats.reshape(b, v, c, n).masked_fill_(~view_mask[:, :, None, None], float("-inf"))
+    feats = feats.amax(dim=1)                                                          # (B, C, N)
     return torch.where(view_mask.any(dim=1)[:, None, None], feats, torch.zeros_like(feats))
 
 

@@ -31,10 +31,10 @@ class EMAVectorQuantizer(nn.Module):
         """(B, D, *spatial) -> (quantized with straight-through gradient, commitment loss, code indices)."""
         b, d, *spatial = z.shape
         flat = z.movedim(1, -1).reshape(-1, d)                               # (P, D)
-        with torch.no_grad():  # squared distances (P, K) -> nearest code per vector
-            dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)
-            idx = dist2.argmin(dim=1)                                        # (P,)
-        z_q = self.codebook[idx]                                             # codes before this step's update
+        with torch.no_grad():  # nearest code: argmin_k |z|^2 - 2 z.e_k + |e_k|^2, |z|^2 is the same for all k
+            distance = torch.addmm(self.codebook.pow(2).sum(1), flat, self.codebook.t().to(flat.dtype), alpha=-2)
+            idx = distance.argmin(dim=1)                                         # (P,)
+        z_q = self.codebook[idx].to(flat.dtype)                              # codes before this step's update
         if self.training:
             self._ema_update(flat.detach(), idx)
         loss = self.beta * F.mse_loss(flat, z_q.detach())                    # commitment (Eq. 10)
@@ -44,8 +44,8 @@ class EMAVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
-        counts = torch.bincount(idx, minlength=self.codebook.shape[0]).to(flat.dtype)  # (K,)
-        sums = torch.zeros_like(self.embed_sum).index_add_(0, idx, flat)               # (K, D)
+        counts = torch.bincount(idx, minlength=len(self.codebook)).to(self.cluster_size.dtype)  # (K,)
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, idx, flat.to(self.embed_sum.dtype))  # (K, D)
         if dist.is_available() and dist.is_initialized():  # one codebook for all ranks
             dist.all_reduce(counts)
             dist.all_reduce(sums)

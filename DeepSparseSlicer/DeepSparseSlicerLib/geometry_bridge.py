@@ -1,0 +1,90 @@
+"""MRML volume nodes <-> ``deepsparse_core`` volumes: the one place where RAS meets LPS.
+
+Slicer places voxels in patient **RAS** (IJKToRAS matrix: spacing, origin, axis directions);
+``deepsparse_core`` (like ITK, SimpleITK and the files on disk) uses patient **LPS**
+(:class:`deepsparse_core.volume_io.Volume`: ``spacing`` (sz, sy, sx) mm, ``origin`` (x, y, z) LPS
+mm of voxel [0, 0, 0], ``direction`` whose columns are the LPS unit vectors of the i, j, k axes).
+The two frames differ by ``RAS = diag(-1, -1, 1) LPS`` (its own inverse), applied here to the
+origin and to the direction columns; the voxel arrays are (k, j, i) = (z, y, x) in both.
+
+Only the node's own IJKToRAS is converted: a parent transform is not baked in, so outputs placed
+under the same parent transform as their source overlay it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])  # also RAS -> LPS
+
+
+def ijk_to_ras_matrix(volume) -> np.ndarray:
+    """4x4 IJKToRAS matrix of a ``deepsparse_core`` :class:`Volume` (LPS)."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_TO_RAS @ np.asarray(volume.direction) @ np.diag(volume.spacing[::-1])
+    matrix[:3, 3] = LPS_TO_RAS @ np.asarray(volume.origin)
+    return matrix
+
+
+def node_ijk_to_ras(node) -> np.ndarray:
+    """The node's own 4x4 IJKToRAS matrix as numpy."""
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def volume_from_node(node):
+    """A float32 :class:`Volume` (LPS) copied from a scalar volume node. Raises ``InputError``."""
+    import slicer
+
+    from deepsparse_core.errors import InputError
+    from deepsparse_core.volume_io import Volume
+
+    check_scalar_3d(node)
+    array = np.array(slicer.util.arrayFromVolume(node), dtype=np.float32)  # (k, j, i), a copy
+    matrix = node_ijk_to_ras(node)
+    spacing_ijk = np.array(node.GetSpacing(), dtype=np.float64)
+    if np.any(spacing_ijk <= 0):
+        raise InputError(f"'{node.GetName()}' has a non-positive voxel spacing {tuple(spacing_ijk)}")
+    direction_ras = matrix[:3, :3] / spacing_ijk  # columns: unit RAS vectors of i, j, k
+    return Volume(array, tuple(spacing_ijk[::-1]), tuple(LPS_TO_RAS @ matrix[:3, 3]),
+                  LPS_TO_RAS @ direction_ras)
+
+
+def update_node_from_volume(node, volume) -> None:
+    """Set the node's voxels (deep copy) and IJKToRAS from a :class:`Volume` (LPS)."""
+    import slicer
+    import vtk
+
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+    matrix = ijk_to_ras_matrix(volume)
+    vtk_matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            vtk_matrix.SetElement(r, c, matrix[r, c])
+    node.SetIJKToRASMatrix(vtk_matrix)  # sets spacing, origin and directions together
+
+
+def check_scalar_3d(node) -> None:
+    """Raise ``InputError`` unless ``node`` is a scalar 3D volume (not 2D, 4D, colour or a label map)."""
+    from deepsparse_core.errors import InputError
+
+    if node is None:
+        raise InputError("no volume selected: choose a CT volume first")
+    name = node.GetName()
+    if not node.IsA("vtkMRMLScalarVolumeNode"):
+        raise InputError(f"'{name}' is a {node.GetClassName()}, not a scalar (CT) volume")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise InputError(f"'{name}' is a label map, not a CT volume")
+    image = node.GetImageData()
+    if image is None:
+        raise InputError(f"'{name}' holds no image data")
+    if image.GetNumberOfScalarComponents() != 1:
+        raise InputError(f"'{name}' has {image.GetNumberOfScalarComponents()} components per voxel "
+                         "(a 4D, vector or colour image); a scalar 3D CT is needed")
+    dims = image.GetDimensions()
+    if min(dims) < 2:
+        raise InputError(f"'{name}' is a 2D image ({dims[0]} x {dims[1]} x {dims[2]} voxels); "
+                         "a 3D CT volume is needed")

@@ -1,0 +1,122 @@
+"""The deepsparse command line: simulate -> reconstruct -> evaluate, JSON progress, bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from deepsparse_core.cli import main
+from deepsparse_core.geometry import Geometry
+from deepsparse_core.phantoms import phantom_volume
+from deepsparse_core.volume_io import read_volume, write_volume
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    write_volume(phantom_volume("chest", (40, 64, 64), spacing=(6.0, 6.0, 6.0), seed=2), d / "ct.nii.gz")
+    g = Geometry.preset("fast", 6).with_grid((32, 32, 32))
+    g = Geometry(**{**g.to_dict(), "detector_shape": (48, 48), "detector_spacing": (12.8, 12.8)})
+    g.save(d / "geometry.yaml")
+    return d
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_simulate_reconstruct_evaluate(workspace, capsys):
+    d = workspace
+    assert run("simulate", d / "ct.nii.gz", "--views", 6, "--geometry", d / "geometry.yaml", "--seed", 1,
+               "--out", d / "p.safetensors", "--reference-out", d / "gt.nii.gz", "--device", "cpu") == 0
+    for method in ("fdk", "sart"):
+        assert run("--progress", "none", "reconstruct", d / "p.safetensors", "--method", method, "--iterations", 5,
+                   "--device", "cpu", "--out", d / f"{method}.nrrd") == 0
+    gt, rec = read_volume(d / "gt.nii.gz", check_hu=False), read_volume(d / "fdk.nrrd", check_hu=False)
+    assert rec.shape == gt.shape == (32, 32, 32)
+    assert np.allclose(rec.spacing, gt.spacing) and np.allclose(rec.origin, gt.origin, atol=1e-4)
+    capsys.readouterr()
+    scores = {}
+    for method in ("fdk", "sart"):
+        assert run("evaluate", "--reference", d / "gt.nii.gz", "--reconstruction", d / f"{method}.nrrd",
+                   "--json", d / f"{method}.json") == 0
+        scores[method] = json.loads((d / f"{method}.json").read_text())
+    assert scores["sart"]["psnr"] > scores["fdk"]["psnr"] > 10
+    assert "psnr" in capsys.readouterr().out
+
+
+def test_reconstruction_in_hu_overlays_the_input_ct(workspace):
+    d = workspace
+    run("simulate", d / "ct.nii.gz", "--views", 6, "--geometry", d / "geometry.yaml", "--no-noise",
+        "--out", d / "q.safetensors", "--reference-out", d / "q_gt.nii.gz", "--device", "cpu")
+    assert run("--progress", "none", "reconstruct", d / "q.safetensors", "--method", "fdk", "--units", "hu",
+               "--device", "cpu", "--out", d / "hu.nii.gz") == 0
+    ct, hu = read_volume(d / "ct.nii.gz"), read_volume(d / "hu.nii.gz")
+    assert hu.array.min() >= -1000.5 and hu.array.max() <= 1000.5
+    # the reconstruction grid is centred on the CT, up to half a grid voxel of integer cropping
+    assert np.allclose(hu.centre_lps, ct.centre_lps, atol=max(hu.spacing) / 2 + 1e-3)
+    # and it really overlays it: the reference written with the projections equals the input CT
+    # resampled at the reference's voxel centres (physical placement), not a shifted copy of it
+    gt = read_volume(d / "q_gt.nii.gz", check_hu=False)
+    assert np.allclose(gt.origin, hu.origin, atol=1e-4)
+    resampled = sitk.GetArrayFromImage(sitk.Resample(ct.to_sitk(), gt.to_sitk(), sitk.Transform(), sitk.sitkLinear,
+                                                     -1000.0))
+    expected = np.clip((resampled + 1000) / 2000, 0, 1)
+    err = np.abs(gt.array - expected).mean()
+    shifted = np.abs(np.roll(gt.array, 1, axis=2) - expected).mean()
+    assert err < 0.02 and err < shifted / 2
+
+
+def test_json_progress_lines(workspace, capsys):
+    d = workspace
+    run("simulate", d / "ct.nii.gz", "--views", 6, "--geometry", d / "geometry.yaml", "--out", d / "j.safetensors",
+        "--device", "cpu")
+    capsys.readouterr()
+    assert run("--progress", "json", "reconstruct", d / "j.safetensors", "--method", "sart", "--iterations", 3,
+               "--device", "cpu", "--out", d / "j.nii.gz") == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [e["done"] for e in progress] == [1, 2, 3] and progress[-1]["total"] == 3
+    assert events[-1]["event"] == "result" and events[-1]["volume"].endswith("j.nii.gz")
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda d: d / "missing.nii.gz", "not found|does not exist"),
+    (lambda d: (d / "text.nii.gz").write_text("hello") and d / "text.nii.gz", "cannot read|not an image|unreadable"),
+])
+def test_bad_ct_input_is_one_line_error(workspace, tmp_path, capsys, make, match):
+    path = make(tmp_path)
+    assert run("simulate", path, "--views", 6, "--geometry", workspace / "geometry.yaml",
+               "--out", tmp_path / "p.safetensors") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "p.safetensors").exists()
+
+
+def test_2d_image_is_rejected(tmp_path, capsys):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((16, 16), np.float32)), str(tmp_path / "flat.nii.gz"))
+    assert run("simulate", tmp_path / "flat.nii.gz", "--views", 6, "--out", tmp_path / "p.safetensors") == 2
+    assert "3D" in capsys.readouterr().err
+
+
+def test_bad_output_names_and_devices(workspace, tmp_path, capsys):
+    d = workspace
+    run("simulate", d / "ct.nii.gz", "--views", 6, "--geometry", d / "geometry.yaml", "--out", d / "b.safetensors",
+        "--device", "cpu")
+    assert run("reconstruct", d / "b.safetensors", "--out", tmp_path / "x.png") == 2
+    assert not (tmp_path / "x.png").exists()
+    assert run("simulate", d / "ct.nii.gz", "--views", 6, "--out", tmp_path / "p.npz") == 2
+    if not __import__("torch").cuda.is_available():
+        assert run("reconstruct", d / "b.safetensors", "--device", "cuda", "--out", tmp_path / "y.nii.gz") == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+    assert run("reconstruct", tmp_path / "nothing.safetensors", "--out", tmp_path / "z.nii.gz") == 2
+    assert run("simulate", d / "ct.nii.gz", "--views", 0, "--out", tmp_path / "p.safetensors") == 2
+
+
+def test_module_entry_point_and_exit_status(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "deepsparse_core", "reconstruct", str(tmp_path / "none.safetensors"),
+                          "--out", str(tmp_path / "v.nii.gz")], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr

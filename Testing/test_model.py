@@ -1,0 +1,335 @@
+"""DiCE network (deepsparse_core.model): shapes, sizes, masking, gradients, codebooks, coordinates."""
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepsparse_core.errors import GeometryError, InputError
+from deepsparse_core.geometry import Geometry, uniform_angles
+from deepsparse_core.model import DiCE, DiceConfig
+from deepsparse_core.model.sampling import backproject, lowres_grid, sample_views, sample_volume
+from deepsparse_core.model.vq import EMAVectorQuantizer
+
+torch.set_num_threads(1)
+
+
+def make_geometry(n_views=8, **kw):
+    """32 x 32 detector, 16^3 grid of 160 mm, magnification 2."""
+    d = dict(dso=400.0, dsd=800.0, detector_shape=(32, 32), detector_spacing=(12.0, 12.0),
+             volume_shape=(16, 16, 16), volume_spacing=(10.0, 10.0, 10.0), angles=uniform_angles(n_views))
+    return Geometry(**{**d, **kw})
+
+
+def make_inputs(b=2, v=8, n=50, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    projections = torch.rand(b, v, 32, 32, generator=gen) * 150.0  # mm x attenuation
+    points = (torch.rand(b, n, 3, generator=gen) - 0.5) * 150.0
+    return projections, points
+
+
+def make_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return DiCE(DiceConfig.tiny(**overrides))
+
+
+def manual_bilinear(fmap, col, row):
+    """Bilinear value of fmap (C, h, w) at fractional pixel index (col, row), zeros outside."""
+    c0, r0 = math.floor(col), math.floor(row)
+    out = torch.zeros(fmap.shape[0], dtype=torch.float64)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            r, c = r0 + dr, c0 + dc
+            w = (1 - abs(row - r)) * (1 - abs(col - c))
+            if 0 <= r < fmap.shape[1] and 0 <= c < fmap.shape[2]:
+                out += w * fmap[:, r, c].double()
+    return out
+
+
+# ---------------------------------------------------------------------------------- sizes and shapes
+def test_paper_config_matches_published_parameter_counts():
+    with_dn = DiCE(DiceConfig.paper(denoise=True))
+    without = with_dn.num_parameters(include_denoise=False)
+    assert round(without / 1e6, 1) == 6.0 and round(with_dn.num_parameters() / 1e6, 1) == 7.2  # paper, Table 4
+    assert DiCE(DiceConfig.paper()).num_parameters() == without
+    # denoise: two 3x3x3 convs + two BatchNorms per scale
+    assert with_dn.num_parameters() - without == sum(2 * (27 * c * c + 3 * c) for c in (16, 32, 64, 128))
+    assert "7.22 M" in with_dn.summary()
+
+
+@pytest.mark.parametrize("preset", ["paper", "small", "tiny"])
+def test_config_round_trips_through_json(preset):
+    cfg = getattr(DiceConfig, preset)(denoise=True)
+    assert DiceConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.point_features == sum(cfg.scale_channels) + cfg.decoder_channels
+    with pytest.raises(InputError):
+        DiceConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_parameter_counts_order_and_groups():
+    counts = [DiCE(getattr(DiceConfig, p)()).num_parameters() for p in ("tiny", "small", "paper")]
+    assert counts == sorted(counts) and counts[0] < 2e5
+    model = make_model(denoise=True)
+    groups = model.parameter_groups()
+    assert set(groups) == {"encoder", "quantization", "decoder3d", "point_decoder", "denoise"}
+    ids = [id(p) for ps in groups.values() for p in ps]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())  # a partition of all parameters
+
+
+def test_encode_and_forward_shapes():
+    model, geometry = make_model().eval(), make_geometry()
+    projections, points = make_inputs(b=2, v=8, n=50)
+    features = model.encode(projections, geometry)
+    assert [tuple(m.shape) for m in features.maps] == [(2, 8, 4, 32, 32), (2, 8, 8, 16, 16),
+                                                       (2, 8, 16, 8, 8), (2, 8, 32, 4, 4)]
+    assert features.volume.shape == (2, 16, 8, 8, 8)
+    assert model.point_features(features, points).shape == (2, 50, 76)
+    out = model(projections, geometry, points)
+    assert out["pred"].shape == (2, 50) and out["vq_loss"].dim() == 0
+    assert "denoise_loss" not in out
+    assert model.decode_points(features, points[0]).shape == (2, 50)  # points shared by the batch
+
+
+@pytest.mark.parametrize("n_views", [6, 8, 10])
+def test_forward_accepts_any_number_of_views(n_views):
+    model = make_model().eval()
+    projections, points = make_inputs(b=2, v=n_views, n=20)
+    out = model(projections, make_geometry(n_views), points)
+    assert out["pred"].shape == (2, 20) and torch.isfinite(out["pred"]).all()
+    angles = torch.stack([torch.tensor(uniform_angles(n_views)), torch.tensor(uniform_angles(n_views, start=0.3))])
+    per_sample = model(projections, make_geometry(n_views), points, angles=angles)["pred"]
+    assert torch.allclose(per_sample[0], out["pred"][0], atol=1e-5)
+    assert not torch.allclose(per_sample[1], out["pred"][1], atol=1e-3)
+
+
+def test_input_errors():
+    model, geometry = make_model(), make_geometry(8)
+    projections, points = make_inputs(b=1, v=8)
+    with pytest.raises(InputError):
+        model(projections[..., :30], geometry, points)  # 30 is not a multiple of 2^(S-1) = 8
+    with pytest.raises(GeometryError):
+        model(projections, make_geometry(6), points)
+    with pytest.raises(InputError):
+        model(projections, geometry, points, view_mask_2d=torch.ones(1, 7, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------- view masks
+def test_masked_views_equal_physically_fewer_views_in_eval():
+    model, geometry = make_model().eval(), make_geometry(8)
+    projections, points = make_inputs(b=2, v=8)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[0, [1, 4, 5]] = False
+    mask[1, 7] = False
+    projections[~mask] = float("nan")  # masked views must not leak, not even as NaN
+    pred = model(projections, geometry, points, view_mask_2d=mask)["pred"]
+    angles = torch.tensor(geometry.angles)
+    for b in range(2):
+        keep = mask[b]
+        fewer = model(projections[b:b + 1, keep], geometry.with_angles(angles[keep].tolist()), points[b:b + 1])
+        assert torch.allclose(pred[b], fewer["pred"][0], atol=1e-5)
+
+
+def test_masked_views_equal_fewer_views_in_training_mode():
+    """Masked views are not even encoded: BatchNorm statistics and codebook updates match too."""
+    model, geometry = make_model().train(), make_geometry(8)
+    projections, points = make_inputs(b=1, v=8)
+    mask = torch.tensor([[True, False, True, True, False, True, True, True]])
+    other = copy.deepcopy(model)
+    out = model(projections, geometry, points, view_mask_2d=mask)
+    angles = torch.tensor(geometry.angles)[mask[0]].tolist()
+    fewer = other(projections[:, mask[0]], geometry.with_angles(angles), points)
+    assert torch.allclose(out["pred"], fewer["pred"], atol=1e-5)
+    assert torch.allclose(out["vq_loss"], fewer["vq_loss"], atol=1e-6)
+    assert torch.allclose(model.quantizers[0].quantizer.codebook, other.quantizers[0].quantizer.codebook)
+
+
+def test_hybrid_view_sampling_uses_more_views_for_the_volume():
+    model, geometry = make_model().eval(), make_geometry(8)
+    projections, points = make_inputs(b=1, v=8)
+    sparse = torch.tensor([[True, False] * 4])
+    hybrid = model.encode(projections, geometry, sparse, torch.ones(1, 8, dtype=torch.bool))
+    only_sparse = model.encode(projections, geometry, sparse)
+    assert not torch.allclose(hybrid.volume, only_sparse.volume)
+    # the 2D maps read by the points are those of the sparse views either way
+    two_d = lambda f: model.point_features(f, points)[..., :60]  # noqa: E731 (60 = 4 + 8 + 16 + 32)
+    assert torch.allclose(two_d(hybrid), two_d(only_sparse))
+
+
+def test_sample_without_any_view_gets_zero_features():
+    maps = torch.randn(2, 3, 5, 4, 4)
+    uv = torch.rand(2, 3, 7, 2) * 2 - 1
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    out = sample_views(maps, uv, mask)
+    assert torch.equal(out[1], torch.zeros(5, 7))
+    assert torch.isfinite(out).all()
+    model, geometry = make_model().train(), make_geometry(8)
+    projections, points = make_inputs(b=2, v=8)
+    nothing = torch.zeros(2, 8, dtype=torch.bool)
+    out = model(projections, geometry, points, view_mask_2d=nothing)  # not even one view in the batch
+    assert torch.isfinite(out["pred"]).all()
+
+
+# ---------------------------------------------------------------------------------- training behaviour
+@pytest.mark.parametrize("denoise", [False, True])
+def test_gradients_reach_every_trainable_parameter(denoise):
+    model, geometry = make_model(denoise=denoise).train(), make_geometry(8)
+    if denoise:  # their last BatchNorm starts at zero scale (identity layers): open them up
+        for layer in model.denoise:
+            torch.nn.init.constant_(layer.body[-1].weight, 0.5)
+    projections, points = make_inputs(b=2, v=8)
+    sparse = torch.tensor([[True, False] * 4] * 2)
+    dense = torch.ones(2, 8, dtype=torch.bool)
+    out = model(projections, geometry, points, view_mask_2d=sparse, view_mask_3d=dense)
+    loss = F.mse_loss(out["pred"], torch.rand_like(out["pred"])) + 0.1 * out["vq_loss"]
+    if denoise:
+        loss = loss + out["denoise_loss"]
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_codebook_moves_in_training_only():
+    model, geometry = make_model(), make_geometry(8)
+    projections, points = make_inputs(b=1, v=8)
+    codebook = lambda: model.quantizers[2].quantizer.codebook.clone()  # noqa: E731
+    before = codebook()
+    model.eval()(projections, geometry, points)
+    assert torch.equal(codebook(), before)
+    model.train()(projections, geometry, points)
+    assert not torch.equal(codebook(), before)
+
+
+def test_ema_update_pulls_codes_towards_their_vectors():
+    torch.manual_seed(0)
+    vq = EMAVectorQuantizer(n_codes=4, dim=3, decay=0.5).train()
+    z = vq.codebook[1].reshape(1, 3, 1) + 1.0  # one vector, nearest to code 1 (the others are far)
+    vq.codebook[[0, 2, 3]] += 100.0
+    vq.embed_sum.copy_(vq.codebook)
+    before = vq.codebook.clone()
+    vq(z)
+    assert (vq.codebook[1] - z[0, :, 0]).norm() < (before[1] - z[0, :, 0]).norm()
+    assert torch.allclose(vq.codebook[[0, 2, 3]], before[[0, 2, 3]], rtol=1e-3)  # unused codes keep their place
+
+
+def test_straight_through_gradient_and_commitment_loss():
+    torch.manual_seed(0)
+    vq = EMAVectorQuantizer(n_codes=8, dim=4).eval()
+    z = torch.randn(2, 4, 3, 3, 3, requires_grad=True)
+    z_q, loss, idx = vq(z)
+    assert torch.allclose(z_q.detach(), vq.codebook[idx].movedim(-1, 1))  # forward: the nearest codes
+    weight = torch.randn_like(z_q)
+    (grad,) = torch.autograd.grad((z_q * weight).sum(), z)
+    assert torch.allclose(grad, weight)  # backward: identity
+    (grad,) = torch.autograd.grad(loss, z)
+    assert torch.allclose(grad, 2 * (z - z_q).detach() / z.numel(), atol=1e-7)  # commitment pulls z to its code
+
+
+def test_freezing_step_two_groups_fixes_their_weights_statistics_and_codebooks():
+    model, geometry = make_model(denoise=True), make_geometry(8)
+    model.freeze("encoder", "quantization").train()
+    assert not model.encoder.training and not model.quantizers.training and model.decoder3d.training
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    projections, points = make_inputs(b=2, v=8)
+    sparse, dense = torch.tensor([[True, False] * 4] * 2), torch.ones(2, 8, dtype=torch.bool)
+    out = model(projections, geometry, points, sparse, dense)
+    (out["pred"].square().mean() + out["denoise_loss"]).backward()
+    frozen = ("encoder.", "quantizers.")
+    for name, p in model.named_parameters():
+        assert (p.grad is None) == name.startswith(frozen), name
+    after = model.state_dict()
+    for k, v in state.items():
+        if k.startswith(frozen):
+            assert torch.equal(after[k], v), k  # BatchNorm running stats and codebooks included
+    assert not torch.equal(after["decoder3d.stages.0.blocks.0.norm.running_mean"],
+                           state["decoder3d.stages.0.blocks.0.norm.running_mean"])
+    model.unfreeze()
+    assert model.encoder.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_denoise_layers_on_and_off():
+    geometry = make_geometry(8)
+    projections, points = make_inputs(b=2, v=8)
+    plain = make_model().eval()
+    refined = copy.deepcopy(plain).enable_denoise().eval()
+    assert refined.config.denoise and not plain.config.denoise
+    a = plain(projections, geometry, points)
+    b = refined(projections, geometry, points)
+    assert torch.allclose(a["pred"], b["pred"], atol=1e-6)  # denoise layers start as the identity
+    assert b["denoise_loss"] is None and b["quantized_dense"] is None and len(b["quantized_sparse"]) == 4
+    sparse, dense = torch.tensor([[True, False] * 4] * 2), torch.ones(2, 8, dtype=torch.bool)
+    c = refined(projections, geometry, points, sparse, dense)
+    assert c["denoise_loss"] > 0 and all(not q.requires_grad for q in c["quantized_dense"])
+    assert [q.shape for q in c["quantized_dense"]] == [q.shape for q in c["quantized_sparse"]]
+    # prediction uses the sparse views only: the dense target does not change it
+    assert torch.allclose(c["pred"], refined(projections, geometry, points, sparse)["pred"])
+    # a step-1 checkpoint loads into a step-2 model once the denoise layers exist
+    fresh = DiCE(DiceConfig.tiny(denoise=True))
+    missing = fresh.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("denoise.") for k in missing)
+
+
+# ---------------------------------------------------------------------------------- determinism, chunks
+def test_eval_is_deterministic_and_chunking_is_exact():
+    model, geometry = make_model().eval(), make_geometry(8)
+    projections, points = make_inputs(b=2, v=8, n=101)
+    state = copy.deepcopy(model.state_dict())
+    first = model(projections, geometry, points)["pred"]
+    assert torch.equal(first, model(projections, geometry, points)["pred"])
+    features = model.encode(projections, geometry)
+    chunked = model.decode_points(features, points, chunk_size=17, clamp=False)
+    assert torch.allclose(chunked, first, atol=1e-6)
+    assert torch.equal(model.decode_points(features, points, chunk_size=17), chunked.clamp(0, 1))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    reloaded = DiCE(model.config)
+    reloaded.load_state_dict(state)  # codebooks travel in the state dict
+    assert torch.equal(reloaded.eval()(projections, geometry, points)["pred"], first)
+    volume = model.reconstruct(projections, geometry)
+    assert volume.shape == (2, 16, 16, 16) and volume.min() >= 0 and volume.max() <= 1
+
+
+# ---------------------------------------------------------------------------------- coordinates
+SKEWED = dict(volume_shape=(12, 16, 20), volume_spacing=(10.0, 8.0, 6.0), volume_offset=(5.0, -7.0, 3.0),
+              detector_offset=(6.0, -4.0))
+
+
+def test_volume_sampled_at_its_voxel_centres_returns_the_voxels():
+    geometry = make_geometry(4, **SKEWED)
+    volume = torch.randn(2, 3, 8, 8, 8, dtype=torch.float64)
+    centres = lowres_grid(geometry, 8).voxel_centres(dtype=torch.float64).reshape(1, -1, 3).expand(2, -1, -1)
+    sampled = sample_volume(volume, geometry, centres)
+    assert torch.allclose(sampled, volume.reshape(2, 3, -1), atol=1e-10)
+    # the low-resolution grid spans the reconstruction grid exactly
+    low = lowres_grid(geometry, 8)
+    assert low.volume_extent == pytest.approx(geometry.volume_extent) and low.volume_offset == geometry.volume_offset
+
+
+def test_voxel_and_point_features_sit_at_the_detector_projection_of_the_same_point():
+    geometry = make_geometry(1, **SKEWED)  # one view: the max over views is that view's value
+    model = make_model().eval()
+    projections, _ = make_inputs(b=1, v=1)
+    features = model.encode(projections, geometry)
+    centres = lowres_grid(geometry, 8).voxel_centres().reshape(-1, 3)
+    pick = torch.tensor([0, 77, 300, 511])
+    points = centres[pick]
+    feats = model.point_features(features, points)[0].double()  # (4, 76)
+    # 3D part: the decoded volume's own voxels
+    voxels = features.volume.reshape(16, -1)[:, pick].t().double()
+    assert torch.allclose(feats[:, 60:], voxels, atol=1e-5)
+    # 2D part: bilinear value of each scale's map at the point's detector position (in pixels, by hand)
+    uv_mm = geometry.project_points(points.double())[0]  # (4, 2) mm from the detector centre
+    start = 0
+    for maps in features.maps:
+        fmap = maps[0, 0]
+        c, h, w = fmap.shape
+        du, dv = geometry.detector_extent[1] / w, geometry.detector_extent[0] / h  # pixel pitch at this scale
+        for k, (u, v) in enumerate(uv_mm.tolist()):
+            expected = manual_bilinear(fmap, u / du + (w - 1) / 2, v / dv + (h - 1) / 2)
+            assert torch.allclose(feats[k, start:start + c], expected, atol=1e-5)
+        start += c
+    # the low-resolution back-projection samples the very same place
+    finest = features.maps[0]
+    volume = backproject(finest, geometry, 8, torch.ones(1, 1, dtype=torch.bool))
+    assert torch.allclose(volume.reshape(4, -1)[:, pick].t().double(), feats[:, :4], atol=1e-5)

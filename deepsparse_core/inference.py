@@ -1,0 +1,437 @@
+"""DiCE inference: a trained model + projections -> a volume on any grid, in memory-sized chunks.
+
+    rec = DiceReconstructor("dice_6views.safetensors")   # loads once; reuse for many scans
+    volume = rec.reconstruct(data, resolution=256)          # (nz, ny, nx) CPU float32 in [0, 1]
+
+The shared 2D and 3D features are computed once per scan (``DiCE.encode``); the voxel centres of the
+output grid are then decoded a chunk at a time, the chunk size following the free memory (GPU:
+``torch.cuda.mem_get_info``; CPU: available RAM, capped). The network reads geometry as input, so
+the output grid can have any resolution over the scan's field of view (``resolution``): points are
+decoded, not voxels.
+
+Numerics: encoding (convolutions, back-projection, vector quantization) runs in float32 everywhere:
+bfloat16 detector coordinates would be off by about a pixel at 256 columns and could flip codebook
+assignments. On CUDA the point decoder (the MLP, most of the arithmetic) runs under bfloat16
+autocast, with features sampled in float32; on the CPU everything is float32.
+
+Geometry compatibility (``check_compatibility``): any geometry can be fed to the network, but what
+it learned is tied to scales in mm. The 2D encoder's kernels see structures at the detector pixel
+pitch referred to the isocentre, ``pitch * DSO / DSD``, and the 3D decoder's kernels at the grid
+extent / M (the low-resolution grid spans the reconstruction grid). A factor 2 in either moves every
+structure one full level of the encoder's octave pyramid (stride 2 per scale) away from the level
+the kernels were trained at, which no part of training covers: that is an error. Beyond 25 % it is a
+warning naming the training geometry. Projections are line integrals of the [0, 1] volume in mm, so
+they must use the model's HU window: windows that both start at -1000 HU (air = 0) differ by a
+factor, which is applied to the projections and undone on the output; other windows only warn.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import GeometryError, InputError
+from .geometry import Geometry
+from .progress import Cancelled
+from .projections_file import ProjectionData
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+# Geometry compatibility (see the module docstring): error beyond a factor 2 in isocentre pixel pitch
+# or grid extent, warning beyond 25 %.
+GEOMETRY_TOLERANCE = 2.0
+GEOMETRY_WARNING = 1.25
+AIR_HU = -1000.0
+
+# Chunk sizing: bytes per decoded point are estimated from the config (``_bytes_per_point``) and
+# multiplied by this margin for allocator fragmentation and temporaries the estimate misses.
+_MEMORY_MARGIN = 1.5
+_GPU_MEMORY_FRACTION = 0.5          # of the free GPU memory
+_CPU_MEMORY_FRACTION = 0.25         # of the available RAM ...
+_CPU_MEMORY_CAP = 2 * 1024 ** 3     # ... but at most 2 GiB: larger chunks are no faster on the CPU
+_MAX_CHUNK = {"cuda": 1 << 21, "cpu": 1 << 16}  # points; beyond these, larger chunks gain nothing
+_MIN_CHUNK = 1024
+
+
+# ---------------------------------------------------------------------------- bundled models
+def bundled_model_path(n_views: int) -> Path | None:
+    """The bundled model finetuned for ``n_views`` views (``models/dice_{n}views.safetensors``), or None."""
+    path = MODELS_DIR / f"dice_{int(n_views)}views.safetensors"
+    return path if path.is_file() else None
+
+
+def bundled_view_counts() -> list[int]:
+    """View counts with a bundled model, ascending."""
+    counts = []
+    for p in MODELS_DIR.glob("dice_*views.safetensors"):
+        digits = p.name[len("dice_"):-len("views.safetensors")]
+        if digits.isdigit():
+            counts.append(int(digits))
+    return sorted(counts)
+
+
+def default_model_for(data: ProjectionData) -> Path:
+    """The bundled model for ``data``'s number of views; ``InputError`` naming the alternatives if none."""
+    n = data.geometry.n_views
+    path = bundled_model_path(n)
+    if path is not None:
+        return path
+    counts = bundled_view_counts()
+    if not counts:
+        raise InputError(f"no bundled DiCE model is installed for {n} views: pass a model file (--model)")
+    raise InputError(f"no bundled DiCE model for {n} views (bundled: {', '.join(map(str, counts))} views): "
+                     f"pass a model file (--model) or use projections with one of those view counts")
+
+
+# ---------------------------------------------------------------------------- compatibility
+def _training_geometry(meta: dict) -> Geometry | None:
+    g = meta.get("geometry")
+    if not g:
+        return None
+    if isinstance(g, Geometry):
+        return g
+    return Geometry.from_dict({**g, "n_views": 1})  # angles do not matter here
+
+
+def _describe(g: Geometry) -> str:
+    (nv, nu), (dv, du) = g.detector_shape, g.detector_spacing
+    ext = " x ".join(f"{e:g}" for e in g.volume_extent[::-1])
+    return (f"'{g.name}' (DSO {g.dso:g} mm, DSD {g.dsd:g} mm, detector {nv} x {nu} at {dv:g} x {du:g} mm, "
+            f"grid {ext} mm, HU window [{g.hu_window[0]:g}, {g.hu_window[1]:g}])")
+
+
+def isocentre_pitch(g: Geometry) -> tuple[float, float]:
+    """(dv, du) detector pixel pitch referred to the isocentre, mm: the scale the 2D encoder sees."""
+    return tuple(s * g.dso / g.dsd for s in g.detector_spacing)
+
+
+def hu_window_factor(data_geometry: Geometry, training: Geometry) -> float | None:
+    """Factor taking the data's normalized units to the model's (1 when the windows agree).
+
+    Exact when both windows start at -1000 HU (air = 0 in both, so normalized attenuation is
+    proportional to HU + 1000); None when they differ otherwise (no linear map exists).
+    """
+    (lo_d, hi_d), (lo_m, hi_m) = data_geometry.hu_window, training.hu_window
+    if (lo_d, hi_d) == (lo_m, hi_m):
+        return 1.0
+    if lo_d == AIR_HU and lo_m == AIR_HU:
+        return (hi_d - lo_d) / (hi_m - lo_m)
+    return None
+
+
+def check_compatibility(data_geometry: Geometry, training: Geometry | None,
+                        tolerance: float = GEOMETRY_TOLERANCE) -> list[str]:
+    """Compare a scan's geometry with the model's training geometry (see the module docstring).
+
+    Raises ``GeometryError`` when the isocentre pixel pitch or the grid extent differ by more than
+    ``tolerance`` (a factor) on any axis; returns warning messages for smaller mismatches.
+    """
+    if training is None:
+        return []
+    checks = [("detector pixel at the isocentre", "mm", isocentre_pitch(data_geometry), isocentre_pitch(training)),
+              ("grid extent (z, y, x)", "mm", data_geometry.volume_extent, training.volume_extent)]
+    errors, notes = [], []
+    for name, unit, got, want in checks:
+        factor = max(max(a / b, b / a) for a, b in zip(got, want))
+        if factor > GEOMETRY_WARNING:
+            text = (f"{name} {' x '.join(f'{v:.3g}' for v in got)} {unit} vs "
+                    f"{' x '.join(f'{v:.3g}' for v in want)} {unit} in training (factor {factor:.2f})")
+            (errors if factor > tolerance else notes).append(text)
+    if errors:
+        raise GeometryError(f"the projections' geometry is too far from the model's training geometry "
+                            f"{_describe(training)}: {'; '.join(errors)} (allowed factor {tolerance:g}); "
+                            f"resample the data to that scanner's pixel size and field of view or use a "
+                            f"model trained for this geometry")
+    warnings_ = []
+    if notes:
+        warnings_.append(f"the projections' geometry differs from the model's training geometry "
+                         f"{_describe(training)}: {'; '.join(notes)}; expect lower quality")
+    k = hu_window_factor(data_geometry, training)
+    if k is None:
+        warnings_.append(f"the projections use HU window {list(data_geometry.hu_window)} but the model was "
+                         f"trained with {list(training.hu_window)}, which no scale factor maps onto it")
+    elif k != 1.0:
+        warnings_.append(f"projections rescaled from HU window {list(data_geometry.hu_window)} to the model's "
+                         f"{list(training.hu_window)} (x{k:.3g}); values above {training.hu_window[1]:g} HU "
+                         f"are outside the model's range")
+    return warnings_
+
+
+def check_magnitudes(projections: torch.Tensor, geometry: Geometry) -> list[str]:
+    """Warnings when projections cannot be line integrals (mm) of a [0, 1] volume on this grid."""
+    diagonal = math.sqrt(sum(e * e for e in geometry.volume_extent))  # longest path through the grid
+    peak = float(projections.max())
+    if peak > 1.5 * diagonal:
+        return [f"projection values reach {peak:.4g} but a [0, 1] volume on this {diagonal:.0f} mm grid "
+                f"gives at most ~{diagonal:.0f}: are they line integrals of the normalized volume in mm?"]
+    if peak < 1e-3 * diagonal:
+        return [f"projection values are at most {peak:.3g}, tiny for a {diagonal:.0f} mm grid: are they "
+                f"line integrals in mm (not metres or intensities)?"]
+    return []
+
+
+# ---------------------------------------------------------------------------- memory
+def available_memory(device: torch.device) -> int:
+    """Bytes free for decoding on ``device``: CUDA free memory, or the RAM available to this process."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 4 * 1024 ** 3
+    try:  # a container's cgroup (v2) limit can be far below the host's free memory
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            avail = min(avail, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return int(avail)
+
+
+def _bytes_per_point(config, n_views: int) -> int:
+    """Peak float32 working memory per decoded point (``DiCE.point_features`` + point decoder)."""
+    ch, feat, hidden = config.scale_channels, config.point_features, config.point_hidden
+    floats = (10 * n_views                    # detector coordinates and their temporaries
+              + 2 * n_views * max(ch)         # grid_sample output + masked copy, widest scale
+              + sum(ch) + config.decoder_channels
+              + 3 * feat                      # concatenation, transpose, reshape
+              + 2 * (max(hidden) + feat) + 3 * max(hidden))  # MLP layer input (+ its cast) and outputs
+    return 4 * floats
+
+
+def chunk_size_for(config, n_views: int, device: torch.device, free_bytes: int | None = None) -> int:
+    """Points per decoding chunk so that one chunk uses a fixed share of the free memory."""
+    free = available_memory(device) if free_bytes is None else free_bytes
+    if device.type == "cuda":
+        budget = _GPU_MEMORY_FRACTION * free
+    else:
+        budget = min(_CPU_MEMORY_FRACTION * free, _CPU_MEMORY_CAP)
+    n = int(budget / (_MEMORY_MARGIN * _bytes_per_point(config, n_views)))
+    return max(_MIN_CHUNK, min(n, _MAX_CHUNK["cuda" if device.type == "cuda" else "cpu"]))
+
+
+# ---------------------------------------------------------------------------- reconstruction
+def _resolve_device(device) -> torch.device:
+    from .simulate import resolve_device
+
+    return device if isinstance(device, torch.device) else resolve_device(str(device))
+
+
+def output_shape(data: ProjectionData, resolution=None) -> tuple[int, int, int]:
+    """(nz, ny, nx) of the output: the data's grid, ``r`` -> (r, r, r), or a 3-tuple."""
+    if resolution is None:
+        return data.geometry.volume_shape
+    shape = (resolution,) * 3 if isinstance(resolution, int) else tuple(resolution)
+    if len(shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in shape):
+        raise InputError(f"resolution must be a positive integer or (nz, ny, nx), got {resolution!r}")
+    return shape
+
+
+def _grid_points(geometry: Geometry, axes: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:
+    """(stop - start, 3) voxel centres (x, y, z) mm of flat voxel indices [start, stop), (z, y, x) order."""
+    _, ny, nx = geometry.volume_shape
+    idx = torch.arange(start, stop, device=axes[0].device)
+    k, rem = idx // (ny * nx), idx % (ny * nx)
+    return torch.stack([axes[2][rem % nx], axes[1][rem // nx], axes[0][k]], dim=-1)
+
+
+class DiceReconstructor:
+    """A DiCE model loaded once for reconstructing any number of scans.
+
+    Args:
+        model: a model file (``.safetensors`` written by ``save_model``) or a ``DiCE`` module (put in
+            eval mode on ``device``; pass ``meta`` to get the geometry checks for it).
+        device: 'auto' (CUDA when available), 'cpu' or 'cuda'.
+        meta: metadata for a module (keys 'geometry', 'n_views' as in a model file); ignored for files.
+        geometry_tolerance: largest factor between the scan's and the training geometry's isocentre
+            pixel pitch or grid extent (``inf`` disables the check).
+    """
+
+    def __init__(self, model, device: str | torch.device = "auto", meta: dict | None = None,
+                 geometry_tolerance: float = GEOMETRY_TOLERANCE):
+        from .model import DiCE
+        from .model.model_file import load_model
+
+        self.device = _resolve_device(device)
+        if isinstance(model, DiCE):
+            self.model = model.to(self.device).eval()
+            self.meta = {"geometry": None, "n_views": None, "card": {}, **(meta or {}),
+                         "config": model.config}
+            self.path = None
+        else:
+            self.path = Path(model)
+            self.model, self.meta = load_model(self.path, self.device, torch.float32)
+        self.model.requires_grad_(False)
+        self.config = self.model.config
+        self.training_geometry = _training_geometry(self.meta)
+        self.geometry_tolerance = geometry_tolerance
+        self.bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def __repr__(self) -> str:
+        src = self.path.name if self.path else "in-memory model"
+        return f"DiceReconstructor({src}, {self.device}, n_views={self.meta.get('n_views')})"
+
+    # ------------------------------------------------------------------ checks
+    def check(self, data: ProjectionData) -> float:
+        """Validate ``data`` for this model; warn about soft mismatches; return the HU-window factor."""
+        n_model, n = self.meta.get("n_views"), data.geometry.n_views
+        if n_model is not None and n != n_model:
+            other = bundled_model_path(n)
+            hint = f"use the {n}-view model ({other})" if other else f"use a model finetuned for {n} views"
+            raise InputError(f"this model was finetuned for {n_model} views, got {n}: {hint} or a "
+                             f"step-1 (not view-specific) model")
+        k = self.config.downsampling
+        nv, nu = data.geometry.detector_shape
+        if nv % k or nu % k:
+            crop, pad = (nv // k * k, nu // k * k), (-(-nv // k) * k, -(-nu // k) * k)
+            crop_text = f"crop them to {crop[0]} x {crop[1]} or " if min(crop) > 0 else ""
+            raise InputError(f"the detector is {nv} x {nu} pixels but this model needs multiples of {k} "
+                             f"({self.config.n_scales} scales): {crop_text}pad them to {pad[0]} x {pad[1]}")
+        if not bool(torch.isfinite(data.projections).all()):
+            raise InputError("projections contain NaN or infinite values")
+        messages = check_compatibility(data.geometry, self.training_geometry, self.geometry_tolerance)
+        messages += check_magnitudes(data.projections, data.geometry)
+        for m in messages:
+            warnings.warn(m, stacklevel=3)
+        if self.training_geometry is None:
+            return 1.0
+        return hu_window_factor(data.geometry, self.training_geometry) or 1.0
+
+    def chunk_size(self, n_views: int) -> int:
+        """Points decoded per chunk on this device, from the memory free now."""
+        return chunk_size_for(self.config, n_views, self.device)
+
+    def steps(self, data: ProjectionData, resolution=None, data_consistency: int = 0,
+              chunk_size: int | None = None) -> int:
+        """Progress steps of ``reconstruct`` (encoding + chunks + data-consistency passes): the
+        ``total`` to give a Progress bar."""
+        n = math.prod(output_shape(data, resolution))
+        chunk = chunk_size or self.chunk_size(data.geometry.n_views)
+        return 1 + -(-n // chunk) + int(data_consistency)
+
+    # ------------------------------------------------------------------ reconstruction
+    @torch.no_grad()
+    def reconstruct(self, data: ProjectionData, resolution=None, progress=None, cancel=None,
+                    data_consistency: int = 0, units: str = "normalized",
+                    chunk_size: int | None = None) -> torch.Tensor:
+        """Reconstruct ``data`` with the network.
+
+        Args:
+            data: projections (V, nv, nu) with their geometry (angles included).
+            resolution: None (the data's grid), r (r^3) or (nz, ny, nx): a grid over the same extent.
+            progress: Progress-like object; ``update(1, stage=...)`` after encoding, each chunk and
+                each data-consistency pass (``steps`` gives the total).
+            cancel: callable returning True to stop; checked between chunks, raises ``Cancelled``.
+            data_consistency: bounded SART passes against the measured views afterwards (beyond the
+                paper, see :mod:`deepsparse_core.data_consistency`); 0 = the network output as is.
+            units: 'normalized' ([0, 1] in the data's HU window) or 'hu'.
+            chunk_size: points per chunk; None sizes chunks from the free memory.
+
+        Returns:
+            (nz, ny, nx) CPU float32 tensor.
+        """
+        if units not in ("normalized", "hu"):
+            raise InputError(f"unknown units {units!r}: use normalized or hu")
+        if data_consistency < 0:
+            raise InputError(f"data consistency iterations must be >= 0, got {data_consistency}")
+        shape = output_shape(data, resolution)
+        scale = self.check(data)
+
+        def tick(**fields):
+            if cancel is not None and cancel():
+                raise Cancelled("DiCE reconstruction cancelled")
+            if progress is not None:
+                progress.update(1, **fields)
+
+        if cancel is not None and cancel():
+            raise Cancelled("DiCE reconstruction cancelled")
+        dev, model = self.device, self.model
+        proj = data.projections.to(dev, torch.float32)
+        features = model.encode((proj * scale if scale != 1.0 else proj).unsqueeze(0), data.geometry)
+        tick(stage="encode")
+
+        out_geometry = data.geometry if shape == data.geometry.volume_shape else data.geometry.with_grid(shape)
+        axes = [out_geometry.axis_centres(a, torch.float32, dev) for a in range(3)]
+        n = math.prod(shape)
+        chunk = int(chunk_size or self.chunk_size(data.geometry.n_views))
+        out = torch.empty(n, dtype=torch.float32, device=dev)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            out[start:stop] = self._decode(features, _grid_points(out_geometry, axes, start, stop))
+            tick(stage="decode", points=stop)
+        volume = out.reshape(shape)
+        if scale != 1.0:
+            volume = (volume / scale).clamp_(0.0, 1.0)
+        if data_consistency:
+            from .data_consistency import refine
+
+            volume = refine(volume, data, iterations=data_consistency, geometry=out_geometry,
+                            progress=progress, cancel=cancel)
+        volume = volume.float().cpu()
+        if units == "hu":
+            from .preprocess import denormalize
+
+            volume = torch.from_numpy(denormalize(volume.numpy(), data.geometry.hu_window))
+        return volume
+
+    def _decode(self, features, points: torch.Tensor) -> torch.Tensor:
+        """Attenuation in [0, 1] at (N, 3) mm points: features sampled in float32, MLP in bf16 on CUDA."""
+        model = self.model
+        feats = model.point_features(features, points)               # (1, N, C) float32
+        feats = feats.reshape(-1, feats.shape[-1])
+        if self.bf16:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                pred = model.point_decoder(feats)
+        else:
+            pred = model.point_decoder(feats)
+        return pred.float().clamp_(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------- cached entry point
+_CACHE: dict[tuple, DiceReconstructor] = {}
+_CACHE_SIZE = 2
+
+
+def get_reconstructor(model: str | Path, device: str = "auto") -> DiceReconstructor:
+    """A :class:`DiceReconstructor` for a model file, reused while the file is unchanged."""
+    path = Path(model).resolve()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        raise InputError(f"model file not found: {model}") from None
+    key = (str(path), stamp, str(_resolve_device(device)))
+    if key not in _CACHE:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = DiceReconstructor(path, device)
+    return _CACHE[key]
+
+
+def reconstruct_dice(data: ProjectionData, model: str | Path | None = None, device: str = "auto",
+                     resolution=None, data_consistency: int = 0, progress=None, cancel=None,
+                     units: str = "normalized") -> torch.Tensor:
+    """One call for the method dispatcher: ``model`` None picks the bundled model for the view count."""
+    rec = get_reconstructor(model if model is not None else default_model_for(data), device)
+    return rec.reconstruct(data, resolution=resolution, progress=progress, cancel=cancel,
+                           data_consistency=data_consistency, units=units)
+
+
+__all__ = ["DiceReconstructor", "bundled_model_path", "bundled_view_counts", "default_model_for",
+           "check_compatibility", "check_magnitudes", "chunk_size_for", "get_reconstructor",
+           "reconstruct_dice", "output_shape", "isocentre_pitch", "hu_window_factor"]

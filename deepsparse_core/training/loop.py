@@ -1,0 +1,349 @@
+"""The DiCE training loop: one loop, four stages (scratch, HyViP pretraining, finetuning steps 1 and 2).
+
+Everything is in :func:`train`, top to bottom: processes and device, run folder (new or resumed),
+data, model, optimizer, DDP, mixed precision, then the loop with its schedule, loss, clipping, stop
+rule, validation and checkpoints. The stages differ only in their :class:`~.stages.Stage`: views,
+frozen groups and loss weights.
+
+Defaults are the released training script's (``code/train.py``): AdamW lr 1e-4, weight decay 1e-3,
+gradient clipping 1.0, 10,000 points per volume, constant learning rate; batch size 2 per process
+(released finetuning; the paper pretrains with 16 = 4 GPUs x 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..errors import DeepSparseError, GeometryError, InputError
+from ..model.model_file import save_model
+from ..progress import Cancelled
+from . import distributed
+from .checkpoint import load_run, read_state, restore_rng, rng_state, save_run
+from .data import POINTS_PER_VOLUME, CandidateSet
+from .log import TrainLog
+from .models import initial_model
+from .stages import LAMBDA_D, LAMBDA_Q, STAGES, Stage, make_stage
+from .validation import validate
+
+
+class TrainingError(DeepSparseError):
+    """Training cannot go on (e.g. the loss diverged); the last checkpoint is intact."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in ``state.json``. Fields marked (run) may change on resume."""
+
+    data: str                           # training set folder (run)
+    out: str                            # run folder (run)
+    stage: str | None = None            # scratch | pretrain | step1 | step2 (None: resume's)
+    views: int | None = None            # target n (step1/step2; scratch: fixed n; pretrain: validation n)
+    min_views: int = 6                  # n_min, paper Sec. 3.5
+    max_views: int = 24                 # n_max = M, paper Sec. 3.5
+    init: str | None = None             # model file or run folder to start from
+    model: str | dict = "paper"         # paper | small | tiny | JSON file / dict (new models only)
+    steps: int | None = None            # stop after this many steps in total (run)
+    minutes: float | None = None        # stop after this many minutes of this invocation (run)
+    batch_size: int = 2                 # volumes per step and process (released: 2; paper pretraining: 16 on 4 GPUs)
+    points: int = POINTS_PER_VOLUME     # points per volume, released 10,000
+    edge_fraction: float = 0.0          # share of points drawn among edge voxels (0 = uniform, released)
+    lr: float = 1e-4                    # released
+    weight_decay: float = 1e-3          # released
+    grad_clip: float = 1.0              # released; 0 = off
+    schedule: str = "constant"          # constant (released) | cosine (to min_lr over decay_steps)
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    decay_steps: int | None = None      # cosine horizon (default: steps)
+    lambda_q: float = LAMBDA_Q          # quantization loss weight, released 0.1
+    lambda_d: float = LAMBDA_D          # denoise loss weight (step 2), released 1.0
+    val_every: int = 500                # (run) validate every k steps; 0 = never
+    val_limit: int | None = 4           # (run) validation volumes (None = all)
+    val_stride: int = 1                 # (run) evaluate every s-th voxel
+    checkpoint_every: int = 1000        # (run)
+    log_every: int = 10                 # (run)
+    seed: int = 0
+    device: str = "auto"                # (run) auto | cpu | cuda
+    data_on_device: bool = True         # (run) keep the training set on the training device
+    amp: bool = True                    # bf16 autocast on CUDA (CPU always runs fp32)
+    compile: bool = False               # (run) torch.compile
+    tensorboard: bool = False           # (run)
+    resume: bool = False                # (run) continue the run in ``out``: its config, (run) fields from here
+
+    RUN_FIELDS = ("data", "out", "resume", "steps", "minutes", "val_every", "val_limit", "val_stride", "checkpoint_every",
+                  "log_every", "device", "data_on_device", "compile", "tensorboard")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int                 # steps done in total
+    steps_run: int            # steps done by this call
+    seconds: float            # wall time of the loop in this call
+    loss: float               # last training loss
+    val: dict                 # last validation scores ({} if none)
+    best_val_psnr: float | None
+    stopped: str              # "steps" | "time" | "signal" | "cancelled"
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of the step numbered ``step`` (0-based): linear warmup, then constant or cosine."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    horizon = cfg.decay_steps or cfg.steps
+    ratio = min(1.0, (step - cfg.warmup_steps) / max(1, horizon - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def train(cfg: TrainConfig, callback=None, cancel=None) -> TrainResult:
+    """Train (or resume) one run; see :class:`TrainConfig`. Under torchrun every process calls this.
+
+    ``callback(info)`` / ``cancel()`` are passed to the progress reporter (rank 0): cancelling stops
+    the run cleanly with a checkpoint, like ``--minutes`` running out or SIGINT / SIGTERM.
+    """
+    _check_config(cfg)
+    # ------------------------------------------------------------------ processes and device
+    world, rank, local_rank = distributed.environment()
+    device = _device(cfg.device, local_rank if world > 1 else None)
+    if world > 1:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0
+    try:
+        return _train(cfg, callback, cancel, world, rank, device, master)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: torch.device,
+           master: bool) -> TrainResult:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    # ------------------------------------------------------------------ run folder: new or resumed
+    run_dir = Path(cfg.out)
+    saved = init_meta = None
+    if cfg.resume:
+        stored = TrainConfig.from_dict(read_state(run_dir).config)
+        if cfg.stage not in (None, stored.stage):
+            raise InputError(f"{run_dir} is a {stored.stage} run: resume it without --stage or with --stage {stored.stage}")
+        cfg = dataclasses.replace(stored, resume=True, **{k: getattr(cfg, k) for k in TrainConfig.RUN_FIELDS})
+        _check_config(cfg)
+        model, _, saved = load_run(run_dir)
+        stage = Stage.from_dict(saved.stage)
+        model.freeze(*stage.frozen)
+    else:
+        if (run_dir / "state.json").exists():
+            raise InputError(f"{run_dir} already holds a training run: resume it (--resume) or choose another --out")
+        if cfg.stage is None:
+            raise InputError(f"give the training stage (--stage {' | '.join(STAGES)})")
+        stage = make_stage(cfg.stage, cfg.views, cfg.min_views, cfg.max_views, cfg.lambda_q, cfg.lambda_d)
+        torch.manual_seed(cfg.seed)  # same initial weights in every process
+        model, init_meta = initial_model(stage, cfg.init, cfg.model)
+    step = saved.step if saved else 0
+    model.to(device).train()
+    # ------------------------------------------------------------------ data (each process holds the whole set)
+    data_device = device if cfg.data_on_device else torch.device("cpu")
+    train_set = CandidateSet(cfg.data, "train", data_device).require("training")
+    geometry = train_set.geometry
+    sampler = stage.view_sampler(train_set.n_candidates, geometry.arc)
+    val_set = None
+    if master and cfg.val_every:
+        val_set = CandidateSet(cfg.data, "val", data_device, limit=cfg.val_limit)
+        if len(val_set) and val_set.geometry.to_dict() != geometry.to_dict():
+            raise GeometryError(f"the validation volumes of {cfg.data} have another geometry than the training ones")
+        val_set = val_set if len(val_set) else None
+    # ------------------------------------------------------------------ optimizer (trainable groups only)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    names = {id(p): n for n, p in trainable.items()}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")
+    if saved:
+        from .checkpoint import load_optimizer_state
+
+        load_optimizer_state(optimizer, run_dir / "optimizer.safetensors", names)
+    # ------------------------------------------------------------------ random streams: one per process
+    if saved and len(saved.rng) == world:
+        rng = restore_rng(saved.rng[rank], device)
+    else:
+        if saved:
+            warnings.warn(f"resuming a {len(saved.rng)}-process run on {world} process(es): "
+                          "new sampling streams, the continuation is not bit-identical")
+        rng = np.random.default_rng([cfg.seed, rank, step])
+    # ------------------------------------------------------------------ compile, DDP, mixed precision
+    raw_model = model
+    if cfg.compile:
+        model = torch.compile(model)
+    if world > 1:
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp \
+        else contextlib.nullcontext()
+    # ------------------------------------------------------------------ reporting
+    max_steps = cfg.steps
+    log = TrainLog(run_dir, master, step, max_steps, cfg.minutes, cfg.tensorboard, callback, cancel) \
+        if master else TrainLog(run_dir, False, step, max_steps, cfg.minutes)
+    if master:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.message(f"{raw_model.summary()}")
+        log.message(f"{stage.describe()}; {len(train_set)} training / {len(val_set) if val_set else 0} validation "
+                    f"volumes, {train_set.n_candidates} candidates, batch {cfg.batch_size} x {world} process(es), "
+                    f"{cfg.points} points, {device.type}" + (f", from step {step}" if step else ""))
+    elapsed_before = saved.elapsed_s if saved else 0.0
+    best_psnr = saved.best_val_psnr if saved else None
+    val_scores: dict = {}
+    t0 = time.perf_counter()
+    n_views = stage.fixed_views if stage.denoise else None  # step-2 models record their view count
+    card = saved.extra.get("card", {}) if saved else \
+        {"init": cfg.init, "data": str(cfg.data), "init_card": (init_meta or {}).get("card")}
+
+    def checkpoint(best: float | None, extra: dict) -> None:  # a collective under DDP
+        states = [json.loads(b) for b in distributed.all_gather_bytes(json.dumps(rng_state(rng, device)).encode(),
+                                                                        device, world)]
+        if world > 1:
+            sums = distributed.all_gather_bytes(distributed.parameter_checksum(raw_model).encode(), device, world)
+            extra = {**extra, "rank_checksums": [s.decode() for s in sums]}
+        if master:
+            save_run(run_dir, raw_model, optimizer, names, step, stage.to_dict(), cfg.to_dict(), states, geometry,
+                     n_views, best, elapsed_before + time.perf_counter() - t0, {**extra, "card": card})
+
+    # ------------------------------------------------------------------ the loop
+    deadline = t0 + 60.0 * cfg.minutes if cfg.minutes else None
+    start_step, loss_value, stopped = step, float("nan"), "steps"
+    with _StopSignals() as signals:
+        while max_steps is None or step < max_steps:
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            b = train_set.batch(rng, cfg.batch_size, sampler, cfg.points, cfg.edge_fraction).to(device)
+            with amp:
+                out = model(b.projections, geometry, b.points, b.view_mask_2d, b.view_mask_3d, b.angles)
+            mse = F.mse_loss(out["pred"].float(), b.targets)                       # Eq. 9
+            loss = mse
+            if stage.lambda_q:
+                loss = loss + stage.lambda_q * out["vq_loss"].float()             # Eq. 10
+            if stage.denoise:
+                loss = loss + stage.lambda_d * out["denoise_loss"].float()        # Eq. 12-13
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()                                                        # DDP averages gradients here
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable.values(), cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            # --- report (rank 0), then one stop decision shared by all processes
+            cancelled = False
+            done = max_steps is not None and step >= max_steps
+            if master and (step % cfg.log_every == 0 or done):
+                loss_value = loss.item()
+                terms = {"loss": loss_value, "mse": mse.item(), "lr": lr}
+                if stage.lambda_q:
+                    terms["vq"] = out["vq_loss"].item()
+                if stage.denoise:
+                    terms["denoise"] = out["denoise_loss"].item()
+                try:
+                    log.step(step, **terms)
+                except Cancelled:
+                    cancelled = True
+            timeout = deadline is not None and time.perf_counter() >= deadline
+            diverged, timeout, signalled, cancelled = distributed.any_flags(
+                [not torch.isfinite(loss.detach()).item(), timeout, signals.received, cancelled], device, world)
+            if diverged:
+                raise TrainingError(f"the loss is not finite at step {step} (lr {lr:g}); the checkpoint of step "
+                                    f"{_last_checkpoint(step - 1, cfg.checkpoint_every, start_step)} is intact: "
+                                    "lower --lr or check the data")
+            stopping = done or timeout or signalled or cancelled
+            stopped = "time" if timeout else "signal" if signalled else "cancelled" if cancelled else "steps"
+            # --- validation (rank 0; the others wait at the next collective)
+            if val_set is not None and (step % cfg.val_every == 0 or stopping):
+                val_scores = validate(raw_model, val_set, stage, cfg.val_stride, autocast=amp)
+                log.validation(step, val_scores)
+                if best_psnr is None or val_scores["psnr"] > best_psnr:
+                    best_psnr = val_scores["psnr"]
+                    save_model(run_dir / "best.safetensors", raw_model, geometry, n_views,
+                               card={**card, "stage": stage.name, "step": step, "val": val_scores})
+            if step % cfg.checkpoint_every == 0 or stopping:
+                checkpoint(best_psnr, {"val": val_scores, "stopped": stopped if stopping else None})
+            if stopping:
+                break
+    seconds = time.perf_counter() - t0
+    if master:
+        log.close()
+    return TrainResult(run_dir, step, step - start_step, seconds, loss_value, val_scores, best_psnr, stopped)
+
+
+def _last_checkpoint(step: int, every: int, start: int) -> int:
+    return max(start, step - step % every)
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    if cfg.steps is None and cfg.minutes is None:
+        raise InputError("give --steps or --minutes (or both) to bound the run")
+    if cfg.steps is not None and cfg.steps < 0 or cfg.minutes is not None and cfg.minutes <= 0:
+        raise InputError("--steps must be >= 0 and --minutes > 0")
+    if cfg.batch_size < 1 or cfg.points < 1 or cfg.log_every < 1 or cfg.checkpoint_every < 1:
+        raise InputError("batch size, points, log_every and checkpoint_every must be >= 1")
+    if cfg.val_every < 0 or cfg.val_stride < 1:
+        raise InputError("val_every must be >= 0 and val_stride >= 1")
+    if cfg.schedule not in ("constant", "cosine"):
+        raise InputError(f"unknown learning-rate schedule {cfg.schedule!r}: constant or cosine")
+    if cfg.schedule == "cosine" and not (cfg.decay_steps or cfg.steps):
+        raise InputError("the cosine schedule needs --steps (or decay_steps) as its horizon")
+    if cfg.lr <= 0 or cfg.weight_decay < 0 or cfg.grad_clip < 0:
+        raise InputError("lr must be > 0, weight decay and grad clip >= 0")
+
+
+def _device(name: str, local_rank: int | None) -> torch.device:
+    from ..simulate import resolve_device  # noqa: PLC0415 (simulate pulls SimpleITK: keep it out of imports)
+
+    dev = resolve_device(name)
+    if dev.type == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
+    if dev.type == "cuda" and dev.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+class _StopSignals:
+    """SIGINT / SIGTERM ask for a clean stop (checkpoint, exit); a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.received = False
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)

@@ -1,0 +1,96 @@
+"""The model a stage starts from: a fresh DiCE, a model file, or a run folder's weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from ..model import DiCE, DiceConfig
+from ..model.model_file import load_model
+from .stages import Stage
+
+PRESETS = ("paper", "small", "tiny")
+
+
+def model_config(spec: str | dict | DiceConfig) -> DiceConfig:
+    """'paper' | 'small' | 'tiny' | a JSON file of DiceConfig fields (a preset name under "preset" may be
+    combined with overrides) | a dict of the same | a DiceConfig."""
+    if isinstance(spec, DiceConfig):
+        return spec
+    if isinstance(spec, str) and spec in PRESETS:
+        return getattr(DiceConfig, spec)()
+    if isinstance(spec, str):
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError(f"--config must be one of {', '.join(PRESETS)} or a JSON file; {spec} not found")
+        try:
+            spec = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot parse model config {path}: {e}") from None
+    if not isinstance(spec, dict):
+        raise InputError("a model config file must hold a JSON object of DiceConfig fields")
+    spec = dict(spec)
+    preset = spec.pop("preset", "paper")
+    if preset not in PRESETS:
+        raise InputError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = getattr(DiceConfig, preset)().to_dict()
+    unknown = set(spec) - set(base)
+    if unknown:
+        raise InputError(f"unknown DiCE config fields: {', '.join(sorted(unknown))}")
+    try:
+        return DiceConfig.from_dict({**base, **spec})
+    except TypeError as e:
+        raise InputError(f"bad model config: {e}") from None
+
+
+def model_path(init: str | Path) -> Path:
+    """A model file, or the ``model.safetensors`` of a run folder."""
+    path = Path(init)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise InputError(f"--init model not found: {path}")
+    return path
+
+
+def check_model_views(meta: dict, n_views: int, path="the model") -> None:
+    """A step-2 model (model-file ``n_views`` set) runs with exactly the views it was finetuned for."""
+    trained = meta.get("n_views")
+    if trained is not None and int(trained) != int(n_views):
+        raise InputError(f"{path} was finetuned (step 2) for {trained} views and cannot take {n_views}: "
+                         f"use {trained} projections, or finetune step 1 + step 2 for {n_views} views")
+
+
+def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfig) -> tuple[DiCE, dict | None]:
+    """(model in train mode with the stage's layers and freezing applied, metadata of ``init`` or None).
+
+    * scratch: a new DiCE from ``config``; ``init`` is refused (that would not be scratch).
+    * pretrain: new, or continue from ``init``.
+    * step1: from ``init`` (the pretrained model; without it, the paper's "finetuning without
+      pretraining" ablation from random weights).
+    * step2: from ``init`` (the step-1 model), required; denoise layers are added (identity at start) and
+      the encoder + quantization are frozen.
+    """
+    meta = None
+    if init is None:
+        if stage.name == "step2":
+            raise InputError("stage step2 starts from a step-1 model: give --init MODEL_OR_RUN")
+        torch_model = DiCE(model_config(config))
+    else:
+        if stage.name == "scratch":
+            raise InputError("stage scratch trains from random weights: drop --init (or use --stage pretrain/step1)")
+        path = model_path(init)
+        torch_model, meta = load_model(path)
+        has_denoise = torch_model.denoise is not None
+        if has_denoise and not stage.denoise:
+            raise InputError(f"{path} is a step-2 model (denoise layers); stage {stage.name} needs a model "
+                             "without them (start from the step-1 or pretrained model)")
+        if stage.denoise:
+            check_model_views(meta, stage.fixed_views, path)
+    if stage.denoise:
+        torch_model.enable_denoise()
+    torch_model.freeze(*stage.frozen)
+    return torch_model.train(), meta
