@@ -14,7 +14,14 @@ from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.sampling import backproject, lowres_grid, sample_views, sample_volume
 from deepsparse_core.model.vq import EMAVectorQuantizer
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny tensors here gain nothing from threads; one keeps the file fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_geometry(n_views=8, **kw):
@@ -303,7 +310,8 @@ def test_volume_sampled_at_its_voxel_centres_returns_the_voxels():
     assert torch.allclose(sampled, volume.reshape(2, 3, -1), atol=1e-10)
     # the low-resolution grid spans the reconstruction grid exactly
     low = lowres_grid(geometry, 8)
-    assert low.volume_extent == pytest.approx(geometry.volume_extent) and low.volume_offset == geometry.volume_offset
+    assert low.volume_extent == pytest.approx(geometry.volume_extent)
+    assert low.volume_offset == geometry.volume_offset
 
 
 def test_voxel_and_point_features_sit_at_the_detector_projection_of_the_same_point():

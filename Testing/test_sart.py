@@ -137,10 +137,10 @@ def test_sart_starts_from_init_and_accepts_batches(sparse_scan):
     ({"views_per_subset": 0}, InputError), ({"init": torch.zeros(3, 3, 3)}, InputError)])
 def test_sart_rejects_bad_input(sparse_scan, kwargs, error):
     g, p = sparse_scan
-    kwargs = dict(kwargs)
+    kwargs = {"iterations": 1, **kwargs}
     p = p[:kwargs.pop("views")] if "views" in kwargs else p
     with pytest.raises(error) as info:
-        sart(p, g, iterations=1, **kwargs)
+        sart(p, g, **kwargs)
     assert "\n" not in str(info.value)
 
 

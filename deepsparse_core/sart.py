@@ -95,6 +95,12 @@ def _view_order(order, n_views: int) -> list[int]:
     return out
 
 
+def _integer(value, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def _safe_inverse(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t < DIVISION_THRESHOLD, torch.zeros_like(t), 1.0 / t.clamp(min=DIVISION_THRESHOLD))
 
@@ -123,12 +129,10 @@ def sart(projections, geometry: Geometry, iterations: int = 20, relaxation: floa
         (nz, ny, nx) or (B, nz, ny, nx) volume, attenuation per mm.
     """
     p = check_projections(projections, geometry)
-    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 0:
-        raise InputError(f"iterations must be a non-negative integer, got {iterations!r}")
-    if not np.isfinite(relaxation) or relaxation <= 0:
+    iterations = _integer(iterations, "iterations", minimum=0)
+    views_per_subset = _integer(views_per_subset, "views_per_subset", minimum=1)
+    if not isinstance(relaxation, (int, float)) or not np.isfinite(relaxation) or relaxation <= 0:
         raise InputError(f"relaxation must be a positive number, got {relaxation!r}")
-    if isinstance(views_per_subset, bool) or int(views_per_subset) != views_per_subset or views_per_subset < 1:
-        raise InputError(f"views_per_subset must be a positive integer, got {views_per_subset!r}")
     if backprojector not in BACKPROJECTORS:
         raise InputError(f"unknown back-projector {backprojector!r}; choose one of: {', '.join(BACKPROJECTORS)}")
     squeeze = p.dim() == 3
@@ -144,11 +148,9 @@ def sart(projections, geometry: Geometry, iterations: int = 20, relaxation: floa
         if tuple(x.shape) != (batch, *geometry.volume_shape):
             raise InputError(f"init volume has shape {tuple(torch.as_tensor(init).shape)}, expected "
                              f"{geometry.volume_shape}")
-        if nonnegative:
-            x.clamp_(min=0)
 
     views = _view_order(order, n_views)
-    subsets = [views[i:i + int(views_per_subset)] for i in range(0, n_views, int(views_per_subset))]
+    subsets = [views[i:i + views_per_subset] for i in range(0, n_views, views_per_subset)]
     geometries = [geometry.with_angles([geometry.angles[k] for k in s]) for s in subsets]
     index = [torch.tensor(s, device=device) for s in subsets]
 
@@ -172,7 +174,7 @@ def sart(projections, geometry: Geometry, iterations: int = 20, relaxation: floa
     norms = [inverse_norm(g) for g in geometries] if cache else None
 
     with torch.no_grad():
-        for iteration in range(1, int(iterations) + 1):
+        for iteration in range(1, iterations + 1):
             for k, (idx, g) in enumerate(zip(index, geometries)):
                 residual = (p.index_select(1, idx) - forward_project(x, g)) * residual_weight[idx]
                 x += bp(residual, g) * (norms[k] if cache else inverse_norm(g))

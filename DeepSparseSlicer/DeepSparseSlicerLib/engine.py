@@ -4,11 +4,11 @@
 sits one folder up in a source checkout, or is pip-installed. Nothing here imports torch at module
 load; the functions import ``deepsparse_core`` when called.
 
-The module runs the engine through its command line (``python -m deepsparse_core --progress json
-...``). Features that other parts of the project are still adding (DiCE reconstruction, ``train``)
-are detected by reading the command line's argparse parser, so the panel offers exactly what the
-installed engine can do; the assumptions about their options are all in the ``*_command``
-functions below.
+The module runs the engine through its command lines (``python -m deepsparse_core --progress json
+...`` and, for training, ``python -m deepsparse_core.training``). Features that other parts of the
+project may still be adding (DiCE reconstruction, training) are detected by reading the argparse
+parsers, so the panel offers exactly what the installed engine can do; the assumptions about their
+options are all in the ``*_command(s)`` functions below.
 """
 
 from __future__ import annotations
@@ -36,6 +36,23 @@ def core_location() -> Path:
     return Path(deepsparse_core.__file__).resolve().parent.parent
 
 
+def preset_names() -> list[str]:
+    """Geometry presets shipped with deepsparse_core (read from its files: no torch import)."""
+    return sorted(p.stem for p in (core_location() / "deepsparse_core" / "presets").glob("*.yaml"))
+
+
+def sample_names() -> list[str]:
+    """Real sample CTs deepsparse_core can fetch (``deepsparse_core.samples``, no torch import)."""
+    core_location()
+    from deepsparse_core.samples import SAMPLES
+
+    return list(SAMPLES)
+
+
+# synthetic CTs of deepsparse_core.phantoms offered offline (a test checks they exist there)
+PHANTOMS = ("chest", "head", "pelvis", "knee")
+
+
 def core_command(*args) -> list[str]:
     """``[python, -m, deepsparse_core, --progress, json, *args]``."""
     return [python_executable(), "-m", "deepsparse_core", "--progress", "json", *map(str, args)]
@@ -48,8 +65,7 @@ class Capabilities:
 
     methods: tuple[str, ...] = ()                    # reconstruct --method choices
     reconstruct_options: dict = field(default_factory=dict)  # option string -> argparse action
-    train_options: dict | None = None                # None: no ``train`` command
-    prepare_options: dict | None = None              # None: no ``prepare`` command
+    train_options: dict | None = None                # None: no training command
 
     @property
     def dice(self) -> bool:
@@ -83,8 +99,18 @@ def capabilities() -> Capabilities:
     recon = _subcommand_options(parser, "reconstruct") or {}
     method = recon.get("--method")
     methods = tuple(method.choices) if method is not None and method.choices else ("fdk",)
-    return Capabilities(methods, recon, _subcommand_options(parser, "train"),
-                        _subcommand_options(parser, "prepare"))
+    return Capabilities(methods, recon, _train_options())
+
+
+def _train_options() -> dict | None:
+    """Options of the training command line (``deepsparse_core.training``), None without it."""
+    try:
+        from deepsparse_core.training.command import add_train_arguments
+    except ImportError:
+        return None
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_arguments(parser)
+    return {s: a for a in parser._actions for s in a.option_strings}
 
 
 # ---------------------------------------------------------------------------- models
@@ -182,51 +208,51 @@ def reconstruct_command(caps: Capabilities, projections_path, out_path, method: 
     return core_command(*args)
 
 
-def _pick(options: dict, *candidates: str) -> str | None:
-    return next((c for c in candidates if c in options), None)
+def train_command(*args) -> list[str]:
+    """``[python, -m, deepsparse_core.training, --progress, json, *args]`` (= ``deepsparse train``;
+    also the entry point ``torchrun`` runs)."""
+    return [python_executable(), "-m", "deepsparse_core.training", "--progress", "json", *map(str, args)]
 
 
-def finetune_commands(caps: Capabilities, data, work_dir, n_views: int, epochs_step1: int,
-                      epochs_step2: int, base_model, out_path, device: str = "auto") -> list[list[str]]:
-    """Commands for the two finetuning steps (and ``prepare`` first when the CLI has it).
+TRAIN_REQUIRED = ("--stage", "--data", "--out", "--init", "--views", "--steps")
 
-    Assumed command line (issue 3; ``deepsparse train`` is being written): ``train --stage step1
-    |step2`` with the data (``--data``), the target view count (``--views``), ``--epochs``, the
-    starting model (``--init``/``--model``/``--base``) and ``--out``. Option names are matched
-    against the installed parser; a missing one raises ``DeepSparseError`` naming it.
+
+def finetune_commands(caps: Capabilities, cts, work_dir, geometry_path, n_candidates: int, n_views: int,
+                      steps_step1: int, steps_step2: int, base_model, batch_size: int = 2,
+                      device: str = "auto", points: int | None = None) -> tuple[list[list[str]], Path]:
+    """The two-step finetuning as commands, and the model file the last one writes.
+
+    1. ``candidates`` per CT: ``n_candidates`` projections over the geometry's arc (paper: 200 over
+       [0, 180) degrees) into ``<work>/cache``, the training set folder;
+    2. ``train --stage step1 --init BASE`` (dataset adaptation) into ``<work>/step1``;
+    3. ``train --stage step2 --init <work>/step1`` (view adjustment) into ``<work>/step2``, whose
+       ``model.safetensors`` is the new model.
     """
     from deepsparse_core.errors import DeepSparseError
 
     opts = caps.train_options
     if opts is None:
-        raise DeepSparseError("this deepsparse_core has no `train` command yet, so finetuning is "
-                              "not available")
-    work_dir = Path(work_dir)
-    commands = []
-    if caps.prepare_options is not None:  # raw CTs -> training cache (issue 4's `deepsparse prepare`)
-        cache = work_dir / "cache"
-        out_opt = _pick(caps.prepare_options, "--out", "--output", "--cache")
-        commands.append(core_command("prepare", data, *( [out_opt, cache] if out_opt else [cache])))
-        data = cache
-    names = {"data": _pick(opts, "--data", "--cache", "--train-data", "--cts", "--input"),
-             "views": _pick(opts, "--views", "--n-views", "--target-views"),
-             "epochs": _pick(opts, "--epochs", "--num-epochs"),
-             "init": _pick(opts, "--init", "--model", "--base", "--base-model", "--from"),
-             "out": _pick(opts, "--out", "--output"),
-             "stage": _pick(opts, "--stage")}
-    missing = [k for k, v in names.items() if v is None]
+        raise DeepSparseError("this deepsparse_core has no training command (`deepsparse train`), so "
+                              "finetuning is not available")
+    missing = [o for o in TRAIN_REQUIRED if o not in opts]
     if missing:
-        raise DeepSparseError("the installed `deepsparse train` does not take the options the panel "
-                              f"needs ({', '.join(missing)}); see DeepSparseSlicerLib/engine.py")
-    step1_out = work_dir / "step1.safetensors"
-    for stage, epochs, init, out in (("step1", epochs_step1, base_model, step1_out),
-                                     ("step2", epochs_step2, step1_out, out_path)):
-        args = ["train", names["stage"], stage, names["data"], data, names["views"], n_views,
-                names["epochs"], epochs, names["init"], init, names["out"], out]
-        if "--device" in opts:
-            args += ["--device", device]
-        commands.append(core_command(*args))
-    return commands
+        raise DeepSparseError(f"the installed `deepsparse train` lacks {', '.join(missing)}; "
+                              "see DeepSparseSlicerLib/engine.py")
+    work_dir = Path(work_dir)
+    cache = work_dir / "cache"
+    commands = [core_command("candidates", ct, "--geometry", geometry_path, "--count", n_candidates,
+                             "--device", device, "--out", cache / f"ct_{i:03d}.safetensors")
+                for i, ct in enumerate(cts)]
+    extra = []
+    for option, value in (("--batch-size", batch_size), ("--device", device), ("--points", points),
+                          ("--val-every", 0)):  # no validation split in a panel run
+        if value is not None and option in opts:
+            extra += [option, value]
+    runs = {"step1": work_dir / "step1", "step2": work_dir / "step2"}
+    for stage, steps, init in (("step1", steps_step1, base_model), ("step2", steps_step2, runs["step1"])):
+        commands.append(train_command("--stage", stage, "--data", cache, "--out", runs[stage], "--init", init,
+                                      "--views", n_views, "--steps", steps, *extra))
+    return commands, runs["step2"] / "model.safetensors"
 
 
 def sample_command(name: str) -> list[str]:

@@ -35,6 +35,12 @@ def node_ijk_to_ras(node) -> np.ndarray:
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
+def node_centre_ras(node) -> np.ndarray:
+    """RAS mm of the centre of the node's voxel grid (midway between the first and last voxels)."""
+    dims = np.array(node.GetImageData().GetDimensions(), dtype=float)
+    return (node_ijk_to_ras(node) @ np.append((dims - 1) / 2, 1.0))[:3]
+
+
 def volume_from_node(node):
     """A float32 :class:`Volume` (LPS) copied from a scalar volume node. Raises ``InputError``."""
     import slicer

@@ -5,7 +5,8 @@ in a child process whose standard output and error are merged. A reader thread q
 :meth:`Job.poll` -- called from a ``qt.QTimer`` in Slicer, or in a loop by :meth:`Job.wait` --
 parses them on the caller's thread: ``{"event": "progress" | "result" | "error", ...}`` lines
 (``python -m deepsparse_core --progress json ...``) update :attr:`Job.progress`,
-:attr:`Job.results` and :attr:`Job.error`; every other line goes to :attr:`Job.log`. Callbacks
+:attr:`Job.results` and :attr:`Job.error`; ``{"event": "message", "text": ...}`` and every other
+line go to :attr:`Job.log`. Callbacks
 (``on_progress``, ``on_log`` and the done callbacks) therefore run on the thread that polls, the
 only one allowed to touch the MRML scene and the GUI.
 
@@ -43,7 +44,7 @@ class Job:
         self.name, self.env, self.cwd = name, env, cwd
         self.on_progress, self.on_log = on_progress, on_log
         self.status = "pending"
-        self.step = -1                   # index of the running command
+        self.step = -1                   # index of the running command (progress: "part" = step + 1)
         self.returncode: int | None = None
         self.progress: dict = {}         # the last progress event
         self.results: list[dict] = []    # every result event, in order
@@ -141,10 +142,12 @@ class Job:
                 self.on_log(line)
             return
         kind = event.pop("event")
-        if kind == "progress":
-            self.progress = {**event, "step": self.step + 1, "steps": len(self.commands)}
+        if kind == "progress":  # "part": which of the job's commands (1-based) of "parts"
+            self.progress = {**event, "part": self.step + 1, "parts": len(self.commands)}
             if self.on_progress:
                 self.on_progress(self.progress)
+        elif kind == "message":
+            self._handle_line(str(event.get("text", "")))
         elif kind == "result":
             self.results.append(event)
         elif kind == "error":

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import engine, parameters
-from .geometry_bridge import check_scalar_3d, update_node_from_volume, volume_from_node
+from .geometry_bridge import check_scalar_3d, node_centre_ras, update_node_from_volume, volume_from_node
 from .jobs import SUCCEEDED, Job, job_environment
 
 MODULE_NAME = "DeepSparseSlicer"
@@ -390,6 +390,24 @@ class DeepSparseLogic:
         placement = json.loads(node.GetAttribute(PLACEMENT) or "null")
         return ProjectionData(proj, geometry, noise, None, placement)
 
+    def show_projection(self, projections_node, index: int, view: str = "Red") -> None:
+        """Show projection ``index`` of a projections node in a slice view (axial)."""
+        from .geometry_bridge import node_ijk_to_ras
+
+        composite = self._composite_node(view)
+        if composite is None or projections_node is None:
+            return
+        if composite.GetBackgroundVolumeID() != projections_node.GetID():
+            composite.SetBackgroundVolumeID(projections_node.GetID())
+            slice_logic = self.app_logic.GetSliceLogicByLayoutName(view) if self.app_logic else None
+            if slice_logic is not None:
+                slice_logic.GetSliceNode().SetOrientationToAxial()
+                slice_logic.FitSliceToAll()
+        slice_logic = self.app_logic.GetSliceLogicByLayoutName(view) if self.app_logic else None
+        if slice_logic is not None:
+            z = (node_ijk_to_ras(projections_node) @ np.array([0.0, 0.0, float(index), 1.0]))[2]
+            slice_logic.SetSliceOffset(float(z))
+
     # ------------------------------------------------------------------ reconstruction
     def methods(self) -> list[MethodChoice]:
         """Reconstruction methods available now: DiCE models (bundled, finetuned), a model file, FDK, SART."""
@@ -592,9 +610,9 @@ class DeepSparseLogic:
         table.Modified()
         return table
 
-    def show_comparison(self, ground_truth, reconstruction) -> None:
+    def show_comparison(self, ground_truth, reconstruction, offset_ras: float | None = None) -> None:
         """Side-by-side layout: ground truth (Red) | reconstruction (Yellow), axial, linked, same
-        window/level, centred on the reconstruction."""
+        window/level, at the axial position ``offset_ras`` (S mm; default: the reconstruction's centre)."""
         layout = self.scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
         if layout is not None:
             layout.SetViewArrangement(SIDE_BY_SIDE_LAYOUT)
@@ -610,7 +628,7 @@ class DeepSparseLogic:
                 window *= scale
             rec_display.AutoWindowLevelOff()
             rec_display.SetWindowLevel(window, level)
-        centre_ras = np.diag([-1.0, -1.0, 1.0]) @ rec.centre_lps
+        offset = float(node_centre_ras(reconstruction)[2] if offset_ras is None else offset_ras)
         for view, node in zip(COMPARE_VIEWS, (ground_truth, reconstruction)):
             composite = self._composite_node(view)
             if composite is None:
@@ -624,7 +642,7 @@ class DeepSparseLogic:
                 slice_node.SetOrientationToAxial()
             if slice_logic is not None:
                 slice_logic.FitSliceToAll()
-                slice_logic.SetSliceOffset(float(centre_ras[2]))
+                slice_logic.SetSliceOffset(offset)
 
     def _composite_node(self, view: str):
         for node in self._nodes("vtkMRMLSliceCompositeNode"):
@@ -670,12 +688,42 @@ class DeepSparseLogic:
             return bundled[0].path
         raise _error("no bundled DiCE model to start from: choose a base model file")
 
+    CT_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mrc", ".npy")
+
+    def training_cts(self, folder=None, volume_nodes=(), export_dir: Path | None = None) -> list[Path]:
+        """CT files to finetune on: the volume nodes (written to ``export_dir``), else the CT files and
+        DICOM folders in ``folder``."""
+        if volume_nodes:
+            from deepsparse_core.volume_io import write_volume
+
+            export_dir.mkdir(parents=True, exist_ok=True)
+            return [write_volume(volume_from_node(node), export_dir / f"ct_{i:03d}.nii.gz")
+                    for i, node in enumerate(volume_nodes)]
+        folder = Path(folder) if folder else None
+        if folder is None or not folder.is_dir():
+            raise _error("choose a folder of CTs (or check volume nodes) to finetune on")
+        cts = sorted(p for p in folder.iterdir() if not p.name.startswith(".")
+                     and (p.is_dir() or p.name.lower().endswith(self.CT_SUFFIXES)))
+        if not cts:
+            raise _error(f"{folder} holds no CT files ({', '.join(self.CT_SUFFIXES)}) or DICOM folders")
+        return cts
+
     def start_finetune(self, name: str, n_views: int, epochs_step1: int, epochs_step2: int,
                        base_model, folder=None, volume_nodes=(), device: str = "auto",
-                       on_done=None, on_progress=None, on_log=None) -> Job:
-        """Finetune (step 1, then step 2) on a folder of CTs or on volume nodes; the new model is
-        saved in :attr:`user_models_dir` (``job.outputs["model"]``) and joins :meth:`methods`."""
+                       n_candidates: int = 200, points: int | None = None, on_done=None,
+                       on_progress=None, on_log=None) -> Job:
+        """Finetune ``base_model`` (step 1, then step 2, paper Sec. 3.4) on a folder of CTs or on
+        volume nodes, in the background. An epoch is one pass over the CTs (steps = epochs x CTs /
+        batch of 2). The new model is saved in :attr:`user_models_dir` as ``<name>.safetensors``
+        (``job.outputs["model"]``) and joins :meth:`methods`."""
+        import math
+
+        from deepsparse_core.model.model_file import model_geometry, read_model_metadata
+
         caps = self.capabilities()
+        if caps.train_options is None:
+            raise _error("this deepsparse_core has no training command (`deepsparse train`) yet, so "
+                         "finetuning is not available")
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "").strip("._")
         if not safe:
             raise _error("give the new model a name")
@@ -683,32 +731,29 @@ class DeepSparseLogic:
         if final.exists():
             raise _error(f"a model named '{safe}' exists already ({final}); choose another name")
         base_model = Path(base_model)
-        engine.model_info(base_model)  # a readable DiCE model file, or a clear error
+        # candidates on the scanner the base model was trained for (the settings' one if it does not say)
+        geometry = model_geometry(read_model_metadata(base_model), n_candidates, 180.0) \
+            or self.geometry().with_views(n_candidates, math.pi)
+        device, note = self.resolve_device(device)
         work = self._work_dir("finetune")
         try:
-            if volume_nodes:
-                data = work / "cts"
-                data.mkdir()
-                from deepsparse_core.volume_io import write_volume
-
-                for i, node in enumerate(volume_nodes):
-                    write_volume(volume_from_node(node), data / f"ct_{i:03d}.nii.gz")
-            elif folder and Path(folder).is_dir() and any(Path(folder).iterdir()):
-                data = Path(folder)
-            else:
-                raise _error("choose a folder of CTs (or volume nodes) to finetune on")
-            device, note = self.resolve_device(device)
-            commands = engine.finetune_commands(caps, data, work, n_views, epochs_step1, epochs_step2,
-                                                base_model, work / "model.safetensors", device)
+            cts = self.training_cts(folder, volume_nodes, work / "cts")
+            geometry.save(work / "geometry.json")
+            batch = min(2, len(cts))
+            steps = [max(0, math.ceil(e * len(cts) / batch)) for e in (epochs_step1, epochs_step2)]
+            commands, model_out = engine.finetune_commands(caps, cts, work, work / "geometry.json", n_candidates,
+                                                           n_views, steps[0], steps[1], base_model, batch,
+                                                           device, points)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
 
         def finish(job: Job):
+            engine.model_info(model_out)  # a readable model, or the job fails with the reason
             self.user_models_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(work / "model.safetensors", final.with_suffix(".tmp"))
-            os.replace(final.with_suffix(".tmp"), final)
-            engine.model_info(final)
+            partial = final.with_name(f".{final.name}.partial")
+            shutil.copyfile(model_out, partial)
+            os.replace(partial, final)
             job.outputs["model"] = final
 
         job = self._job(commands, f"finetuning '{safe}'", work, on_progress, on_log)

@@ -10,7 +10,7 @@
       -> PointDecoder MLP -> attenuation (B, N)                                       [Eq. 5-7]
 
 HyViP (paper Sec. 3.3): the 2D point features come from the n sparse views (``view_mask_2d``) and the
-3D volume from all M views (``view_mask_3d``). The geometry is an input, so one model serves any
+3D volume from the dense set (``view_mask_3d``, up to 24 views in the paper). The geometry is an input, so one model serves any
 scanner, detector and number of views; ``angles`` (B, V) gives each sample its own view angles.
 """
 
@@ -181,12 +181,12 @@ class DiCE(nn.Module):
         feats = self.point_features(features, points)                          # (B, N, C)
         return self.point_decoder(feats.reshape(-1, feats.shape[-1])).reshape(feats.shape[:2])
 
-    def decode_points(self, features: DiceFeatures, points: torch.Tensor, chunk_size: int = 65536,
+    def decode_points(self, features: DiceFeatures, points: torch.Tensor, chunk_size: int = 16384,
                       clamp: bool = True) -> torch.Tensor:
         """Attenuation (B, N) at (N, 3) or (B, N, 3) mm points, ``chunk_size`` points at a time.
 
         For inference: call in eval mode (under ``torch.no_grad()`` for whole volumes); ``clamp``
-        limits the result to [0, 1].
+        limits the result to [0, 1]. 16384-point chunks stay in CPU caches; use more on a GPU.
         """
         n = points.shape[-2]
         pred = torch.cat([self._predict(features, points[..., i:i + chunk_size, :])
@@ -195,7 +195,7 @@ class DiCE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, projections: torch.Tensor, geometry: Geometry, view_mask: torch.Tensor | None = None,
-                    angles: torch.Tensor | None = None, chunk_size: int = 65536) -> torch.Tensor:
+                    angles: torch.Tensor | None = None, chunk_size: int = 16384) -> torch.Tensor:
         """(B, nz, ny, nx) attenuation in [0, 1] at the geometry's voxel centres (call in eval mode)."""
         features = self.encode(projections, geometry, view_mask, None, angles)
         points = geometry.voxel_centres(dtype=self._dtype, device=projections.device).reshape(-1, 3)

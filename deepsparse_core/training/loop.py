@@ -151,7 +151,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
         stored = TrainConfig.from_dict(read_state(run_dir).config)
         if cfg.stage not in (None, stored.stage):
             raise InputError(f"{run_dir} is a {stored.stage} run: resume it without --stage or with --stage {stored.stage}")
-        cfg = dataclasses.replace(stored, resume=True, **{k: getattr(cfg, k) for k in TrainConfig.RUN_FIELDS})
+        cfg = dataclasses.replace(stored, **{k: getattr(cfg, k) for k in TrainConfig.RUN_FIELDS})
         _check_config(cfg)
         model, _, saved = load_run(run_dir)
         stage = Stage.from_dict(saved.stage)
@@ -181,7 +181,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     names = {id(p): n for n, p in trainable.items()}
     optimizer = torch.optim.AdamW(trainable.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=device.type == "cuda")
+                                  **({"fused": True} if device.type == "cuda" else {"foreach": True}))
     if saved:
         from .checkpoint import load_optimizer_state
 
@@ -204,10 +204,11 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
         else contextlib.nullcontext()
     # ------------------------------------------------------------------ reporting
     max_steps = cfg.steps
+    if master:
+        run_dir.mkdir(parents=True, exist_ok=True)
     log = TrainLog(run_dir, master, step, max_steps, cfg.minutes, cfg.tensorboard, callback, cancel) \
         if master else TrainLog(run_dir, False, step, max_steps, cfg.minutes)
     if master:
-        run_dir.mkdir(parents=True, exist_ok=True)
         log.message(f"{raw_model.summary()}")
         log.message(f"{stage.describe()}; {len(train_set)} training / {len(val_set) if val_set else 0} validation "
                     f"volumes, {train_set.n_candidates} candidates, batch {cfg.batch_size} x {world} process(es), "

@@ -107,15 +107,16 @@ def make_stage(name: str, views: int | None = None, min_views: int = N_MIN, max_
     """
     if name not in STAGES:
         raise InputError(f"unknown training stage {name!r}; choose one of {', '.join(STAGES)}")
+    if name in ("step1", "step2") and views is None:
+        raise InputError(f"stage {name} finetunes for a target number of views: give --views (paper: 6, 8 or 10)")
+    if name == "scratch" and views:  # [n | n]: the view range is not used
+        return Stage(name, views, views, None, views, lambda_q=lambda_q)
     if not 1 <= min_views <= max_views:
         raise InputError(f"need 1 <= min_views <= max_views, got {min_views} and {max_views}")
     if views is not None and not 1 <= views <= max_views:
-        raise InputError(f"--views must be in [1, {max_views}] (max views), got {views}")
-    if name in ("step1", "step2") and views is None:
-        raise InputError(f"stage {name} finetunes for a target number of views: give --views (paper: 6, 8 or 10)")
+        raise InputError(f"--views must be in [1, {max_views}] (--max-views, M), got {views}")
     if name == "scratch":
-        lo, hi = (views, views) if views else (min_views, max_views)
-        return Stage(name, lo, hi, None, views or min_views, lambda_q=lambda_q)
+        return Stage(name, min_views, max_views, None, min_views, lambda_q=lambda_q)
     if name == "pretrain":
         return Stage(name, min_views, max_views, max_views, views or min_views, lambda_q=lambda_q)
     if name == "step1":

@@ -1,0 +1,463 @@
+"""The module Logic end to end against slicer-core: MRML in, MRML out.
+
+One shared workflow (module fixture): a chest phantom with an off-centre marker, stored the way
+NIfTI tools often store CTs (i and j running towards R and A) and loaded through a Slicer storage
+node -> 6 simulated views on a small grid -> FDK. Each background job is a real
+``python -m deepsparse_core`` process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slicer_helpers import ROOT, count_nodes, make_scene
+
+pytestmark = pytest.mark.slicer
+
+MARKER_LPS = np.array([82.5, -137.5, 92.5])  # mm: left, anterior (outside the body), superior
+MARKER_RADIUS_MM = 12.0
+MARKER_HU = 3000.0  # above anything in the phantom
+# 6 views over a full turn (FDK on a 180 degree arc of 6 views is mostly Parker-weighted away)
+SMALL_GEOMETRY = {"views": "6", "arcDegrees": "360.0", "geometryPreset": "custom", "gridSize": "64", "voxelSize": "6.4",
+                  "detectorRows": "64", "detectorColumns": "64", "detectorSpacing": "9.6", "device": "cpu"}
+JOB_TIMEOUT_S = 300
+
+
+def marker_phantom_file(folder: Path) -> Path:
+    """Chest phantom (HU, 64^3 at 5 mm) plus a bright sphere at MARKER_LPS, written as NIfTI with
+    the i and j axes reversed (direction diag(-1, -1, 1) in LPS, i.e. identity in RAS)."""
+    from deepsparse_core.phantoms import phantom_volume
+    from deepsparse_core.volume_io import Volume, write_volume
+
+    v = phantom_volume("chest", (64, 64, 64), spacing=(5.0, 5.0, 5.0))
+    kji = np.stack(np.meshgrid(*[np.arange(n) for n in v.shape], indexing="ij"), -1)
+    inside = np.linalg.norm(v.index_to_lps(kji) - MARKER_LPS, axis=-1) <= MARKER_RADIUS_MM
+    array = np.where(inside, MARKER_HU, v.array).astype(np.float32)
+    flipped = Volume(array[:, ::-1, ::-1], v.spacing, v.index_to_lps((0, 63, 63)), np.diag([-1.0, -1.0, 1.0]))
+    return write_volume(flipped, folder / "chest_marker.nii.gz")
+
+
+def marker_centre_ras(node, search_ras=None, radius_mm=35.0) -> np.ndarray:
+    """Intensity-weighted centre (RAS mm) of the bright marker; near ``search_ras`` when given."""
+    import slicer
+
+    from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
+
+    array = slicer.util.arrayFromVolume(node).astype(float)
+    kji = np.stack(np.meshgrid(*[np.arange(n) for n in array.shape], indexing="ij"), -1).reshape(-1, 3)
+    ras = (node_ijk_to_ras(node) @ np.c_[kji[:, ::-1], np.ones(len(kji))].T).T[:, :3]
+    values = array.reshape(-1)
+    if search_ras is not None:
+        near = np.linalg.norm(ras - search_ras, axis=1) <= radius_mm
+        ras, values = ras[near], values[near]
+    bright = values >= values.min() + 0.6 * (values.max() - values.min())
+    weights = values[bright] - values.min()
+    return (ras[bright] * weights[:, None]).sum(0) / weights.sum()
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    from DeepSparseSlicerLib.jobs import SUCCEEDED
+    from DeepSparseSlicerLib.logic import DeepSparseLogic
+
+    tmp = tmp_path_factory.mktemp("workflow")
+    scene, app = make_scene()
+    logic = DeepSparseLogic(scene, app, temp_root=tmp / "work", user_models_dir=tmp / "models")
+    ct = logic.load_volume_file(marker_phantom_file(tmp))
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "patient position")
+    ct.SetAndObserveTransformNodeID(transform.GetID())  # outputs must follow it
+    params = logic.parameter_node()
+    for key, value in SMALL_GEOMETRY.items():
+        params.SetParameter(key, value)
+    sim = logic.start_simulation(ct)
+    assert sim.wait(JOB_TIMEOUT_S) == SUCCEEDED, sim.error
+    rec = logic.start_reconstruction(sim.outputs["projections"])
+    assert rec.wait(JOB_TIMEOUT_S) == SUCCEEDED, rec.error
+    return {"logic": logic, "scene": scene, "app": app, "ct": ct, "tmp": tmp, "simulation": sim, "transform": transform,
+            "projections": sim.outputs["projections"], "reference": sim.outputs["reference"],
+            "fdk": rec.outputs["volume"], "reconstruction_job": rec}
+
+
+# ---------------------------------------------------------------------------- simulate
+def test_simulation_makes_a_projections_node_and_a_ground_truth_node(workflow):
+    import slicer
+
+    proj, ref, ct = workflow["projections"], workflow["reference"], workflow["ct"]
+    assert slicer.util.arrayFromVolume(proj).shape == (6, 64, 64)  # views scroll along k
+    assert proj.GetAttribute("DeepSparse.Role") == "projections"
+    geometry = json.loads(proj.GetAttribute("DeepSparse.Geometry"))
+    assert geometry["volume_shape"] == [64, 64, 64] and len(geometry["angles"]) == 6
+    assert proj.GetNodeReference("DeepSparseSource") is ct
+    assert proj.GetNodeReference("DeepSparseReference") is ref
+    assert slicer.util.arrayFromVolume(ref).shape == (64, 64, 64)
+    assert ref.GetAttribute("DeepSparse.Units") == "hu"
+    assert workflow["logic"].settings()["outputUnits"] == "hu"
+    assert not any(Path(workflow["tmp"], "work").iterdir()), "job folders are removed when done"
+
+
+def test_ground_truth_grid_is_centred_on_the_ct_in_ras(workflow):
+    from DeepSparseSlicerLib.geometry_bridge import node_centre_ras, node_ijk_to_ras
+
+    ras = node_ijk_to_ras(workflow["reference"])
+    np.testing.assert_allclose(ras[:3, :3], np.diag([-6.4, -6.4, 6.4]), atol=1e-6)  # LPS axes, in RAS
+    np.testing.assert_allclose(node_centre_ras(workflow["reference"]), node_centre_ras(workflow["ct"]), atol=1e-3)
+
+
+# ---------------------------------------------------------------------------- reconstruct
+def test_reconstruction_is_a_new_volume_on_the_ground_truth_grid(workflow):
+    from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
+
+    fdk, ref = workflow["fdk"], workflow["reference"]
+    assert fdk is not ref and fdk.IsA("vtkMRMLScalarVolumeNode")
+    assert fdk.GetName() == "chest_marker FDK 6 views"
+    np.testing.assert_allclose(node_ijk_to_ras(fdk), node_ijk_to_ras(ref), atol=1e-6)
+    assert fdk.GetAttribute("DeepSparse.Units") == "hu" and fdk.GetAttribute("DeepSparse.Method") == "FDK"
+    assert fdk.GetNodeReference("DeepSparseProjections") is workflow["projections"]
+    assert fdk.GetDisplayNode() is not None
+
+
+def test_a_feature_of_the_ct_is_at_the_same_ras_position_in_the_reconstruction(workflow):
+    """The marker, placed asymmetrically (L, A, S), is found where it is in the input CT, to within
+    one reconstruction voxel (6.4 mm); any axis flip or LPS/RAS mix-up would move it by > 160 mm."""
+    expected_ras = MARKER_LPS * [-1, -1, 1]
+    in_ct = marker_centre_ras(workflow["ct"])
+    np.testing.assert_allclose(in_ct, expected_ras, atol=2.5)  # 5 mm voxels
+    for node in (workflow["reference"], workflow["fdk"]):
+        found = marker_centre_ras(node, search_ras=in_ct)
+        assert np.linalg.norm(found - in_ct) < 6.4, (node.GetName(), found, in_ct)
+
+
+def test_outputs_follow_the_ct_parent_transform(workflow):
+    transform_id = workflow["transform"].GetID()
+    for key in ("reference", "fdk"):
+        assert workflow[key].GetTransformNodeID() == transform_id, key
+    assert workflow["projections"].GetTransformNodeID() is None  # not in patient space
+
+
+def test_output_resolution_regrids_with_the_same_extent_and_centre(workflow, monkeypatch):
+    from deepsparse_core.projections_file import load_projections
+    from DeepSparseSlicerLib import engine
+    from DeepSparseSlicerLib.logic import DeepSparseLogic
+
+    data = workflow["logic"].projection_data(workflow["projections"])
+    coarse = DeepSparseLogic.regrid(data, 32)
+    g = coarse.geometry
+    assert g.volume_shape == (32, 32, 32) and g.volume_spacing == pytest.approx((12.8,) * 3)
+    centre = lambda d: np.asarray(d.placement["origin_lps"]) + (np.array(d.geometry.volume_shape) - 1) / 2 \
+        * np.array(d.geometry.volume_spacing)  # noqa: E731 (identity direction)
+    np.testing.assert_allclose(centre(coarse), centre(data), atol=1e-6)
+    assert g.angles == data.geometry.angles and coarse.reference is None
+    # the option reaches the engine: the projections file it is given has the new grid
+    seen = {}
+
+    def capture(caps, projections_path, *args, **kwargs):
+        seen["shape"] = load_projections(projections_path).geometry.volume_shape
+        return [sys.executable, "-c", "raise SystemExit(1)"]
+
+    monkeypatch.setattr(engine, "reconstruct_command", capture)
+    params = workflow["logic"].parameter_node()
+    params.SetParameter("resolution", "40")
+    try:
+        workflow["logic"].start_reconstruction(workflow["projections"]).wait(60)
+    finally:
+        params.SetParameter("resolution", "0")
+    assert seen["shape"] == (40, 40, 40)
+
+
+# ---------------------------------------------------------------------------- compare
+def test_compare_fills_a_metrics_table_and_makes_difference_volumes(workflow):
+    import slicer
+
+    logic, ref, fdk = workflow["logic"], workflow["reference"], workflow["fdk"]
+    result = logic.compare(ref, [fdk, None], difference=True)
+    table = result["table"]
+    assert table.GetName() == "DeepSparse metrics" and table.GetNumberOfRows() == 1
+    columns = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
+    assert columns == ["Reconstruction", "Ground truth", "PSNR (dB)", "SSIM"]
+    psnr = float(table.GetCellText(0, 2))
+    assert 8.0 < psnr < 40.0 and abs(psnr - result["scores"][0]["psnr"]) < 1e-3
+    assert 0.0 < result["scores"][0]["ssim"] <= 1.0
+    (diff,) = result["differences"]
+    expected = slicer.util.arrayFromVolume(fdk).clip(-1000, 1000) - slicer.util.arrayFromVolume(ref)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(diff), expected, atol=0.5)
+    # against the CT itself (another grid, HU): resampled onto the reconstruction grid
+    against_ct = logic.compare(workflow["ct"], [fdk], difference=False)
+    assert against_ct["table"] is table and against_ct["differences"] == []
+    assert abs(against_ct["scores"][0]["psnr"] - psnr) < 3.0
+
+
+def test_side_by_side_views_are_linked_with_the_same_window_level(workflow):
+    logic, ref, fdk, app = workflow["logic"], workflow["reference"], workflow["fdk"], workflow["app"]
+    logic.show_comparison(ref, fdk)
+    red, yellow = (app.GetSliceLogicByLayoutName(v) for v in ("Red", "Yellow"))
+    assert red.GetSliceCompositeNode().GetBackgroundVolumeID() == ref.GetID()
+    assert yellow.GetSliceCompositeNode().GetBackgroundVolumeID() == fdk.GetID()
+    assert red.GetSliceCompositeNode().GetLinkedControl() and yellow.GetSliceCompositeNode().GetLinkedControl()
+    assert red.GetSliceNode().GetOrientation() == yellow.GetSliceNode().GetOrientation() == "Axial"
+    assert red.GetSliceOffset() == pytest.approx(yellow.GetSliceOffset())
+    assert (fdk.GetDisplayNode().GetWindow(), fdk.GetDisplayNode().GetLevel()) == \
+        pytest.approx((ref.GetDisplayNode().GetWindow(), ref.GetDisplayNode().GetLevel()))
+
+
+def test_comparison_rendered_offscreen_to_docs_png(workflow):
+    """docs/slicer_compare.png: ground truth | FDK at the marker's axial slice. The panes show the
+    same place (the marker at the same pixels) and differ (6-view streaks)."""
+    from PIL import Image
+
+    logic, ref, fdk = workflow["logic"], workflow["reference"], workflow["fdk"]
+    marker_ras = marker_centre_ras(workflow["ct"])
+    logic.show_comparison(ref, fdk, offset_ras=float(marker_ras[2]))
+    path = logic.save_comparison_png(ROOT / "docs" / "slicer_compare.png",
+                                     ("Ground truth (simulated reference)", "FDK, 6 views"))
+    image = np.asarray(Image.open(path).convert("L"), dtype=float)
+    assert image.shape[1] > 2 * 200 and image.std() > 10, "blank render"
+    left, right = image[22:, :256], image[22:, -256:]
+    for pane in (left, right):
+        assert pane.std() > 10 and pane.max() > 150
+    assert np.abs(left - right).mean() > 3, "the reconstruction looks like the ground truth"
+    assert np.corrcoef(left.ravel(), right.ravel())[0, 1] > 0.5, "the panes do not show the same place"
+    # the marker is bright at the same pixel in both panes, where the slice geometry puts it
+    xy_to_ras = workflow["app"].GetSliceLogicByLayoutName("Red").GetSliceNode().GetXYToRAS()
+    ras_to_xy = np.linalg.inv([[xy_to_ras.GetElement(r, c) for c in range(4)] for r in range(4)])
+    x, y = (ras_to_xy @ np.append(marker_ras, 1.0))[:2]
+    row, col = int(round(left.shape[0] - 1 - y)), int(round(x))
+    for pane in (left, right):
+        patch = pane[row - 3:row + 4, col - 3:col + 4]
+        assert patch.mean() > np.median(pane) + 60, (row, col, patch.mean(), np.median(pane))
+
+
+# ---------------------------------------------------------------------------- settings
+def test_settings_are_restored_from_a_saved_scene(workflow, tmp_path):
+    import slicer
+
+    from DeepSparseSlicerLib.logic import DeepSparseLogic
+
+    logic = workflow["logic"]
+    params = logic.parameter_node()
+    params.SetParameter("views", "8")
+    params.SetParameter("method", "sart")
+    params.SetNodeReferenceID("Projections", workflow["projections"].GetID())
+    scene = workflow["scene"]
+    scene.SetRootDirectory(str(tmp_path))
+    scene.SetURL(str(tmp_path / "scene.mrml"))
+    assert scene.Commit()
+    try:
+        restored = slicer.vtkMRMLScene()
+        restored.SetURL(str(tmp_path / "scene.mrml"))
+        assert restored.Connect()
+        s = DeepSparseLogic(restored).settings()
+        assert s["views"] == 8 and s["method"] == "sart" and s["geometryPreset"] == "custom"
+        assert s["Projections"].GetName() == workflow["projections"].GetName()
+        assert s["Projections"].GetAttribute("DeepSparse.Geometry") == workflow["projections"].GetAttribute("DeepSparse.Geometry")
+    finally:
+        params.SetParameter("views", "6")
+        params.SetParameter("method", "fdk")
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_bad_inputs_get_one_line_messages(logic, scene_and_app, tmp_path):
+    import slicer
+
+    from deepsparse_core.errors import DeepSparseError
+
+    scene, _ = scene_and_app
+    with pytest.raises(DeepSparseError, match="no volume selected"):
+        logic.start_simulation(None)
+    flat = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "one slice")
+    slicer.util.updateVolumeFromArray(flat, np.zeros((1, 32, 32), np.float32))
+    with pytest.raises(DeepSparseError, match="2D image"):
+        logic.start_simulation(flat)
+    series = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "4D")
+    slicer.util.updateVolumeFromArray(series, np.zeros((8, 8, 8, 5), np.float32))
+    with pytest.raises(DeepSparseError, match="4D"):
+        logic.start_simulation(series)
+    with pytest.raises(DeepSparseError, match="no projections selected"):
+        logic.start_reconstruction(None)
+    with pytest.raises(DeepSparseError, match="carries no acquisition geometry"):
+        logic.start_reconstruction(flat)
+    params = logic.parameter_node()
+    params.SetParameter("geometryPreset", "custom")
+    params.SetParameter("dsd", "500")  # detector inside the source-axis distance
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "ct")
+    slicer.util.updateVolumeFromArray(ct, np.full((8, 8, 8), -1000, np.float32))
+    with pytest.raises(DeepSparseError, match="DSD"):
+        logic.start_simulation(ct)
+    assert scene.GetFirstNodeByName("ct projections (6 views)") is None
+    with pytest.raises(DeepSparseError, match="not found"):
+        logic.import_projections(tmp_path / "missing.safetensors")
+
+
+def test_projections_that_do_not_match_their_geometry_are_refused(workflow, tmp_path):
+    import SimpleITK as sitk
+    import slicer
+
+    from deepsparse_core.errors import DeepSparseError
+    from deepsparse_core.geometry import Geometry
+
+    logic, scene = workflow["logic"], workflow["scene"]
+    before = count_nodes(scene)
+    # an image stack with one view fewer than its geometry file says
+    geometry = Geometry.from_dict(json.loads(workflow["projections"].GetAttribute("DeepSparse.Geometry")))
+    geometry.save(tmp_path / "geometry.yaml")
+    stack = slicer.util.arrayFromVolume(workflow["projections"])[:5]
+    sitk.WriteImage(sitk.GetImageFromArray(stack), str(tmp_path / "stack.mha"))
+    with pytest.raises(DeepSparseError, match=r"\(5, 64, 64\).*\(6, 64, 64\)"):
+        logic.import_projections(tmp_path / "stack.mha", tmp_path / "geometry.yaml")
+    with pytest.raises(DeepSparseError, match="geometry file"):
+        logic.import_projections(tmp_path / "stack.mha")
+    # a projections node cropped after it was made
+    cropped = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "cropped")
+    slicer.util.updateVolumeFromArray(cropped, stack)
+    cropped.SetAttribute("DeepSparse.Geometry", workflow["projections"].GetAttribute("DeepSparse.Geometry"))
+    with pytest.raises(DeepSparseError, match="geometry expects"):
+        logic.start_reconstruction(cropped)
+    scene.RemoveNode(cropped)
+    assert count_nodes(scene) == before
+
+
+def test_imported_projections_file_gives_the_same_nodes(workflow, tmp_path):
+    import slicer
+
+    from deepsparse_core.projections_file import save_projections
+
+    logic = workflow["logic"]
+    data = logic.projection_data(workflow["projections"])
+    path = save_projections(tmp_path / "exported.safetensors", data)
+    nodes = logic.import_projections(path)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(nodes["projections"]),
+                                  slicer.util.arrayFromVolume(workflow["projections"]))
+    assert nodes["reference"] is None  # the node-derived data carries no ground truth
+    assert nodes["projections"].GetAttribute("DeepSparse.Placement") == workflow["projections"].GetAttribute("DeepSparse.Placement")
+
+
+def test_a_model_for_another_view_count_is_refused(logic, tmp_path):
+    from deepsparse_core.errors import DeepSparseError
+    from deepsparse_core.model import DiCE, DiceConfig
+    from deepsparse_core.model.model_file import save_model
+    from DeepSparseSlicerLib import engine
+
+    path = save_model(tmp_path / "eight_views.safetensors", DiCE(DiceConfig.tiny()), n_views=8)
+    model = engine.model_info(path)
+    assert model.n_views == 8 and "8 views" in model.label
+    with pytest.raises(DeepSparseError, match="finetuned for 8 views but the projections have 6"):
+        logic.check_model_views(model, 6)
+    logic.check_model_views(model, 8)
+    logic.check_model_views(engine.ModelInfo(path, None, None, False), 6)  # any view count
+    (tmp_path / "not_a_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DeepSparseError):
+        engine.model_info(tmp_path / "not_a_model.safetensors")
+    assert [m.path.name for m in engine.user_models(tmp_path)] == ["eight_views.safetensors"]
+
+
+def test_a_gpu_request_without_a_gpu_falls_back_to_the_cpu_and_says_so(logic):
+    import torch
+
+    if torch.cuda.is_available():
+        assert logic.resolve_device("cuda") == ("cuda", None)
+        pytest.skip("this machine has a GPU; the fallback is for machines without one")
+    device, note = logic.resolve_device("cuda")
+    assert device == "cpu" and "No CUDA GPU" in note and "CPU" in note
+    assert logic.resolve_device("auto")[0] == "cpu"
+    assert "CPU" in logic.device_report()
+
+
+# ---------------------------------------------------------------------------- failures leave nothing
+def _fake_reconstruct(monkeypatch, code: str):
+    from DeepSparseSlicerLib import engine
+
+    monkeypatch.setattr(engine, "reconstruct_command", lambda *a, **k: [sys.executable, "-c", code])
+
+
+@pytest.mark.parametrize("code, message", [
+    ("import json, sys; print(json.dumps({'event': 'error', 'message': 'out of memory on the GPU'})); sys.exit(2)",
+     "out of memory on the GPU"),
+    ("import os; os._exit(137)", "stopped unexpectedly"),
+    ("print('finished, but wrote nothing')", "file not found"),
+])
+def test_a_failed_reconstruction_leaves_no_half_made_nodes(workflow, monkeypatch, code, message):
+    logic, scene = workflow["logic"], workflow["scene"]
+    _fake_reconstruct(monkeypatch, code)
+    before = count_nodes(scene)
+    job = logic.start_reconstruction(workflow["projections"])
+    assert job.wait(60) == "failed"
+    assert message in job.error
+    assert count_nodes(scene) == before
+    assert not any(Path(workflow["tmp"], "work").iterdir())
+
+
+def test_new_nodes_are_removed_when_making_the_outputs_fails(logic, scene_and_app):
+    from deepsparse_core.volume_io import Volume
+
+    scene, _ = scene_and_app
+    before = count_nodes(scene)
+    with pytest.raises(RuntimeError):
+        with logic._new_nodes() as created:
+            logic.add_volume_node(Volume(np.zeros((4, 4, 4)), (1, 1, 1)), "first output", created, units="hu")
+            assert count_nodes(scene) > before
+            raise RuntimeError("second output unreadable")
+    assert count_nodes(scene) == before
+
+
+# ---------------------------------------------------------------------------- DiCE and finetuning
+def test_dice_reconstruction_with_a_bundled_model(workflow):
+    from DeepSparseSlicerLib.jobs import SUCCEEDED
+
+    logic = workflow["logic"]
+    if not logic.capabilities().dice:
+        pytest.skip("this deepsparse_core cannot reconstruct with DiCE yet (`reconstruct --method dice "
+                    "--model` is missing from its command line)")
+    models = [m for m in logic.methods() if m.method == "dice" and m.model and m.model.n_views in (6, None)]
+    if not models:
+        pytest.skip("no bundled 6-view DiCE model in deepsparse_core/models yet")
+    params = logic.parameter_node()
+    params.SetParameter("method", models[0].key)
+    try:
+        job = logic.start_reconstruction(workflow["projections"])
+        assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, job.error
+    finally:
+        params.SetParameter("method", "fdk")
+    out = job.outputs["volume"]
+    result = logic.compare(workflow["reference"], [out, workflow["fdk"]], difference=False)
+    dice, fdk = (r["psnr"] for r in result["scores"])
+    assert dice > fdk, result["scores"]
+
+
+def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_path):
+    """Candidates, step 1 and step 2 as one background job (three processes), one step each, on
+    the workflow's CT node; the new model lands in the user models folder and is listed."""
+    from deepsparse_core.geometry import Geometry, uniform_angles
+    from deepsparse_core.model import DiCE, DiceConfig
+    from deepsparse_core.model.model_file import save_model
+    from DeepSparseSlicerLib import engine
+    from DeepSparseSlicerLib.jobs import SUCCEEDED
+
+    logic = workflow["logic"]
+    if logic.capabilities().train_options is None:
+        pytest.skip("this deepsparse_core has no training command (`deepsparse train`) yet")
+    scanner = Geometry(dso=800, dsd=1200, detector_shape=(32, 32), detector_spacing=(19.2, 19.2),
+                       volume_shape=(32, 32, 32), volume_spacing=(12.8, 12.8, 12.8), angles=uniform_angles(24, np.pi))
+    base = save_model(tmp_path / "tiny_base.safetensors", DiCE(DiceConfig.tiny()), geometry=scanner)
+    progress, log = [], []
+    job = logic.start_finetune("tiny finetuned", 6, 1, 1, base, volume_nodes=[workflow["ct"]], device="cpu",
+                               n_candidates=24, points=500, on_progress=progress.append, on_log=log.append)
+    assert len(job.commands) == 3  # candidates, step 1, step 2
+    assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, f"{job.error}\n" + "\n".join(log[-20:])
+    model = job.outputs["model"]
+    assert model == logic.user_models_dir / "tiny_finetuned.safetensors" and model.is_file()
+    assert {p["part"] for p in progress} >= {2, 3} and all("loss" in p for p in progress if p["part"] > 1)
+    info = engine.model_info(model)
+    assert info.n_views == 6 and "tiny_finetuned" in info.label
+    assert [m.path for m in engine.user_models(logic.user_models_dir)] == [model]
+    if logic.capabilities().dice:
+        assert any(m.model is not None and m.model.path == model for m in logic.methods())
+    assert not any(Path(workflow["tmp"], "work").iterdir())
+    from deepsparse_core.errors import DeepSparseError
+
+    with pytest.raises(DeepSparseError, match="exists already"):
+        logic.start_finetune("tiny finetuned", 6, 1, 1, base, volume_nodes=[workflow["ct"]])

@@ -1,0 +1,286 @@
+"""DiCE inference (DiceReconstructor) and the bounded data-consistency refinement: tiny model, tiny grids."""
+
+import dataclasses
+import math
+import warnings
+
+import pytest
+import torch
+
+from deepsparse_core import inference
+from deepsparse_core.data_consistency import projection_residual, refine
+from deepsparse_core.errors import GeometryError, InputError
+from deepsparse_core.geometry import Geometry, uniform_angles
+from deepsparse_core.inference import DiceReconstructor, chunk_size_for, get_reconstructor
+from deepsparse_core.model import DiCE, DiceConfig
+from deepsparse_core.model.model_file import save_model
+from deepsparse_core.progress import Cancelled
+from deepsparse_core.projections_file import ProjectionData
+from deepsparse_core.projector import forward_project
+
+VIEWS = 6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These tensors are tiny: with a busy CPU, OpenMP synchronisation of 2 threads costs 20x the work.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def small_geometry(n_views=VIEWS, **changes) -> Geometry:
+    g = Geometry(dso=400.0, dsd=600.0, detector_shape=(32, 32), detector_spacing=(4.8, 4.8),
+                 volume_shape=(16, 16, 16), volume_spacing=(6.0, 6.0, 6.0), angles=uniform_angles(n_views),
+                 name="test-scanner")
+    return dataclasses.replace(g, **changes)
+
+
+def ball(g: Geometry) -> torch.Tensor:
+    """A [0, 1] test object: a 0.6 ball with a 1.0 off-centre insert."""
+    pts = g.voxel_centres()
+    r = pts.norm(dim=-1)
+    insert = (pts - torch.tensor([15.0, -10.0, 5.0])).norm(dim=-1) < 12
+    return torch.where(insert, 1.0, torch.where(r < 40, 0.6, 0.0)).float()
+
+
+def scan(g: Geometry) -> ProjectionData:
+    return ProjectionData(forward_project(ball(g), g), g)
+
+
+def tiny_model(denoise=False) -> DiCE:
+    torch.manual_seed(0)  # sigmoid output: untrained values spread around 0.5, so comparisons are not all zeros
+    return DiCE(DiceConfig.tiny(denoise=denoise, output_activation="sigmoid")).eval()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    return save_model(path, tiny_model(), small_geometry())
+
+
+@pytest.fixture(scope="module")
+def reconstructor(model_file):
+    return DiceReconstructor(model_file, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return scan(small_geometry())
+
+
+@pytest.fixture(scope="module")
+def plain(reconstructor, data):
+    """The default reconstruction of ``data`` (chunk size from the free memory)."""
+    return reconstructor.reconstruct(data)
+
+
+# ---------------------------------------------------------------------------- output
+def test_output_on_the_data_grid_in_unit_range(plain):
+    vol = plain
+    assert vol.shape == (16, 16, 16) and vol.dtype == torch.float32 and vol.device.type == "cpu"
+    assert float(vol.min()) >= 0.0 and float(vol.max()) <= 1.0
+    assert float(vol.std()) > 1e-3  # not a constant
+
+
+def test_voxels_equal_model_reconstruct_on_default_and_custom_grids(reconstructor, data, plain):
+    model, p = reconstructor.model, data.projections[None]
+    torch.testing.assert_close(plain, model.reconstruct(p, data.geometry)[0], rtol=0, atol=1e-6)
+    shape = (20, 24, 18)  # another grid over the same physical extent
+    vol = reconstructor.reconstruct(data, resolution=shape)
+    assert vol.shape == shape
+    expected = model.reconstruct(p, data.geometry.with_grid(shape))[0]
+    torch.testing.assert_close(vol, expected, rtol=0, atol=1e-6)
+
+
+def test_chunk_size_does_not_change_the_result(reconstructor, data, plain):
+    small = reconstructor.reconstruct(data, chunk_size=1000)
+    large = reconstructor.reconstruct(data, chunk_size=1 << 20)
+    torch.testing.assert_close(small, plain, rtol=0, atol=1e-6)
+    torch.testing.assert_close(large, plain, rtol=0, atol=1e-6)
+
+
+def test_a_model_in_training_keeps_its_mode_and_gets_eval_results(reconstructor, data, plain):
+    model = reconstructor.model
+    model.train()
+    try:
+        torch.testing.assert_close(DiceReconstructor(model, "cpu").reconstruct(data), plain, rtol=0, atol=1e-6)
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_hu_units_use_the_data_window(reconstructor, data, plain):
+    hu = reconstructor.reconstruct(data, units="hu")
+    torch.testing.assert_close(hu, plain * 2000.0 - 1000.0, rtol=0, atol=1e-3)
+    with pytest.raises(InputError, match="units"):
+        reconstructor.reconstruct(data, units="kelvin")
+
+
+def test_bad_resolution_is_an_input_error(reconstructor, data):
+    with pytest.raises(InputError, match="resolution"):
+        reconstructor.reconstruct(data, resolution=(16, 16))
+
+
+# ---------------------------------------------------------------------------- progress, cancel, memory
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def update(self, n=1, **fields):
+        self.calls.append(fields)
+
+
+def test_progress_reports_every_chunk(reconstructor, data):
+    bar = Recorder()
+    reconstructor.reconstruct(data, progress=bar, chunk_size=1000, data_consistency=1)
+    assert len(bar.calls) == reconstructor.steps(data, chunk_size=1000, data_consistency=1) == 1 + 5 + 1
+    assert [c["stage"] for c in bar.calls] == ["encode"] + ["decode"] * 5 + ["data consistency"]
+    assert bar.calls[-2]["points"] == 16 ** 3
+
+
+def test_cancel_stops_between_chunks(reconstructor, data):
+    bar, asked = Recorder(), []
+
+    def cancel():
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(Cancelled):
+        reconstructor.reconstruct(data, progress=bar, cancel=cancel, chunk_size=500)
+    assert 1 <= len(bar.calls) < reconstructor.steps(data, chunk_size=500)
+
+
+def test_chunk_size_follows_free_memory():
+    cfg = DiceConfig.paper()
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    sizes = [chunk_size_for(cfg, 6, gpu, free_bytes=gib * 1024 ** 3) for gib in (0.001, 1, 4, 16, 1000)]
+    assert sizes == sorted(sizes) and sizes[0] == inference._MIN_CHUNK and sizes[-1] == inference._GPU_MAX_CHUNK
+    assert sizes[1] < sizes[2] < sizes[3]
+    assert chunk_size_for(cfg, 6, cpu, free_bytes=1000 * 1024 ** 3) == chunk_size_for(cfg, 6, cpu, 10 ** 15)
+    assert chunk_size_for(cfg, 200, gpu, 4 * 1024 ** 3) < chunk_size_for(cfg, 6, gpu, 4 * 1024 ** 3)  # more views
+    assert inference.available_memory(cpu) > 0
+
+
+def test_model_file_is_loaded_once_and_reused(model_file, data, monkeypatch):
+    import deepsparse_core.model.model_file as mf
+
+    loads = []
+    real = mf.load_model
+    monkeypatch.setattr(mf, "load_model", lambda *a, **k: loads.append(1) or real(*a, **k))
+    monkeypatch.setattr(inference, "_CACHE", {})
+    first = get_reconstructor(model_file, "cpu")
+    first.reconstruct(data, resolution=8)
+    assert get_reconstructor(model_file, "cpu") is first and len(loads) == 1
+    out = inference.reconstruct_dice(data, model=model_file, device="cpu", resolution=8)
+    assert out.shape == (8, 8, 8) and len(loads) == 1
+
+
+# ---------------------------------------------------------------------------- errors and warnings
+def test_step2_model_rejects_another_view_count(tmp_path):
+    path = save_model(tmp_path / "six.safetensors", tiny_model(denoise=True), small_geometry(), n_views=6)
+    rec = DiceReconstructor(path, "cpu")
+    assert rec.reconstruct(scan(small_geometry(6)), resolution=8).shape == (8, 8, 8)
+    with pytest.raises(InputError, match="finetuned for 6 views, got 8: use .*8 views"):
+        rec.reconstruct(scan(small_geometry(8)))
+
+
+def test_detector_not_a_multiple_of_the_downsampling(reconstructor):
+    g = small_geometry(detector_shape=(30, 36), detector_spacing=(5.12, 4.27))
+    with pytest.raises(InputError, match="multiples of 8.*crop them to 24 x 32 or pad them to 32 x 40"):
+        reconstructor.reconstruct(ProjectionData(torch.zeros(VIEWS, 30, 36), g))
+
+
+def test_geometry_far_from_training_is_an_error_naming_it(reconstructor):
+    far = small_geometry(detector_spacing=(12.0, 12.0))  # isocentre pitch x2.5
+    with pytest.raises(GeometryError, match="'test-scanner'.*detector pixel at the isocentre.*factor 2.50"):
+        reconstructor.reconstruct(scan(far))
+    wide = small_geometry(volume_spacing=(15.0, 15.0, 15.0))  # field of view x2.5
+    with pytest.raises(GeometryError, match="grid extent"):
+        reconstructor.reconstruct(scan(wide))
+    lenient = DiceReconstructor(reconstructor.model, "cpu", meta=reconstructor.meta, geometry_tolerance=math.inf)
+    with pytest.warns(UserWarning, match="differs from the model's training geometry"):
+        lenient.check(scan(far))
+
+
+def test_moderately_different_geometry_only_warns(reconstructor, data):
+    near = small_geometry(detector_spacing=(7.2, 7.2))  # x1.5: allowed, with a warning
+    with pytest.warns(UserWarning, match=r"training geometry 'test-scanner' \(DSO 400 mm.*factor 1.50"):
+        reconstructor.check(scan(near))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reconstructor.check(data)  # the training geometry: silent
+
+
+def test_other_hu_window_is_rescaled_to_the_model_units(reconstructor, data, plain):
+    wide = dataclasses.replace(data.geometry, hu_window=(-1000.0, 3000.0))  # normalized values halve
+    with pytest.warns(UserWarning, match="rescaled from HU window"):
+        vol = reconstructor.reconstruct(ProjectionData(data.projections / 2, wide))
+    torch.testing.assert_close(vol, plain / 2, rtol=0, atol=1e-5)
+
+
+def test_projections_in_wrong_units_warn(reconstructor, data):
+    with pytest.warns(UserWarning, match="metres or intensities"):
+        reconstructor.check(ProjectionData(data.projections / 1000, data.geometry))
+
+
+def test_corrupt_or_foreign_model_files_are_input_errors(tmp_path):
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(InputError):
+        DiceReconstructor(bad, "cpu")
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(InputError, match="not a DeepSparse DiCE model"):
+        DiceReconstructor(foreign, "cpu")
+    with pytest.raises(InputError, match="not found"):
+        get_reconstructor(tmp_path / "missing.safetensors", "cpu")
+
+
+def test_bundled_models_are_found_by_view_count(tmp_path, monkeypatch, model_file):
+    monkeypatch.setattr(inference, "MODELS_DIR", tmp_path)
+    data = scan(small_geometry(8))
+    assert inference.bundled_model_path(8) is None
+    with pytest.raises(InputError, match="no bundled DiCE model is installed for 8 views"):
+        inference.default_model_for(data)
+    (tmp_path / "dice_6views.safetensors").write_bytes(model_file.read_bytes())
+    assert inference.bundled_model_path(6) == tmp_path / "dice_6views.safetensors"
+    with pytest.raises(InputError, match=r"bundled: 6 views"):
+        inference.default_model_for(data)
+    assert inference.default_model_for(scan(small_geometry(6))) == tmp_path / "dice_6views.safetensors"
+
+
+# ---------------------------------------------------------------------------- data consistency
+@pytest.mark.parametrize("views_per_subset", [1, VIEWS])
+def test_data_consistency_lowers_the_residual_within_the_bound(views_per_subset):
+    g = small_geometry()
+    data = scan(g)
+    start = (0.7 * ball(g) + 0.15 * torch.rand(g.volume_shape, generator=torch.Generator().manual_seed(0)))
+    start = start.clamp(0, 1)
+    before = projection_residual(start, data)
+    out = refine(start, data, iterations=3, max_change=0.1, views_per_subset=views_per_subset)
+    after = projection_residual(out, data)
+    assert after < 0.8 * before
+    assert float((out - start).abs().max()) <= 0.1 + 1e-6
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert float((out - start).abs().max()) > 0.05  # the bound is reached, not vacuous
+    more = refine(start, data, iterations=6, max_change=0.1, views_per_subset=views_per_subset)
+    assert projection_residual(more, data) <= after + 1e-4
+
+
+def test_data_consistency_inside_reconstruct_stays_near_the_network_output(reconstructor, data):
+    plain = reconstructor.reconstruct(data, resolution=12)
+    refined = reconstructor.reconstruct(data, resolution=12, data_consistency=2)
+    assert refined.shape == (12, 12, 12)
+    assert float((refined - plain).abs().max()) <= 0.1 + 1e-6
+    assert projection_residual(refined, data) < projection_residual(plain, data)
+
+
+def test_data_consistency_rejects_bad_parameters(data):
+    with pytest.raises(InputError):
+        refine(torch.zeros(16, 16, 16), data, relaxation=2.5)
+    with pytest.raises(InputError):
+        refine(torch.zeros(16, 16), data)
