@@ -136,6 +136,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with self.userErrors():
                 methods = [(m.key, m.label) for m in self.logic.methods()]
                 self.ui.deviceInfoLabel.text = self.logic.device_report()
+                self._engineListed = True
         bases = [(key[len("dice:"):], label) for key, label in methods if key.startswith("dice:")]
         for combo, items in ((self.ui.methodComboBox, methods), (self.ui.baseModelComboBox, bases + [("file", "model file...")])):
             combo.blockSignals(True)  # the stored choice stays; the GUI update below shows it
@@ -261,7 +262,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
 
     def onPollJobs(self):
-        for key, job in self.jobs.items():
+        for job in list(self.jobs.values()):
             if job is not None and job.running:
                 job.poll()
         if not any(j is not None and j.running for j in self.jobs.values()):
@@ -289,18 +290,16 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
 
     def select(self, key, node):
-        if node is not None:
-            self._parameterNode.SetNodeReferenceID(key, node.GetID())
+        if node is not None:  # also when the module was left while a job ran
+            self.logic.getParameterNode().SetNodeReferenceID(key, node.GetID())
 
     def onLoadSample(self):
         with self.userErrors():
             if not self.engineReady():
                 return
             name = self._parameterNode.GetParameter("sample")
-            if name.startswith("phantom:"):
-                self.select("InputVolume", self.logic.load_phantom(name.split(":", 1)[1]))
-                return
-            node = self.logic.load_sample(name)
+            node = self.logic.load_phantom(name.split(":", 1)[1]) if name.startswith("phantom:") \
+                else self.logic.load_sample(name)
             if node is not None:
                 self.select("InputVolume", node)
                 slicer.util.setSliceViewerLayers(background=node, fit=True)
@@ -337,7 +336,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.engineReady():
                 return
             def then(job):
-                previous = self._parameterNode.GetNodeReference("Reconstruction")
+                previous = self.logic.getParameterNode().GetNodeReference("Reconstruction")
                 self.select("SecondReconstruction", previous)
                 self.select("Reconstruction", job.outputs["volume"])
                 slicer.util.setSliceViewerLayers(background=job.outputs["volume"], fit=True)
@@ -394,6 +393,10 @@ class DeepSparseSlicerTest(ScriptedLoadableModuleTest):
         from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
         import numpy as np
 
+        missing = dependencies.missing()
+        if missing:  # running the test is consent to install what it needs
+            self.delayDisplay(f"Installing {', '.join(missing)}")
+            dependencies.install(missing, slicer.util.pip_install, dependencies.pytorchutils_installer())
         logic = DeepSparseSlicerLogic()
         self.delayDisplay("Loading the chest sample CT")
         ct = logic.load_sample("chest")

@@ -236,11 +236,12 @@ def back_project(projections: torch.Tensor, geometry: Geometry) -> torch.Tensor:
 
 def back_project_voxel_driven(projections: torch.Tensor, geometry: Geometry,
                               fdk_weighting: bool = True) -> torch.Tensor:
-    """Voxel-driven (pixel-interpolating) back-projection, as used by FDK.
+    """Voxel-driven (pixel-interpolating) back-projection, as used by FDK and RTK's SART.
 
-    Every voxel centre is projected onto each view's detector, the projection is bilinearly
-    interpolated there (zero outside the detector) and, with ``fdk_weighting``, multiplied by the
-    FDK distance weight ``(DSO / (DSO - depth))^2``. Views are summed (no angular normalization).
+    Every voxel centre is projected onto each view's detector and the projection is bilinearly
+    interpolated there; voxels projecting outside the box of the outermost pixel centres get 0 (as
+    in RTK). With ``fdk_weighting`` the value is multiplied by the FDK distance weight
+    ``(DSO / (DSO - depth))^2``. Views are summed (no angular normalization).
 
     Args:
         projections: (V, nv, nu) or (B, V, nv, nu).
@@ -249,6 +250,9 @@ def back_project_voxel_driven(projections: torch.Tensor, geometry: Geometry,
     """
     squeeze = projections.dim() == 3
     p = projections.unsqueeze(0) if squeeze else projections
+    if p.dim() != 4 or tuple(p.shape[1:]) != (geometry.n_views, *geometry.detector_shape):
+        raise ValueError(f"projections shape {tuple(projections.shape)} does not match the geometry "
+                         f"({geometry.n_views}, {geometry.detector_shape[0]}, {geometry.detector_shape[1]})")
     B, V = p.shape[:2]
     nz, ny, nx = geometry.volume_shape
     dtype, device = p.dtype, p.device
@@ -260,20 +264,26 @@ def back_project_voxel_driven(projections: torch.Tensor, geometry: Geometry,
     out = p.new_zeros(B, nz, ny * nx)
     yy, xx = torch.meshgrid(y, x, indexing="ij")
     xx, yy = xx.reshape(-1), yy.reshape(-1)
-    chunk = max(1, int(2e7 // (nz * ny * nx)))
+    zn = (z / (nv * dv / 2)).to(dtype)
+    # Small view chunks with one reused grid buffer (page faults of fresh large buffers dominate).
+    chunk = max(1, int(4e6 // (nz * ny * nx)))
+    grid = torch.empty(min(chunk, V), nz, ny * nx, 2, dtype=dtype, device=device)
     for i in range(0, V, chunk):
         c, s = a[i:i + chunk, None].cos(), a[i:i + chunk, None].sin()
-        depth = xx * c + yy * s                                  # (v, ny*nx)
-        scale = geometry.dsd / (geometry.dso - depth)
-        gu = ((-xx * s + yy * c) * scale - geometry.detector_offset[1]) / (nu * du / 2)
-        gv = (z[None, :, None] * scale[:, None, :] - geometry.detector_offset[0]) / (nv * dv / 2)
-        grid = torch.stack([gu[:, None, :].expand_as(gv), gv], -1).to(dtype)  # (v, nz, ny*nx, 2)
-        img = p[:, i:i + chunk].transpose(0, 1)                             # (v, B, nv, nu)
-        vals = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        k = c.shape[0]
+        depth = xx * c + yy * s                                  # (k, ny*nx) along the source direction
+        scale = geometry.dsd / (geometry.dso - depth)            # magnification
+        g = grid[:k]
+        g[..., 0] = (((-xx * s + yy * c) * scale - geometry.detector_offset[1]) / (nu * du / 2)).to(dtype)[:, None, :]
+        torch.mul(zn[None, :, None], scale.to(dtype)[:, None, :], out=g[..., 1])
+        if geometry.detector_offset[0]:
+            g[..., 1] -= geometry.detector_offset[0] / (nv * dv / 2)
+        w = ((g[..., 0].abs() <= 1 - 1 / nu) & (g[..., 1].abs() <= 1 - 1 / nv)).to(dtype)  # (k, nz, ny*nx)
         if fdk_weighting:
-            w = (geometry.dso / (geometry.dso - depth)) ** 2
-            vals = vals * w[:, None, None, :].to(dtype)
-        out += vals.sum(0)
+            w = w * ((geometry.dso / (geometry.dso - depth)) ** 2).to(dtype)[:, None, :]
+        vals = F.grid_sample(p[:, i:i + chunk].transpose(0, 1), g, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)                # (k, B, nz, ny*nx)
+        out += torch.einsum("vbzn,vzn->bzn", vals, w)
     out = out.reshape(B, nz, ny, nx)
     return out[0] if squeeze else out
 

@@ -120,6 +120,15 @@ class DeepSparseLogic:
         return Path(tempfile.mkdtemp(prefix=f"DeepSparse-{prefix}-", dir=root))
 
     @staticmethod
+    @contextlib.contextmanager
+    def _removed_on_error(work_dir: Path):
+        try:
+            yield
+        except BaseException:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            raise
+
+    @staticmethod
     def _start(job: Job, finish, work_dir: Path, on_done=None) -> Job:
         def done(j: Job):
             try:
@@ -279,14 +288,15 @@ class DeepSparseLogic:
         volume = volume_from_node(ct_node)
         geometry = self.geometry(s)
         device, note = self.resolve_device(s["device"])
-        work = self._work_dir("simulate")
         from deepsparse_core.volume_io import write_volume
 
-        ct_path = write_volume(volume, work / "ct.nii", compress=False)
-        geometry_path = None
-        if s["geometryPreset"] == parameters.CUSTOM_GEOMETRY:
-            geometry_path = work / "geometry.json"
-            geometry.save(geometry_path)
+        work = self._work_dir("simulate")
+        with self._removed_on_error(work):
+            ct_path = write_volume(volume, work / "ct.nii", compress=False)
+            geometry_path = None
+            if s["geometryPreset"] == parameters.CUSTOM_GEOMETRY:
+                geometry_path = work / "geometry.json"
+                geometry.save(geometry_path)
         out = work / "projections.safetensors"
         command = engine.simulate_command(ct_path, out, geometry.n_views, s["arcDegrees"],
                                           s["geometryPreset"], geometry_path, s["noise"], s["photons"],
@@ -479,7 +489,8 @@ class DeepSparseLogic:
         notes += [note] if note else []
         units = s["outputUnits"] if s["outputUnits"] in parameters.UNITS else "hu"
         work = self._work_dir("reconstruct")
-        proj_path = save_projections(work / "projections.safetensors", data)
+        with self._removed_on_error(work):
+            proj_path = save_projections(work / "projections.safetensors", data)
         out = work / "reconstruction.nrrd"
         command = engine.reconstruct_command(caps, proj_path, out, choice.method, device, units,
                                              choice.model.path if choice.model else None,
@@ -736,7 +747,7 @@ class DeepSparseLogic:
             or self.geometry().with_views(n_candidates, math.pi)
         device, note = self.resolve_device(device)
         work = self._work_dir("finetune")
-        try:
+        with self._removed_on_error(work):
             cts = self.training_cts(folder, volume_nodes, work / "cts")
             geometry.save(work / "geometry.json")
             batch = min(2, len(cts))
@@ -744,9 +755,6 @@ class DeepSparseLogic:
             commands, model_out = engine.finetune_commands(caps, cts, work, work / "geometry.json", n_candidates,
                                                            n_views, steps[0], steps[1], base_model, batch,
                                                            device, points)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
 
         def finish(job: Job):
             engine.model_info(model_out)  # a readable model, or the job fails with the reason

@@ -26,13 +26,14 @@ def test_json_lines_become_progress_results_and_log():
         for i in range(3):
             print(json.dumps({"event": "progress", "task": "fdk", "done": i + 1, "total": 3, "eta_s": 2 - i}), flush=True)
         print(json.dumps({"event": "result", "volume": "out.nrrd"}))
+        print(json.dumps({"event": "message", "text": "DiCE: 0.11 M parameters"}))
         print("{not json")
     ''')], name="test", on_progress=seen.append).start()
     assert job.wait(30) == SUCCEEDED
     assert [p["done"] for p in seen] == [1, 2, 3]
-    assert seen[-1]["eta_s"] == 0 and seen[-1]["step"] == 1 and seen[-1]["steps"] == 1
+    assert seen[-1]["eta_s"] == 0 and seen[-1]["part"] == 1 and seen[-1]["parts"] == 1
     assert job.results == [{"volume": "out.nrrd"}]
-    assert job.log == ["plain log line", "{not json"]
+    assert job.log == ["plain log line", "DiCE: 0.11 M parameters", "{not json"]
     assert job.returncode == 0 and job.error is None
 
 

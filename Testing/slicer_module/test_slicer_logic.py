@@ -9,7 +9,6 @@ node -> 6 simulated views on a small grid -> FDK. Each background job is a real
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -110,13 +110,20 @@ def back_project(projections: np.ndarray, geometry: Geometry) -> np.ndarray:
 
 def fdk(projections: np.ndarray, geometry: Geometry, hann_cut: float = 0.0,
         short_scan: bool | None = None) -> np.ndarray:
-    """RTK FDK (Ram-Lak, optional Hann apodization, Parker weights for short scans) -> (nz, ny, nx)."""
+    """RTK FDK (displaced-detector weights, Parker weights for short scans, Ram-Lak with optional Hann) -> (nz, ny, nx)."""
     itk, rtk = _rtk()
     img_type = itk.Image[itk.F, 3]
     geo = to_rtk_geometry(geometry)
     proj = projections_to_itk(projections, geometry)
     if short_scan is None:
         short_scan = geometry.arc < 2 * math.pi - 1e-6
+    # Displaced (offset) detector weighting, as RTK's rtkfdk application does.
+    displaced = rtk.DisplacedDetectorImageFilter[img_type].New()
+    displaced.SetInput(proj)
+    displaced.SetGeometry(geo)
+    displaced.SetPadOnTruncatedSide(False)
+    displaced.Update()
+    proj = displaced.GetOutput()
     if short_scan:
         parker = rtk.ParkerShortScanImageFilter[img_type].New()
         parker.SetInput(proj)

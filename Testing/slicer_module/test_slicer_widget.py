@@ -1,0 +1,357 @@
+"""The Widget code of DeepSparseSlicer.py run against stand-ins for Qt and the Slicer application.
+
+Real Slicer builds the panel from the .ui with PythonQt; here each widget of the .ui is a small
+Python object with the properties and methods the Widget uses, and ``qt``,
+``slicer.ScriptedLoadableModule`` and ``slicer.app`` are stand-ins. The scene, the Logic and the
+parameter node are real (slicer-core). This catches wiring errors (names, signals, callbacks,
+parameter round trips) that only a Slicer session would otherwise show; the look and PythonQt's
+exact behaviour remain for real Slicer (docs/slicer.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from slicer_helpers import MODULE_DIR, make_scene
+
+pytestmark = pytest.mark.slicer
+UI = MODULE_DIR / "Resources" / "UI" / "DeepSparseSlicer.ui"
+
+
+class FakeWidget:
+    """One widget of the .ui: class name, dynamic properties, signal connections, plain attributes."""
+
+    def __init__(self, cls, name, props):
+        self._cls, self.objectName, self._props, self._slots = cls, name, props, {}
+        self.enabled, self.visible, self.text, self.value, self.maximum = True, True, props.get("text", ""), 0, 0
+        self.checked = props.get("checked", False)
+        self.currentPath, self.currentNodeID, self.currentIndex, self.items = "", "", -1, []
+        self.plain, self.table, self.attributes = [], None, []
+        if "value" in props:
+            self.value = props["value"]
+
+    def className(self):
+        return self._cls
+
+    def connect(self, signal, slot):
+        self._slots.setdefault(signal, []).append(slot)
+
+    def emit(self, signal, *args):
+        for slot in self._slots.get(signal, []):
+            slot(*args)
+
+    def hide(self):
+        self.visible = False
+
+    def show(self):
+        self.visible = True
+
+    def setStyleSheet(self, _):
+        pass
+
+    def blockSignals(self, _):
+        return False
+
+    # QComboBox
+    def addItem(self, text, data=None):
+        self.items.append((text, data))
+        if self.currentIndex < 0:
+            self.currentIndex = 0
+
+    def clear(self):
+        self.items, self.currentIndex = [], -1
+        self.plain = []
+
+    @property
+    def count(self):
+        return len(self.items)
+
+    @property
+    def currentData(self):
+        return self.items[self.currentIndex][1] if 0 <= self.currentIndex < len(self.items) else None
+
+    @property
+    def currentText(self):
+        return self.items[self.currentIndex][0] if 0 <= self.currentIndex < len(self.items) else ""
+
+    def findData(self, data):
+        return next((i for i, (_, d) in enumerate(self.items) if d == data), -1)
+
+    def findText(self, text):
+        return next((i for i, (t, _) in enumerate(self.items) if t == text), -1)
+
+    # MRML widgets
+    def setCurrentNodeID(self, node_id):
+        self.currentNodeID = node_id
+
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+    def addAttribute(self, *args):
+        self.attributes.append(args)
+
+    def checkedNodes(self):
+        return []
+
+    def setMRMLTableNode(self, node):
+        self.table = node
+
+    # QPlainTextEdit
+    def appendPlainText(self, text):
+        self.plain.append(text)
+
+    def property(self, name):  # QObject.property (defined last: it shadows the builtin in this class)
+        return self._props.get(name) if name == "SlicerParameterName" else None
+
+
+def fake_ui():
+    root = None
+    widgets = {}
+    for element in ET.parse(UI).getroot().iter("widget"):
+        props = {}
+        for prop in element.findall("property"):
+            value = prop[0]
+            props[prop.get("name")] = {"bool": lambda v: v.text == "true", "number": lambda v: int(v.text),
+                                       "double": lambda v: float(v.text)}.get(value.tag, lambda v: v.text)(value)
+        widget = FakeWidget(element.get("class"), element.get("name"), props)
+        widgets[widget.objectName] = widget
+        root = root or widget
+    root.findChildren = lambda cls: [w for w in widgets.values() if w is not root]
+    return root, widgets
+
+
+@pytest.fixture
+def module(monkeypatch, tmp_path):
+    """DeepSparseSlicer.py imported with stand-ins; yields (module, scene, app logic, widgets)."""
+    import slicer
+
+    scene, app = make_scene()
+    qt = types.ModuleType("qt")
+
+    class QTimer:
+        def __init__(self):
+            self.active, self.slots = False, []
+
+        def setInterval(self, ms):
+            pass
+
+        def connect(self, signal, slot):
+            self.slots.append(slot)
+
+        def start(self):
+            self.active = True
+
+        def stop(self):
+            self.active = False
+
+    qt.QTimer, qt.QWidget = QTimer, object
+    qt.Qt = types.SimpleNamespace(WaitCursor=3)
+    qt.QApplication = types.SimpleNamespace(setOverrideCursor=lambda c: None, restoreOverrideCursor=lambda: None)
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+
+        def getDefaultModuleDocumentationLink(self):
+            return ""
+
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = parent or types.SimpleNamespace(isEntered=True)
+            self.layout = types.SimpleNamespace(addWidget=lambda w: None)
+
+        def setup(self):
+            pass
+
+        def resourcePath(self, path):
+            return str(MODULE_DIR / "Resources" / path)
+
+    class ScriptedLoadableModuleLogic:
+        def __init__(self, parent=None):
+            pass
+
+    slm.ScriptedLoadableModule, slm.ScriptedLoadableModuleWidget = ScriptedLoadableModule, ScriptedLoadableModuleWidget
+    slm.ScriptedLoadableModuleLogic, slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleLogic, object
+    env = types.SimpleNamespace(keys=lambda: list(os.environ), value=lambda k: os.environ[k])
+    app_stub = types.SimpleNamespace(applicationLogic=lambda: app, temporaryPath=str(tmp_path / "tmp"),
+                                     slicerUserSettingsFilePath=str(tmp_path / "settings" / "Slicer.ini"),
+                                     startupEnvironment=lambda: env, processEvents=lambda: None)
+    root, widgets = fake_ui()
+    monkeypatch.setitem(sys.modules, "qt", qt)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
+    monkeypatch.setattr(slicer, "ScriptedLoadableModule", slm, raising=False)
+    monkeypatch.setattr(slicer, "app", app_stub, raising=False)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: root)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda w: types.SimpleNamespace(**widgets))
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: None)
+    monkeypatch.setitem(sys.modules, "DeepSparseSlicer", None)
+    sys.modules.pop("DeepSparseSlicer")
+    import DeepSparseSlicer
+
+    made = []
+
+    def make_widget():
+        widget = DeepSparseSlicer.DeepSparseSlicerWidget()
+        widget.setup()
+        made.append(widget)
+        return widget
+
+    DeepSparseSlicer.make_widget = make_widget
+    yield DeepSparseSlicer, scene, app, widgets
+    for widget in made:
+        widget.cleanup()  # scene observers
+    sys.modules.pop("DeepSparseSlicer", None)
+
+
+def run_timer(widget, timeout=30.0):
+    """What the QTimer does in Slicer: poll the jobs until none runs."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while widget.timer.active and time.monotonic() < deadline:
+        widget.onPollJobs()
+        time.sleep(0.02)
+    assert not widget.timer.active
+
+
+def _finished_job(outputs, on_done, status="succeeded", error=None):
+    """A job that already ended, as the Logic's would, calling the Widget's on_done."""
+    from DeepSparseSlicerLib.jobs import Job
+
+    job = Job([[sys.executable, "-c", "pass"]], name="stand-in")
+    job.outputs.update(outputs)
+
+    def finish(j):
+        if status != "succeeded":
+            j.fail(error)
+
+    job.add_done_callback(finish)
+    job.add_done_callback(on_done)
+    return job.start()
+
+
+def test_module_metadata(module):
+    mod = module[0]
+    parent = types.SimpleNamespace()
+    mod.DeepSparseSlicer(parent)
+    assert parent.title == "DeepSparse" and parent.categories == ["Reconstruction"]
+    assert "6/8/10" in parent.helpText and "DeepSparse: A Foundation Model" in parent.acknowledgementText
+
+
+def test_panel_edits_the_parameter_node_and_shows_it_back(module):
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    node = widget.logic.getParameterNode()
+    assert {key for _, key in widget.boundWidgets} >= {"views", "method", "InputVolume", "outputModelName"}
+    # choices filled: presets + custom, devices, units, samples + phantoms; FDK/SART at least
+    assert w["geometryPresetComboBox"].findData("custom") >= 0 and w["geometryPresetComboBox"].findData("fast") >= 0
+    assert [d for _, d in w["deviceComboBox"].items] == ["auto", "cuda", "cpu"]
+    assert w["sampleComboBox"].findData("phantom:chest") >= 0
+    assert {"fdk", "sart"} <= {d for _, d in w["methodComboBox"].items}
+    # a user edit reaches the parameter node...
+    w["viewsSpinBox"].value = 8
+    w["viewsSpinBox"].emit("valueChanged(int)", 8)
+    assert node.GetParameter("views") == "8"
+    w["views10Button"].emit("clicked()")  # quick choice: sets the spin box, whose signal saves it
+    w["viewsSpinBox"].emit("valueChanged(int)", 10)
+    assert node.GetParameter("views") == "10"
+    # ...and a parameter-node change (e.g. a loaded scene) reaches the panel
+    node.SetParameter("geometryPreset", "custom")
+    node.SetParameter("method", "sart")
+    assert w["geometryPresetComboBox"].currentData == "custom" and w["customGeometryGroupBox"].enabled
+    assert w["methodComboBox"].currentData == "sart" and w["sartIterationsSpinBox"].enabled
+    assert not w["simulateButton"].enabled  # no CT yet
+
+
+def test_actions_show_messages_and_select_the_new_nodes(module, monkeypatch):
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    logic = widget.logic
+    # bad input: a message in the panel, no exception
+    widget.onSimulate()
+    assert "no volume selected" in w["statusLabel"].text
+    # load a phantom (offline sample) -> selected as input
+    node = widget.logic.getParameterNode()
+    node.SetParameter("sample", "phantom:chest")
+    monkeypatch.setattr(type(logic), "load_phantom", lambda self, kind, size=128: _volume(scene, f"{kind} phantom"))
+    widget.onLoadSample()
+    ct = node.GetNodeReference("InputVolume")
+    assert ct is not None and ct.GetName() == "chest phantom" and w["simulateButton"].enabled
+    # simulate: the job's outputs become the selected projections and ground truth
+    proj, ref = _volume(scene, "projections"), _volume(scene, "reference")
+    monkeypatch.setattr(type(logic), "start_simulation",
+                        lambda self, ct_node, on_done=None, on_progress=None, **k:
+                        _finished_job({"projections": proj, "reference": ref}, on_done))
+    widget.onSimulate()
+    run_timer(widget)
+    assert node.GetNodeReference("Projections") is proj and node.GetNodeReference("GroundTruth") is ref
+    assert "done" in w["statusLabel"].text and not w["jobProgressBar"].visible
+    # reconstruct twice: the previous output becomes the second reconstruction
+    outputs = [_volume(scene, "rec 1"), _volume(scene, "rec 2")]
+    monkeypatch.setattr(type(logic), "start_reconstruction",
+                        lambda self, p, on_done=None, on_progress=None, **k:
+                        _finished_job({"volume": outputs.pop(0)}, on_done))
+    widget.onReconstruct()
+    run_timer(widget)
+    widget.onReconstruct()
+    run_timer(widget)
+    assert node.GetNodeReference("Reconstruction").GetName() == "rec 2"
+    assert node.GetNodeReference("SecondReconstruction").GetName() == "rec 1"
+    # a failed job: its message, in the panel
+    monkeypatch.setattr(type(logic), "start_reconstruction",
+                        lambda self, p, on_done=None, on_progress=None, **k:
+                        _finished_job({}, on_done, "failed", "the background process stopped unexpectedly"))
+    widget.onReconstruct()
+    run_timer(widget)
+    assert "stopped unexpectedly" in w["statusLabel"].text
+    # compare: table in the view, scores in the status line, side-by-side views set
+    widget.onCompare()
+    assert w["metricsTableView"].table is not None and "PSNR" in w["statusLabel"].text
+    assert app.GetSliceLogicByLayoutName("Yellow").GetSliceCompositeNode().GetBackgroundVolumeID() == \
+        node.GetNodeReference("Reconstruction").GetID()
+    # progress lines
+    widget.onProgress({"task": "train", "done": 3, "total": 10, "eta_s": 12.0, "loss": 0.25, "part": 2, "parts": 3},
+                      w["finetuneProgressBar"], w["finetuneStatusLabel"])
+    assert w["finetuneProgressBar"].value == 3 and w["finetuneProgressBar"].maximum == 10
+    assert "part 2/3" in w["finetuneStatusLabel"].text and "loss 0.25" in w["finetuneStatusLabel"].text
+
+
+def test_finetune_button_reports_a_missing_training_command_or_starts(module, monkeypatch, tmp_path):
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    node = widget.logic.getParameterNode()
+    node.SetParameter("baseModel", "file")
+    node.SetParameter("baseModelFile", str(tmp_path / "missing.safetensors"))
+    widget.onStartFinetune()
+    assert "base model file" in w["statusLabel"].text
+    started = {}
+
+    def start(self, name, views, e1, e2, base, folder, volumes, device, on_done=None, on_progress=None, on_log=None):
+        started.update(name=name, views=views, base=base)
+        return _finished_job({"model": tmp_path / f"{name}.safetensors"}, on_done)
+
+    (tmp_path / "base.safetensors").write_bytes(b"")
+    node.SetParameter("baseModelFile", str(tmp_path / "base.safetensors"))
+    monkeypatch.setattr(type(widget.logic), "start_finetune", start)
+    widget.onStartFinetune()
+    run_timer(widget)
+    assert started == {"name": "my_dice_model", "views": 6, "base": tmp_path / "base.safetensors"}
+    assert "Saved" in w["finetuneStatusLabel"].text and w["startFinetuneButton"].enabled
+    assert not w["cancelFinetuneButton"].enabled
+
+
+def _volume(scene, name):
+    import slicer
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    slicer.util.updateVolumeFromArray(node, np.linspace(-1000, 1000, 8 ** 3, dtype=np.float32).reshape(8, 8, 8))
+    node.CreateDefaultDisplayNodes()
+    return node
