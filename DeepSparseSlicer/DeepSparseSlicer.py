@@ -94,8 +94,9 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # every widget with a SlicerParameterName property edits that key of the parameter node
         self.boundWidgets = [(w, w.property("SlicerParameterName")) for w in uiWidget.findChildren(qt.QWidget)
                              if w.property("SlicerParameterName")]
-        for widget, _ in self.boundWidgets:
-            widget.connect(parameters.WIDGET_BINDINGS[widget.className()][2], self.updateParameterNodeFromGUI)
+        for widget, key in self.boundWidgets:
+            widget.connect(parameters.WIDGET_BINDINGS[widget.className()][2],
+                           lambda *args, w=widget, k=key: self.updateParameterNodeFromGUI(w, k))
         for button, views in ((self.ui.views6Button, 6), (self.ui.views8Button, 8), (self.ui.views10Button, 10)):
             button.connect("clicked()", lambda v=views: setattr(self.ui.viewsSpinBox, "value", v))
         self.ui.projectionsSelector.addAttribute("vtkMRMLScalarVolumeNode", "DeepSparse.Role", "projections")
@@ -208,16 +209,16 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self._updatingGUI = False
 
-    def updateParameterNodeFromGUI(self, *args):
+    def updateParameterNodeFromGUI(self, widget, key):
+        """Store the value of the widget the user changed (only that one: a choice that is not listed
+        yet, e.g. a DiCE model before the engine is installed, stays stored)."""
         if self._parameterNode is None or self._updatingGUI:
             return
-        with slicer.util.NodeModify(self._parameterNode):
-            for widget, key in self.boundWidgets:
-                value = parameters.read_widget(widget)
-                if key in parameters.NODE_REFERENCES:
-                    self._parameterNode.SetNodeReferenceID(key, value or None)
-                else:
-                    self._parameterNode.SetParameter(key, value)
+        value = parameters.read_widget(widget)
+        if key in parameters.NODE_REFERENCES:
+            self._parameterNode.SetNodeReferenceID(key, value or None)
+        else:
+            self._parameterNode.SetParameter(key, value)
 
     # ------------------------------------------------------------------ actions
     @contextlib.contextmanager

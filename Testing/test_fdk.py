@@ -10,7 +10,7 @@ import torch
 from deepsparse_core import phantoms
 from deepsparse_core.backends import rtk
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.fdk import (FILTERS, angular_weights, displaced_detector_weights, fdk,
+from deepsparse_core.fdk import (FILTERS, angular_weights, scan_weighting, displaced_detector_weights, fdk,
                                  parker_weights, ramp_filter)
 from deepsparse_core.geometry import Geometry
 from deepsparse_core.metrics import psnr
@@ -65,8 +65,8 @@ def _rtk_image_type():
 @pytest.mark.rtk
 @pytest.mark.parametrize("n_views, arc, short_scan, filter", [
     (60, 360, None, "ram-lak"),   # full scan
-    (6, 180, None, "ram-lak"),    # DeepSparse setting: Parker weights on an arc below pi + fan
-    (6, 180, False, "ram-lak"),   # same without Parker
+    (6, 180, True, "ram-lak"),    # DeepSparse setting with RTK's Parker weights (arc below pi + fan)
+    (6, 180, False, "ram-lak"),   # same without Parker (RTK's half-gap weights)
     (24, 220, None, "hann"),      # proper short scan, Hann window
 ])
 def test_fdk_matches_rtk(phantom, n_views, arc, short_scan, filter):
@@ -76,6 +76,18 @@ def test_fdk_matches_rtk(phantom, n_views, arc, short_scan, filter):
     ref = rtk.fdk(p.numpy(), g, hann_cut=1.0 if filter == "hann" else 0.0, short_scan=short_scan)
     assert rel_l2(ours, ref) < 1e-5
     assert abs(psnr(ours, phantom) - psnr(ref, phantom)) < 0.01
+
+
+def test_short_arcs_get_uniform_weights_that_beat_both_rtk_weightings(phantom):
+    """6 views over [0, 180) cover 150 degrees: Parker is undefined there (see scan_weighting)."""
+    g = small_geometry(6, 180)
+    assert scan_weighting(g) == "uniform"
+    assert scan_weighting(small_geometry(24, 220)) == "parker"
+    assert scan_weighting(small_geometry(8, 360)) == "rtk" and scan_weighting(small_geometry(60, 360)) == "rtk"
+    p = forward_project(phantom, g)
+    default = psnr(fdk(p, g).numpy(), phantom)
+    assert default > psnr(fdk(p, g, short_scan=False).numpy(), phantom) + 1.0
+    assert default > psnr(fdk(p, g, short_scan=True).numpy(), phantom) + 1.0
 
 
 @needs_rtk
@@ -190,7 +202,8 @@ def test_smoother_windows_give_smoother_volumes(full_scan):
 
 
 def test_short_scan_is_detected_from_the_arc(phantom):
-    g = small_geometry(12, 220)
+    g = small_geometry(24, 260)
+    assert scan_weighting(g) == "parker"
     p = forward_project(phantom, g)
     auto = fdk(p, g)
     torch.testing.assert_close(auto, fdk(p, g, short_scan=True))

@@ -8,6 +8,10 @@ Without ``--model`` the network is freshly initialised (timing does not need tra
 output then means nothing and no PSNR is printed). With ``--model`` the projections of a procedural
 chest phantom are reconstructed and PSNR is reported for FDK, DiCE and DiCE + data consistency.
 
+CPU timings on a shared machine: with more runnable threads than free cores, OpenMP's default
+spin-waiting multiplies the CPU time (measured 4x with 2 threads on 2 busy cores); run with
+``OMP_WAIT_POLICY=PASSIVE`` there. The process CPU time is printed next to the wall time.
+
 Targets (issue: inference): 256^3 from 6 views in <= 0.5 s end-to-end on an H100/H200; 128^3 in
 < 30 s on 2 CPU cores. End-to-end = ``DiceReconstructor.reconstruct``: projections to the device,
 encoding, chunked decoding, the volume back on the CPU (the model is loaded once, beforehand).
@@ -152,7 +156,8 @@ def main():
                     f"output is meaningless)")
         load_s = time.perf_counter() - t0
         name = "GPU " + torch.cuda.get_device_name(device) if device.type == "cuda" else \
-            f"CPU, {torch.get_num_threads()} threads (load average {os.getloadavg()[0]:.1f})"
+            f"CPU, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} " \
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
         g = default_geometry(rec, args.config)
         print(f"\n== {name}\n{what}; {rec.model.num_parameters() / 1e6:.2f} M parameters; loaded in {load_s:.2f} s")
         (nv, nu), ext = g.detector_shape, g.volume_extent

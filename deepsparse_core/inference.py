@@ -37,6 +37,7 @@ import torch
 from .data_consistency import grid_geometry, refine
 from .errors import GeometryError, InputError
 from .geometry import Geometry
+from .preprocess import AIR_HU
 from .progress import Cancelled
 from .projections_file import ProjectionData
 
@@ -46,7 +47,6 @@ MODELS_DIR = Path(__file__).parent / "models"
 # or grid extent, warning beyond 25 %.
 GEOMETRY_TOLERANCE = 2.0
 GEOMETRY_WARNING = 1.25
-AIR_HU = -1000.0
 
 # Chunk sizing: bytes per decoded point are estimated from the config (``_bytes_per_point``) and
 # multiplied by this margin for allocator fragmentation and temporaries the estimate misses.

@@ -2,7 +2,6 @@
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -96,6 +95,7 @@ def test_finetune_makes_candidates_then_step1_then_step2_from_the_step1_run(tmp_
 
 
 def test_dependencies_match_the_package_requirements():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     required = {r.split(">")[0].split("<")[0].split("=")[0].strip().lower() for r in project["dependencies"]}
     listed = {r.split(">")[0].split("<")[0].strip().lower() for r in dependencies.REQUIREMENTS.values()}

@@ -263,6 +263,12 @@ def test_panel_edits_the_parameter_node_and_shows_it_back(module):
     w["views10Button"].emit("clicked()")  # quick choice: sets the spin box, whose signal saves it
     w["viewsSpinBox"].emit("valueChanged(int)", 10)
     assert node.GetParameter("views") == "10"
+    # only the changed widget is stored: a method not listed (yet) is kept
+    node.SetParameter("method", "dice:/models/restored_from_scene.safetensors")
+    w["photonsSpinBox"].value = 5e4
+    w["photonsSpinBox"].emit("valueChanged(double)", 5e4)
+    assert node.GetParameter("photons") == "50000"
+    assert node.GetParameter("method") == "dice:/models/restored_from_scene.safetensors"
     # ...and a parameter-node change (e.g. a loaded scene) reaches the panel
     node.SetParameter("geometryPreset", "custom")
     node.SetParameter("method", "sart")

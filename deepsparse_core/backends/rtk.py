@@ -115,8 +115,10 @@ def fdk(projections: np.ndarray, geometry: Geometry, hann_cut: float = 0.0,
     img_type = itk.Image[itk.F, 3]
     geo = to_rtk_geometry(geometry)
     proj = projections_to_itk(projections, geometry)
-    if short_scan is None:
-        short_scan = geometry.arc < 2 * math.pi - 1e-6
+    if short_scan is None:  # RTK has no uniform weighting: Parker only where it is defined
+        from ..fdk import scan_weighting
+
+        short_scan = scan_weighting(geometry) == "parker"
     # Displaced (offset) detector weighting, as RTK's rtkfdk application does.
     displaced = rtk.DisplacedDetectorImageFilter[img_type].New()
     displaced.SetInput(proj)

@@ -33,7 +33,7 @@ from ..errors import DeepSparseError, GeometryError, InputError
 from ..model.model_file import save_model
 from ..progress import Cancelled
 from . import distributed
-from .checkpoint import load_run, read_state, restore_rng, rng_state, save_run
+from .checkpoint import load_optimizer_state, load_run, read_state, restore_rng, rng_state, save_run
 from .data import POINTS_PER_VOLUME, CandidateSet
 from .log import TrainLog
 from .models import initial_model
@@ -84,8 +84,8 @@ class TrainConfig:
     tensorboard: bool = False           # (run)
     resume: bool = False                # (run) continue the run in ``out``: its config, (run) fields from here
 
-    RUN_FIELDS = ("data", "out", "resume", "steps", "minutes", "val_every", "val_limit", "val_stride", "checkpoint_every",
-                  "log_every", "device", "data_on_device", "compile", "tensorboard")
+    RUN_FIELDS = ("data", "out", "resume", "steps", "minutes", "val_every", "val_limit", "val_stride",
+                  "checkpoint_every", "log_every", "device", "data_on_device", "compile", "tensorboard")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -150,7 +150,8 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     if cfg.resume:
         stored = TrainConfig.from_dict(read_state(run_dir).config)
         if cfg.stage not in (None, stored.stage):
-            raise InputError(f"{run_dir} is a {stored.stage} run: resume it without --stage or with --stage {stored.stage}")
+            raise InputError(f"{run_dir} is a {stored.stage} run: resume it without --stage "
+                             f"or with --stage {stored.stage}")
         cfg = dataclasses.replace(stored, **{k: getattr(cfg, k) for k in TrainConfig.RUN_FIELDS})
         _check_config(cfg)
         model, _, saved = load_run(run_dir)
@@ -183,8 +184,6 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     optimizer = torch.optim.AdamW(trainable.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
     if saved:
-        from .checkpoint import load_optimizer_state
-
         load_optimizer_state(optimizer, run_dir / "optimizer.safetensors", names)
     # ------------------------------------------------------------------ random streams: one per process
     if saved and len(saved.rng) == world:
@@ -206,8 +205,8 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     max_steps = cfg.steps
     if master:
         run_dir.mkdir(parents=True, exist_ok=True)
-    log = TrainLog(run_dir, master, step, max_steps, cfg.minutes, cfg.tensorboard, callback, cancel) \
-        if master else TrainLog(run_dir, False, step, max_steps, cfg.minutes)
+    log = TrainLog(run_dir, master, step, max_steps, cfg.minutes, cfg.tensorboard and master,
+                   callback if master else None, cancel if master else None)
     if master:
         log.message(f"{raw_model.summary()}")
         log.message(f"{stage.describe()}; {len(train_set)} training / {len(val_set) if val_set else 0} validation "
@@ -234,7 +233,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     # ------------------------------------------------------------------ the loop
     deadline = t0 + 60.0 * cfg.minutes if cfg.minutes else None
     start_step, loss_value, stopped = step, float("nan"), "steps"
-    with _StopSignals() as signals:
+    with _StopSignals() as signals, contextlib.closing(log):
         while max_steps is None or step < max_steps:
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
@@ -272,10 +271,13 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             diverged, timeout, signalled, cancelled = distributed.any_flags(
                 [not torch.isfinite(loss.detach()).item(), timeout, signals.received, cancelled], device, world)
             if diverged:
-                raise TrainingError(f"the loss is not finite at step {step} (lr {lr:g}); the checkpoint of step "
-                                    f"{_last_checkpoint(step - 1, cfg.checkpoint_every, start_step)} is intact: "
+                last = max(start_step, (step - 1) - (step - 1) % cfg.checkpoint_every)
+                kept = f"the checkpoint of step {last} is intact" if last else "no checkpoint was written"
+                raise TrainingError(f"the loss is not finite at step {step} (lr {lr:g}); {kept}: "
                                     "lower --lr or check the data")
             stopping = done or timeout or signalled or cancelled
+            if stopping and master:
+                loss_value = loss.item()
             stopped = "time" if timeout else "signal" if signalled else "cancelled" if cancelled else "steps"
             # --- validation (rank 0; the others wait at the next collective)
             if val_set is not None and (step % cfg.val_every == 0 or stopping):
@@ -290,13 +292,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             if stopping:
                 break
     seconds = time.perf_counter() - t0
-    if master:
-        log.close()
     return TrainResult(run_dir, step, step - start_step, seconds, loss_value, val_scores, best_psnr, stopped)
-
-
-def _last_checkpoint(step: int, every: int, start: int) -> int:
-    return max(start, step - step % every)
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -317,14 +313,20 @@ def _check_config(cfg: TrainConfig) -> None:
 
 
 def _device(name: str, local_rank: int | None) -> torch.device:
-    from ..simulate import resolve_device  # noqa: PLC0415 (simulate pulls SimpleITK: keep it out of imports)
+    """auto | cpu | cuda -> the device of this process (cuda:LOCAL_RANK under torchrun).
 
-    dev = resolve_device(name)
-    if dev.type == "cuda" and local_rank is not None:
+    Same rule as ``simulate.resolve_device``, which is not imported: ``simulate`` pulls SimpleITK.
+    """
+    if name not in ("auto", "cpu") and not name.startswith("cuda"):
+        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was requested but no CUDA GPU is available (use --device cpu or auto)")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if local_rank is not None:
         return torch.device("cuda", local_rank)
-    if dev.type == "cuda" and dev.index is None:
-        return torch.device("cuda", torch.cuda.current_device())
-    return dev
+    dev = torch.device(name if name != "auto" else "cuda")
+    return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 class _StopSignals:

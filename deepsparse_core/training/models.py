@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 
 from ..errors import InputError
 from ..model import DiCE, DiceConfig

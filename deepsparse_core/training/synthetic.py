@@ -89,7 +89,8 @@ def ellipsoid_phantom(shape, spacing, seed: int = 0) -> np.ndarray:
         c = rng.uniform(-0.4, 0.4, 3) * np.array(half)
         r = rng.uniform(0.08, 0.25, 3) * np.array(half)
         a = rng.uniform(0, math.pi)
-        xr, yr = (x - c[2]) * math.cos(a) + (y - c[1]) * math.sin(a), -(x - c[2]) * math.sin(a) + (y - c[1]) * math.cos(a)
+        dx, dy = x - c[2], y - c[1]
+        xr, yr = dx * math.cos(a) + dy * math.sin(a), -dx * math.sin(a) + dy * math.cos(a)
         inside = (xr / r[2]) ** 2 + (yr / r[1]) ** 2 + ((z - c[0]) / r[0]) ** 2 <= 1.0
         vol[inside & body] = rng.choice([0.1, 0.45, 0.55, 0.65, 0.9])
     return vol
