@@ -71,7 +71,30 @@ def _recon_options(args) -> dict:
         if args.backend == "rtk":
             return {"hann_cut": 0.5 if args.filter == "hann" else 0.0}
         return {"filter": args.filter}
+    if args.method == "dice":
+        return {"model": args.model, "data_consistency": args.data_consistency}
     return {"iterations": args.iterations}
+
+
+def _resolution(values):
+    if values is None:
+        return None
+    if len(values) not in (1, 3) or min(values) < 2:
+        from .errors import InputError
+
+        raise InputError("--resolution takes one size or three (nz ny nx), each >= 2")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _steps(args, data) -> int:
+    if args.method == "sart":
+        return args.iterations
+    if args.method == "dice":
+        from .inference import default_model_for, get_reconstructor
+
+        model = args.model or default_model_for(data)
+        return get_reconstructor(model, args.device).steps(data, _resolution(args.resolution), args.data_consistency)
+    return 1
 
 
 # ---------------------------------------------------------------------------- commands
@@ -126,9 +149,9 @@ def cmd_reconstruct(args) -> int:
     _check_volume_path(args.out)
     data = load_projections(args.projections, with_reference=False)
     t0 = time.perf_counter()
-    with progress(args.iterations if args.method == "sart" else 1, args.method) as bar:
+    with progress(_steps(args, data), args.method) as bar:
         vol = reconstruct(data, args.method, device=args.device, backend=args.backend, progress=bar,
-                          **_recon_options(args))
+                          resolution=_resolution(args.resolution), **_recon_options(args))
     dt = time.perf_counter() - t0
     write_volume(grid_volume(vol.clamp(0, 1) if args.units == "hu" else vol, data, args.units), args.out)
     print(f"wrote {args.out} ({args.method}, {data.geometry.n_views} views, {dt:.1f} s)")
@@ -233,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="reconstruct a volume from a projections file")
     p.add_argument("projections")
-    p.add_argument("--method", choices=("fdk", "sart"), default="fdk")
+    p.add_argument("--method", choices=("fdk", "sart", "dice"), default="fdk")
+    p.add_argument("--model", help="DiCE model file (default: the bundled model for the view count)")
+    p.add_argument("--data-consistency", type=int, default=0, metavar="K",
+                   help="DiCE: refine with K bounded SART passes against the measured views (default 0)")
+    p.add_argument("--resolution", type=int, nargs="+", metavar="N",
+                   help="output grid: N (cube) or NZ NY NX over the geometry's extent (default: its grid)")
     p.add_argument("--backend", choices=("torch", "rtk", "tigre"), default="torch")
     p.add_argument("--filter", default="ram-lak", choices=("ram-lak", "shepp-logan", "cosine", "hann"),
                    help="FDK ramp filter window")
@@ -273,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True, help="cache file (.safetensors, float16)")
     p.set_defaults(func=cmd_candidates)
+
+    from .training.command import add_train_parser
+
+    add_train_parser(sub)
 
     p = sub.add_parser("geometry", help="show or export a geometry preset")
     _add_geometry_args(p)

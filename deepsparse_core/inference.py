@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from .data_consistency import grid_geometry, refine
+from .devices import resolve_device
 from .errors import GeometryError, InputError
 from .geometry import Geometry
 from .preprocess import AIR_HU
@@ -230,12 +231,6 @@ def chunk_size_for(config, n_views: int, device: torch.device, free_bytes: int |
 
 
 # ---------------------------------------------------------------------------- reconstruction
-def _resolve_device(device) -> torch.device:
-    from .simulate import resolve_device
-
-    return device if isinstance(device, torch.device) else resolve_device(str(device))
-
-
 def output_shape(data: ProjectionData, resolution=None) -> tuple[int, int, int]:
     """(nz, ny, nx) of the output: the data's grid, ``r`` -> (r, r, r), or a 3-tuple."""
     if resolution is None:
@@ -272,7 +267,7 @@ class DiceReconstructor:
         from .model import DiCE
         from .model.model_file import load_model
 
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         if isinstance(model, DiCE):
             self.model = model.to(self.device)
             self.meta = {"geometry": None, "n_views": None, "card": {}, **(meta or {}),
@@ -424,7 +419,7 @@ def get_reconstructor(model: str | Path, device: str = "auto") -> DiceReconstruc
         stamp = path.stat().st_mtime_ns
     except OSError:
         raise InputError(f"model file not found: {model}") from None
-    key = (str(path), stamp, str(_resolve_device(device)))
+    key = (str(path), stamp, str(resolve_device(device)))
     if key not in _CACHE:
         while len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))

@@ -27,6 +27,11 @@ def set_mode(json_lines: bool = False, quiet: bool = False) -> None:
     _MODE.update(json=json_lines, quiet=quiet)
 
 
+def mode() -> str:
+    """The current output mode: 'json', 'none' (quiet) or 'bar'."""
+    return "json" if _MODE["json"] else "none" if _MODE["quiet"] else "bar"
+
+
 def emit(event: str, **fields) -> None:
     """One JSON line on stdout (JSON mode only)."""
     if _MODE["json"]:

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .errors import DeepSparseError, InputError
 from .projections_file import ProjectionData
-from .simulate import resolve_device
+from .devices import resolve_device
 
-METHODS = ("fdk", "sart")
+METHODS = ("fdk", "sart", "dice")
 BACKENDS = ("torch", "rtk", "tigre")
 
 
 def reconstruct(data: ProjectionData, method: str = "fdk", device: str = "auto", backend: str = "torch",
-                progress=None, **options) -> torch.Tensor:
-    """Reconstruct ``data`` on its geometry's grid; returns a (nz, ny, nx) CPU tensor in [0, 1] units.
+                progress=None, resolution=None, **options) -> torch.Tensor:
+    """Reconstruct ``data`` over its geometry's grid; returns a (nz, ny, nx) CPU tensor in [0, 1] units.
 
     Args:
-        method: 'fdk' (options: filter, short_scan) or 'sart' (options: iterations, relaxation,
-            views_per_subset, nonnegative).
+        method: 'fdk' (options: filter, short_scan), 'sart' (options: iterations, relaxation,
+            views_per_subset, nonnegative) or 'dice' (options: model (default: the bundled model
+            for the view count), data_consistency, cancel).
+        resolution: None (the geometry's grid) or an int / (nz, ny, nx) grid over the same extent.
         device: 'auto', 'cpu' or 'cuda' (torch backend).
         backend: 'torch' (always available), 'rtk' (itk-rtk, CPU) or 'tigre' (CUDA only).
         progress: a :class:`~deepsparse_core.progress.Progress`-like object or None.
@@ -27,6 +31,17 @@ def reconstruct(data: ProjectionData, method: str = "fdk", device: str = "auto",
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if method == "dice":
+        if backend != "torch":
+            raise InputError("dice runs on the torch backend")
+        from .inference import reconstruct_dice
+
+        return reconstruct_dice(data, model=options.get("model"), device=device, resolution=resolution,
+                                data_consistency=options.get("data_consistency", 0), progress=progress,
+                                cancel=options.get("cancel"))
+    if resolution is not None:
+        shape = (resolution,) * 3 if isinstance(resolution, int) else tuple(resolution)
+        data = dataclasses.replace(data, geometry=data.geometry.with_grid(shape), reference=None)
     g = data.geometry
     if backend == "rtk":
         from .backends import rtk

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .errors import InputError
 from .geometry import Geometry
 from .noise import NoiseModel, add_noise
@@ -12,17 +13,6 @@ from .preprocess import preprocess_ct
 from .projections_file import ProjectionData
 from .projector import forward_project
 from .volume_io import Volume, read_volume
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but no CUDA GPU is available (use --device cpu or auto)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def prepare_reference(ct: Volume, geometry: Geometry, piece: int | None = None) -> tuple[np.ndarray, dict]:
@@ -56,9 +46,11 @@ def simulate(ct: Volume | str, geometry: Geometry, noise: NoiseModel = NoiseMode
 
 
 def grid_volume(array01: np.ndarray | torch.Tensor, data: ProjectionData, units: str = "normalized") -> Volume:
-    """A reconstruction on ``data``'s grid as a :class:`Volume` placed like the input CT.
+    """A reconstruction over ``data``'s grid extent as a :class:`Volume` placed like the input CT.
 
-    ``units``: 'normalized' ([0, 1] attenuation) or 'hu' (inverse of the HU window mapping).
+    The array may have another shape than the geometry's grid (``--resolution``): it then covers
+    the same physical box with spacing ``extent / shape``. ``units``: 'normalized' ([0, 1]
+    attenuation) or 'hu' (inverse of the HU window mapping).
     """
     from .preprocess import denormalize
 
@@ -68,11 +60,12 @@ def grid_volume(array01: np.ndarray | torch.Tensor, data: ProjectionData, units:
     elif units != "normalized":
         raise InputError(f"unknown units {units!r}: use normalized or hu")
     g = data.geometry
+    spacing = np.array([e / n for e, n in zip(g.volume_extent, arr.shape)])       # (z, y, x)
     if data.placement:
-        origin = data.placement["origin_lps"]
         direction = np.asarray(data.placement["direction"]).reshape(3, 3)
+        # the box's corner stays put while the first voxel centre moves by half a voxel change
+        origin = np.asarray(data.placement["origin_lps"]) + direction @ ((spacing - g.volume_spacing) / 2)[::-1]
     else:  # no patient placement: the scanner frame, grid centre at the volume offset
-        origin = [o - (n - 1) / 2 * s for o, n, s in zip(g.volume_offset[::-1], g.volume_shape[::-1],
-                                                         g.volume_spacing[::-1])]
         direction = np.eye(3)
-    return Volume(arr.astype(np.float32), g.volume_spacing, origin, direction)
+        origin = np.asarray(g.volume_offset[::-1]) - (np.asarray(arr.shape[::-1]) - 1) / 2 * spacing[::-1]
+    return Volume(arr.astype(np.float32), tuple(spacing), tuple(origin), direction)

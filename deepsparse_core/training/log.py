@@ -64,9 +64,9 @@ class TrainLog:
         if not self.enabled:
             return
         emit("message", text=text)
-        from ..progress import _MODE  # noqa: PLC0415 (the bar owns stderr in bar mode)
+        from ..progress import mode  # noqa: PLC0415 (the bar owns stderr in bar mode)
 
-        if not _MODE["json"] and not _MODE["quiet"]:
+        if mode() == "bar":
             from tqdm.auto import tqdm
 
             tqdm.write(text)

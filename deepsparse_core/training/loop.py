@@ -313,20 +313,10 @@ def _check_config(cfg: TrainConfig) -> None:
 
 
 def _device(name: str, local_rank: int | None) -> torch.device:
-    """auto | cpu | cuda -> the device of this process (cuda:LOCAL_RANK under torchrun).
+    """auto | cpu | cuda -> the device of this process (cuda:LOCAL_RANK under torchrun)."""
+    from ..devices import resolve_device
 
-    Same rule as ``simulate.resolve_device``, which is not imported: ``simulate`` pulls SimpleITK.
-    """
-    if name not in ("auto", "cpu") and not name.startswith("cuda"):
-        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but no CUDA GPU is available (use --device cpu or auto)")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    if local_rank is not None:
-        return torch.device("cuda", local_rank)
-    dev = torch.device(name if name != "auto" else "cuda")
-    return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
+    return resolve_device(name, local_rank)
 
 
 class _StopSignals:
