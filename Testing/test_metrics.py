@@ -180,8 +180,16 @@ def _bad_inputs():
         "4D": (good[None], good[None]),
         "gt not normalized": (good, good * 1000 - 1000),
         "too small for SSIM": (good[:5], good[:5]),
-        "too small for VIF": (good[:, :30, :30], good[:, :30, :30]),
     }
+
+
+def test_small_slices_have_no_vif_but_still_psnr_and_ssim():
+    good = np.random.default_rng(0).random((8, 30, 30))
+    with pytest.raises(InputError, match="VIF needs slices"):
+        vif(good, good)
+    with pytest.warns(UserWarning, match="VIF"):
+        scores = evaluate(good, good)
+    assert np.isnan(scores["vif"]) and scores["ssim"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("case", list(_bad_inputs()))
