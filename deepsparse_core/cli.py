@@ -166,7 +166,7 @@ def _load_normalized(path, window, units):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # [0, 1] volumes are expected here, not HU
-        v = read_volume(path, check_hu=False)
+        v = read_volume(path, check_hu=False, allow_constant=True)
     if units == "auto":
         units = "hu" if float(v.array.min()) < -100 or float(v.array.max()) > 10 else "normalized"
     if units == "hu":

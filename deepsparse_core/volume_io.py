@@ -92,7 +92,7 @@ class Volume:
 # Reading
 
 
-def read_volume(path: str | os.PathLike, *, check_hu: bool = True) -> Volume:
+def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constant: bool = False) -> Volume:
     """Read a 3D CT volume (HU) with its geometry.
 
     Formats: NIfTI (.nii, .nii.gz), NRRD, MHA/MHD and anything else SimpleITK reads; a DICOM
@@ -102,7 +102,8 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True) -> Volume:
     Raises :class:`InputError` (one line, naming the file) for a missing or unreadable file, a 2D
     or 4D image (a singleton 4th dimension is squeezed), NaN/Inf values, a constant volume or a
     spacing outside [0.01, 50] mm. Values that cannot be HU only warn. ``check_hu=False`` skips
-    the HU plausibility warnings (label maps, MR).
+    the HU plausibility warnings (label maps, MR); ``allow_constant=True`` accepts a constant
+    volume (a reconstruction read back, not a CT to simulate from).
     """
     path = Path(path)
     if not path.exists():
@@ -115,7 +116,7 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True) -> Volume:
         volume = _read_npy(path)
     else:
         volume = Volume.from_sitk(_as_3d(_read_itk(path), path))
-    _check_volume(volume, path, check_hu)
+    _check_volume(volume, path, check_hu, allow_constant)
     return volume
 
 
@@ -216,7 +217,7 @@ def _read_mrc(path: Path) -> Volume:
     return Volume(data, spacing=tuple(spacing_xyz[::-1]))
 
 
-def _check_volume(volume: Volume, path: Path, check_hu: bool):
+def _check_volume(volume: Volume, path: Path, check_hu: bool, allow_constant: bool = False):
     spacing = np.asarray(volume.spacing)
     if not np.all(np.isfinite(spacing)) or np.any(spacing < MIN_SPACING_MM) \
             or np.any(spacing > MAX_SPACING_MM):
@@ -226,7 +227,7 @@ def _check_volume(volume: Volume, path: Path, check_hu: bool):
     if not np.all(np.isfinite(a)):
         raise InputError(f"{path}: volume contains NaN or infinite values")
     lo, hi = float(a.min()), float(a.max())
-    if lo == hi:
+    if lo == hi and not allow_constant:
         raise InputError(f"{path}: volume is constant ({lo:g} everywhere)")
     if not check_hu:
         return

@@ -505,7 +505,7 @@ class DeepSparseLogic:
             source = proj.GetNodeReference(REF_SOURCE) if proj is not None else None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # [0, 1] outputs are not HU, on purpose
-                volume = read_volume(out, check_hu=False)
+                volume = read_volume(out, check_hu=False, allow_constant=True)
             base = source.GetName() if source is not None else "DeepSparse"
             with self._new_nodes() as created:
                 node = self.add_volume_node(volume, f"{base} {label}", created, units=units, window=window,

@@ -427,6 +427,35 @@ def test_dice_reconstruction_with_a_bundled_model(workflow):
     assert dice > fdk, result["scores"]
 
 
+def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
+    """The 'DiCE (model file...)' choice runs the engine's DiCE in the background process and makes
+    a node on the same RAS grid as FDK's (a random tiny model: this checks the plumbing, not quality)."""
+    import slicer
+    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.model import DiCE, DiceConfig
+    from deepsparse_core.model.model_file import save_model
+    from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
+    from DeepSparseSlicerLib.jobs import SUCCEEDED
+
+    logic = workflow["logic"]
+    if not logic.capabilities().dice:
+        pytest.skip("this deepsparse_core cannot reconstruct with DiCE")
+    geometry = json.loads(workflow["projections"].GetAttribute("DeepSparse.Geometry"))
+    model = save_model(tmp_path / "user.safetensors", DiCE(DiceConfig.tiny()), geometry=Geometry.from_dict(geometry))
+    params = logic.parameter_node()
+    params.SetParameter("method", "dice-file")
+    params.SetParameter("modelFile", str(model))
+    try:
+        job = logic.start_reconstruction(workflow["projections"])
+        assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, job.error
+    finally:
+        params.SetParameter("method", "fdk")
+    out, fdk = job.outputs["volume"], workflow["fdk"]
+    assert np.allclose(node_ijk_to_ras(out), node_ijk_to_ras(fdk))
+    values = slicer.util.arrayFromVolume(out)
+    assert values.shape == slicer.util.arrayFromVolume(fdk).shape and np.isfinite(values).all()
+
+
 def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_path):
     """Candidates, step 1 and step 2 as one background job (three processes), one step each, on
     the workflow's CT node; the new model lands in the user models folder and is listed."""
