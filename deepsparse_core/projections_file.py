@@ -10,8 +10,6 @@ safetensors never unpickles anything, and the file can be memory-mapped.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from .errors import GeometryError, InputError
 from .geometry import Geometry
 from .noise import NoiseModel
+from .safetensors_io import read_metadata, save_atomic
 
 FORMAT = "deepsparse-projections"
 VERSION = "1"
@@ -58,8 +57,6 @@ def check_projections_match(projections: torch.Tensor, geometry: Geometry) -> No
 
 def save_projections(path: str | Path, data: ProjectionData, dtype: torch.dtype = torch.float32) -> Path:
     """Write atomically (temporary file + rename); ``dtype=torch.float16`` for compact caches."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix != ".safetensors":
         raise InputError(f"projections files end in .safetensors, got {path.name}")
@@ -70,16 +67,7 @@ def save_projections(path: str | Path, data: ProjectionData, dtype: torch.dtype 
             "geometry": json.dumps(data.geometry.to_dict()),
             "noise": json.dumps(data.noise.to_dict()),
             "placement": json.dumps(data.placement)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_atomic(tensors, path, meta)
 
 
 def load_projections(path: str | Path, device: str | torch.device = "cpu",
@@ -92,15 +80,9 @@ def load_projections(path: str | Path, device: str | torch.device = "cpu",
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"projections file not found: {path}")
+    meta = read_metadata(path, FORMAT, VERSION, "DeepSparse projections file")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise InputError(f"{path} is not a DeepSparse projections file (written by `deepsparse simulate`)")
-            if meta.get("version") != VERSION:
-                raise InputError(f"{path} has projections-file version {meta.get('version')}, expected {VERSION}")
             if views is None:
                 proj = f.get_tensor("projections")
             else:

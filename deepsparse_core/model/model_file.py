@@ -15,14 +15,13 @@ Weights may be stored in float16 (bundled models); loading casts to float32 (or 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
 from ..geometry import Geometry
+from ..safetensors_io import read_metadata, save_atomic
 from .config import DiceConfig
 from .dice import DiCE
 
@@ -33,9 +32,6 @@ VERSION = "1"
 def save_model(path: str | Path, model: DiCE, geometry: Geometry | None = None, n_views: int | None = None,
                card: dict | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write ``model`` atomically; ``dtype=torch.float16`` halves the file (floating tensors only)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
@@ -48,34 +44,12 @@ def save_model(path: str | Path, model: DiCE, geometry: Geometry | None = None, 
         geo.pop("angles")
     meta = {"format": FORMAT, "version": VERSION, "config": json.dumps(model.config.to_dict()),
             "geometry": json.dumps(geo), "n_views": json.dumps(n_views), "card": json.dumps(card or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_atomic(tensors, path, meta)
 
 
 def read_model_metadata(path: str | Path) -> dict:
     """The parsed metadata of a model file (config, geometry, n_views, card) without loading weights."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"model file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(f"cannot read model file {path}: {str(e).splitlines()[0]}") from None
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{path} is not a DeepSparse DiCE model file")
-    if meta.get("version") != VERSION:
-        raise InputError(f"{path} has model-file version {meta.get('version')}, expected {VERSION}")
+    meta = read_metadata(path, FORMAT, VERSION, "DeepSparse DiCE model file")
     try:
         return {"config": DiceConfig.from_dict(json.loads(meta["config"])),
                 "geometry": json.loads(meta.get("geometry", "null")),

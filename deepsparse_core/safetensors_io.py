@@ -1,0 +1,48 @@
+"""Atomic safetensors writing and checked metadata reading, shared by every file format here."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+
+
+def save_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` to ``path`` through a temporary file in the same folder and a rename,
+    so a failure never leaves a half-written file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_metadata(path: str | Path, fmt: str, version: str, what: str) -> dict[str, str]:
+    """The metadata of a safetensors file of format ``fmt``/``version``; one-line InputError otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"cannot read {what} {path}: {str(e).splitlines()[0]}") from None
+    if meta.get("format") != fmt:
+        raise InputError(f"{path} is not a {what} (format {meta.get('format')!r}, expected {fmt!r})")
+    if meta.get("version") != version:
+        raise InputError(f"{path} has {what} version {meta.get('version')}, expected {version}")
+    return meta
