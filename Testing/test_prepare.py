@@ -1,0 +1,187 @@
+"""``deepsparse prepare`` and CT augmentation on tiny phantoms (16-24^3 grid, 32^2 detector, 12 views)."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from deepsparse_core.augment import augment_ct
+from deepsparse_core.errors import InputError
+from deepsparse_core.geometry import Geometry
+from deepsparse_core.noise import NoiseModel
+from deepsparse_core.phantoms import phantom_volume
+from deepsparse_core.prepare import add_prepare_parser, load_recipe, prepare, resolve_options
+from deepsparse_core.projections_file import load_projections
+from deepsparse_core.volume_io import Volume, write_volume
+
+RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes"
+
+
+def tiny_geometry(n_views: int = 12) -> Geometry:
+    """A 16^3 grid at 8 mm (128 mm cube) seen by a 32^2 detector."""
+    return Geometry(dso=400.0, dsd=600.0, detector_shape=(32, 32), detector_spacing=(9.0, 9.0),
+                    volume_shape=(16, 16, 16), volume_spacing=(8.0, 8.0, 8.0),
+                    angles=tuple(np.linspace(0, np.pi, n_views, endpoint=False)), name="tiny")
+
+
+def _ct(kind: str, seed: int, shape=(16, 20, 20), spacing=(8.0, 8.0, 8.0)) -> Volume:
+    return phantom_volume(kind, shape, spacing, seed)
+
+
+@pytest.fixture(scope="module")
+def ct_folder(tmp_path_factory):
+    """3 good CTs (one in a subfolder), a junk .nii.gz and a 2D image."""
+    root = tmp_path_factory.mktemp("cts")
+    write_volume(_ct("chest", 1), root / "alpha.nii.gz")
+    write_volume(_ct("pelvis", 2), root / "beta.nrrd")
+    (root / "sub").mkdir()
+    write_volume(_ct("head", 3), root / "sub" / "gamma.mha")
+    (root / "junk.nii.gz").write_bytes(b"this is not a NIfTI file")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((32, 32), np.uint8)), str(root / "photo.png"))
+    (root / "README.txt").write_text("not an image, ignored")
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(ct_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    t0 = time.perf_counter()
+    manifest = prepare(ct_folder, out, tiny_geometry(), NoiseModel(), seed=5, show_progress=False)
+    return out, manifest, time.perf_counter() - t0
+
+
+def test_prepare_writes_caches_for_good_cts_and_reports_bad_files(prepared, capsys):
+    out, manifest, _ = prepared
+    assert sorted(manifest["files"]) == ["alpha-p0.safetensors", "beta-p0.safetensors", "gamma-p0.safetensors"]
+    failed = {Path(f["source"]).name: f["reason"] for f in manifest["failed"]}
+    assert set(failed) == {"junk.nii.gz", "photo.png"}
+    assert all(reason and "\n" not in reason for reason in failed.values())
+    assert manifest["counts"]["cts_prepared"] == 3 and manifest["counts"]["failed"] == 2
+    data = load_projections(out / "alpha-p0.safetensors")
+    assert tuple(data.projections.shape) == (12, 32, 32) and data.noise.enabled
+    assert tuple(data.reference.shape) == (16, 16, 16) and float(data.reference.max()) > 0.3
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["files"] == manifest["files"] and on_disk["complete"]
+    entry = manifest["files"]["alpha-p0.safetensors"]
+    assert entry["bytes"] == (out / "alpha-p0.safetensors").stat().st_size and len(entry["sha256"]) == 64
+    assert entry["shape"] == [16, 16, 16] and entry["piece"] == 0
+
+
+def test_splits_cover_every_cache_once_and_match_the_manifest(prepared):
+    out, manifest, _ = prepared
+    lists = {s: (out / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    assert sorted(sum(lists.values(), [])) == sorted(manifest["files"])
+    assert all(len(v) == 1 for v in lists.values())  # 3 CTs, 0.8/0.1/0.1: one each
+    for split, names in lists.items():
+        assert all(manifest["files"][n]["split"] == split for n in names)
+
+
+def test_rerun_skips_finished_volumes_with_the_same_checksums(prepared, ct_folder):
+    out, manifest, first_s = prepared
+    mtimes = {n: (out / n).stat().st_mtime_ns for n in manifest["files"]}
+    t0 = time.perf_counter()
+    again = prepare(ct_folder, out, tiny_geometry(), NoiseModel(), seed=5, show_progress=False)
+    assert again["skipped"] == 3
+    assert {n: e["sha256"] for n, e in again["files"].items()} == \
+        {n: e["sha256"] for n, e in manifest["files"].items()}
+    assert {n: (out / n).stat().st_mtime_ns for n in again["files"]} == mtimes
+    assert time.perf_counter() - t0 < max(first_s, 1.0)
+
+
+def test_a_corrupted_cache_is_rebuilt_identically(ct_folder, tmp_path):
+    geometry = tiny_geometry(4)
+    first = prepare([ct_folder / "alpha.nii.gz"], tmp_path, geometry, NoiseModel(), show_progress=False)
+    before = load_projections(tmp_path / "alpha-p0.safetensors")
+    (tmp_path / "alpha-p0.safetensors").write_bytes(b"broken")
+    again = prepare([ct_folder / "alpha.nii.gz"], tmp_path, geometry, NoiseModel(), show_progress=False)
+    assert again["skipped"] == 0
+    # seeded: the same tensors (the sha256 may differ: safetensors writes its metadata in hash order)
+    after = load_projections(tmp_path / "alpha-p0.safetensors")
+    assert torch.equal(before.projections, after.projections) and torch.equal(before.reference, after.reference)
+    strip = lambda files: {n: {k: v for k, v in e.items() if k != "sha256"} for n, e in files.items()}  # noqa: E731
+    assert strip(again["files"]) == strip(first["files"])
+
+
+def test_a_long_scan_splits_into_pieces_in_one_split(tmp_path):
+    cts = tmp_path / "cts"
+    cts.mkdir()
+    write_volume(_ct("chest", 4, shape=(40, 16, 16), spacing=(8.0, 8.0, 8.0)), cts / "long.nii.gz")
+    for i in range(3):
+        write_volume(_ct("head", 10 + i, shape=(14, 14, 14)), cts / f"short{i}.nii.gz")
+    manifest = prepare(cts, tmp_path / "out", tiny_geometry(4), NoiseModel(enabled=False), seed=0,
+                       splits=(0.5, 0.25, 0.25), show_progress=False)
+    pieces = {n: e for n, e in manifest["files"].items() if n.startswith("long-")}
+    assert sorted(pieces) == ["long-p0.safetensors", "long-p1.safetensors", "long-p2.safetensors"]
+    assert len({e["split"] for e in pieces.values()}) == 1 and all(e["n_pieces"] == 3 for e in pieces.values())
+
+
+def test_augmentation_is_seeded_changes_the_volume_and_stays_plausible():
+    ct = _ct("chest", 7, shape=(24, 24, 24), spacing=(6.0, 6.0, 6.0))
+    a = augment_ct(ct, np.random.default_rng(1))
+    b = augment_ct(ct, np.random.default_rng(1))
+    c = augment_ct(ct, np.random.default_rng(2))
+    assert np.array_equal(a.array, b.array) and a.origin == b.origin
+    assert a.shape != ct.shape or not np.allclose(a.array, ct.array)
+    assert not (a.shape == c.shape and np.allclose(a.array, c.array))
+    assert a.spacing == ct.spacing and np.allclose(a.direction, np.eye(3))
+    assert ct.array.min() <= a.array.min() and a.array.max() <= ct.array.max()
+    # still a body in air: lots of air, lots of tissue, centre near the source's centre
+    assert (a.array < -900).mean() > 0.02 and (a.array > -200).mean() > 0.1
+    assert np.linalg.norm(a.centre_lps - ct.centre_lps) < 0.3 * 24 * 6.0
+    assert all(0.6 * n <= m <= 1.15 * n for n, m in zip(ct.shape, a.shape))
+
+
+def test_augmented_variants_stay_in_their_source_split(ct_folder, tmp_path):
+    good = [ct_folder / "alpha.nii.gz", ct_folder / "beta.nrrd", ct_folder / "sub" / "gamma.mha"]
+    split_file = tmp_path / "splits.tsv"
+    split_file.write_text("train\talpha\nval\tbeta.nrrd\ntest\tsub/gamma.mha\n")
+    manifest = prepare(good, tmp_path / "out", tiny_geometry(4), NoiseModel(), augment=2,
+                       split_file=split_file, show_progress=False)
+    files = manifest["files"]
+    assert len(files) == 9 and "beta-a2-p0.safetensors" in files
+    expected = {"alpha": "train", "beta": "val", "gamma": "test"}
+    assert all(e["split"] == expected[e["ct"]] for e in files.values())
+    assert files["alpha-a1-p0.safetensors"]["sha256"] != files["alpha-p0.safetensors"]["sha256"]
+
+
+def test_list_file_input_and_recipe_options(ct_folder, tmp_path):
+    listing = tmp_path / "cts.txt"
+    listing.write_text(f"# two CTs\n{ct_folder / 'alpha.nii.gz'}\n{ct_folder / 'sub' / 'gamma.mha'}\n")
+    geometry_file = tmp_path / "tiny.yaml"
+    tiny_geometry().save(geometry_file)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"prepare:\n  input: {listing}\n  out: {tmp_path / 'out'}\n  geometry: {geometry_file}\n"
+                      "  candidates: 6\n  no_such: 1\n")
+    with pytest.raises(InputError, match="no_such"):
+        load_recipe(recipe)
+    recipe.write_text(recipe.read_text().replace("  no_such: 1\n", "  noise: false\n  splits: [1, 0, 0]\n"))
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_prepare_parser(parser.add_subparsers())
+    args = parser.parse_args(["prepare", "--recipe", str(recipe), "--seed", "3"])
+    assert args.func.__name__ == "cmd_prepare"
+    assert args.func(args) == 0
+    options = resolve_options(args)
+    assert options["candidates"] == 6 and options["seed"] == 3 and options["noise"] is False
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert sorted(manifest["files"]) == ["alpha-p0.safetensors", "gamma-p0.safetensors"]
+    assert manifest["counts"]["train"] == 2 and not manifest["settings"]["noise"]["enabled"]
+    assert len(manifest["settings"]["geometry"]["angles"]) == 6
+
+
+def test_no_good_ct_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.nii.gz").write_bytes(b"junk")
+    with pytest.raises(InputError, match="no CT could be prepared"):
+        prepare(tmp_path, tmp_path / "out", tiny_geometry(4), NoiseModel(), show_progress=False)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_documented_recipes_load(recipe):
+    options = load_recipe(recipe)
+    assert options.get("input") and options.get("out")
+    assert options.get("preset") or options.get("geometry")

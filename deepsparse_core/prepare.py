@@ -1,0 +1,476 @@
+"""``deepsparse prepare``: a folder (or list file) of CTs -> a training folder of candidate caches.
+
+For each CT (NIfTI, NRRD, MHA/MHD, MRC files and DICOM series folders, found recursively): the
+paper's preprocessing for the geometry (:func:`~deepsparse_core.preprocess.preprocess_ct`), each
+sub-volume piece of a long scan in its own cache ``<stem>-p<k>.safetensors`` with ``--candidates``
+(paper: 200) float16 projections and the noise model, seeded per piece. ``--augment K`` adds K
+seeded variants per CT (:func:`~deepsparse_core.augment.augment_ct`), ``<stem>-a<j>-p<k>``.
+
+The output folder is what ``deepsparse train --data`` reads: the caches, ``train.txt``/``val.txt``/
+``test.txt`` (all pieces and variants of one CT in the same split, so a held-out CT never leaks)
+and ``manifest.json`` (settings, counts, per file: source, piece, shape, sha256, split, bytes; the
+``failed`` inputs with a one-line reason). The manifest is rewritten (atomically) after every
+finished CT, so an interrupted run resumes: a CT whose caches are listed with the same settings
+and whose files still match their checksums is skipped.
+
+Options can come from a recipe (``--recipe FILE``, YAML with a ``prepare:`` mapping; see
+``docs/recipes/``); options given on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .errors import InputError
+from .progress import emit, progress
+
+CT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".mrc")
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "deepsparse-prepare/1"
+DEFAULTS = {"preset": "fast", "geometry": None, "candidates": 200, "noise": True, "photons": 1e5,
+            "electronic_sigma": 10.0, "splits": [0.8, 0.1, 0.1], "split_file": None, "seed": 0,
+            "workers": 1, "device": "cpu", "augment": 0, "out": None, "input": None}
+
+
+# ---------------------------------------------------------------------------- finding the CTs
+def _is_dicom_folder(folder: Path) -> bool:
+    files = [p for p in folder.iterdir() if p.is_file()]
+    return any(p.suffix.lower() == ".dcm" for p in files) or any(_has_dicm_magic(p) for p in files[:3])
+
+
+def _has_dicm_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _ct_suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in CT_SUFFIXES if name.endswith(s)), None)
+
+
+def find_cts(source: str | Path) -> list[Path]:
+    """CT inputs of ``source``: a folder (searched recursively: CT files and DICOM series folders)
+    or a list file (one path per line, relative to the list file's folder; ``#`` comments)."""
+    source = Path(source)
+    if source.is_file():
+        paths = []
+        for line in source.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                p = Path(line).expanduser()
+                paths.append(p if p.is_absolute() else source.parent / p)
+        if not paths:
+            raise InputError(f"list file {source} names no CT")
+        return paths
+    if not source.is_dir():
+        raise InputError(f"input not found: {source} (give a folder of CTs or a list file)")
+    if _is_dicom_folder(source):
+        return [source]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        if folder != source and _is_dicom_folder(folder):
+            found.append(folder)
+            continue
+        for name in sorted(filenames):
+            if not name.startswith(".") and (_ct_suffix(Path(name)) or _is_image_like(Path(name))):
+                found.append(folder / name)
+    if not found:
+        raise InputError(f"no CT files ({', '.join(CT_SUFFIXES)} or DICOM folders) in {source}")
+    return found
+
+
+def _is_image_like(path: Path) -> bool:
+    """Image files that are not 3D CT formats (2D pictures, Analyze): offered to the reader so
+    they are reported as failures instead of silently ignored."""
+    return path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".img", ".hdr")
+
+
+def ct_name(path: Path) -> str:
+    """File name without its CT suffix (``a/b/ct01.nii.gz`` -> ``ct01``); a DICOM folder's name."""
+    suffix = _ct_suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.stem
+
+
+def _unique_names(paths: list[Path], root: Path | None) -> list[str]:
+    """Cache stems: the CT name, or its path below ``root`` joined with '_' where names collide."""
+    names = [ct_name(p) for p in paths]
+    for i, p in enumerate(paths):
+        if names.count(names[i]) > 1:
+            try:
+                rel = p.relative_to(root) if root else p
+            except ValueError:
+                rel = p
+            names[i] = "_".join([*rel.parent.parts, ct_name(p)]).lstrip("_/") or ct_name(p)
+    clean = ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in names]
+    if len(set(clean)) != len(clean):
+        raise InputError("two inputs map to the same cache name; rename them")
+    return clean
+
+
+# ---------------------------------------------------------------------------- one CT
+def _seed(*parts) -> int:
+    """A 63-bit seed from a run seed and names (stable across runs and processes)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _prepare_unit(job: dict) -> dict:
+    """Preprocess one CT (or one augmented variant of it) and write a cache per piece.
+
+    Returns ``{"unit", "files": {name: entry}}`` or ``{"unit", "error": one line}``; never raises
+    for a bad input (the pool must carry on).
+    """
+    import torch
+
+    from .geometry import Geometry
+    from .noise import NoiseModel, add_noise
+    from .preprocess import preprocess_ct
+    from .projections_file import ProjectionData, save_projections
+    from .projector import forward_project
+    from .volume_io import read_volume
+
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    geometry = Geometry.from_dict(job["geometry"])
+    noise = NoiseModel.from_dict(job["noise"])
+    out = Path(job["out"])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ct = read_volume(job["source"])
+            if job["variant"]:
+                from .augment import augment_ct
+
+                ct = augment_ct(ct, np.random.default_rng(_seed(job["seed"], job["name"], "augment",
+                                                                 job["variant"])))
+            pieces = preprocess_ct(ct, geometry.volume_shape, geometry.volume_spacing, geometry.hu_window)
+        files = {}
+        for array01, meta in pieces:
+            name = f"{job['unit']}-p{meta['piece']}.safetensors"
+            reference = torch.from_numpy(array01).to(job["device"])
+            projections = add_noise(forward_project(reference, geometry), geometry.hu_window, noise,
+                                    _seed(job["seed"], name))
+            placement = {"origin_lps": list(meta["origin_lps"]),
+                         "direction": np.asarray(meta["direction"]).ravel().tolist(),
+                         "piece": meta["piece"], "n_pieces": meta["n_pieces"]}
+            data = ProjectionData(projections.cpu(), geometry, noise, reference.cpu(), placement)
+            path = save_projections(out / name, data, dtype=torch.float16)
+            files[name] = {"source": job["source"], "ct": job["name"], "variant": job["variant"],
+                           "piece": meta["piece"], "n_pieces": meta["n_pieces"],
+                           "shape": list(array01.shape), "sha256": sha256_file(path),
+                           "bytes": path.stat().st_size}
+        return {"unit": job["unit"], "files": files}
+    except Exception as e:  # noqa: BLE001 (any bad input is reported and skipped, never fatal)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return {"unit": job["unit"], "error": reason}
+
+
+# ---------------------------------------------------------------------------- splits
+def read_split_file(path: str | Path) -> dict[str, str]:
+    """``{ct name: split}`` from lines ``train|val|test<TAB or spaces>name`` (``#`` comments).
+
+    A name may be the CT name, its file name or its path; it is matched by :func:`ct_name`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"split file not found: {path}")
+    table = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or parts[0] not in SPLITS:
+            raise InputError(f"{path}:{number}: expected 'train|val|test<TAB>name', got {line!r}")
+        table[ct_name(Path(parts[1].strip()))] = parts[0]
+    return table
+
+
+def assign_splits(names: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0,
+                  table: dict[str, str] | None = None) -> dict[str, str]:
+    """``{ct name: split}``: from ``table`` (names missing there go to train, with a warning) or
+    seeded by ``fractions`` over whole CTs (val and test get at least one CT when their fraction
+    is > 0, as long as one CT stays for training)."""
+    names = sorted(names)
+    if table is not None:
+        missing = [n for n in names if n not in table]
+        if missing:
+            warnings.warn(f"{len(missing)} CT(s) not in the split file go to train: {', '.join(missing[:5])}"
+                          + (" ..." if len(missing) > 5 else ""), stacklevel=2)
+        return {n: table.get(n, "train") for n in names}
+    fractions = [float(f) for f in fractions]
+    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
+        raise InputError(f"split fractions must be 3 non-negative numbers (train, val, test), got {fractions}")
+    total = sum(fractions)
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    n_val, n_test = (max(1, round(len(names) * f / total)) if f > 0 else 0 for f in fractions[1:])
+    keep = 1 if fractions[0] > 0 else 0
+    while n_val + n_test > len(names) - keep and (n_val or n_test):
+        if n_test >= n_val and n_test:
+            n_test -= 1
+        else:
+            n_val -= 1
+    split = {n: "val" for n in order[:n_val]}
+    split.update({n: "test" for n in order[n_val:n_val + n_test]})
+    split.update({n: "train" for n in order[n_val + n_test:]})
+    return split
+
+
+# ---------------------------------------------------------------------------- the run
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _settings(geometry, noise, seed: int) -> dict:
+    return {"geometry": geometry.to_dict(), "noise": noise.to_dict(), "seed": seed}
+
+
+def _load_manifest(out: Path, settings: dict) -> dict[str, dict]:
+    """Finished units of an earlier run with the same settings: ``{unit: {file: entry}}``."""
+    path = out / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        warnings.warn(f"{path} is unreadable: preparing everything again", stacklevel=2)
+        return {}
+    if old.get("settings") != json.loads(json.dumps(settings)):
+        warnings.warn(f"{out} was prepared with other settings (geometry, noise or seed): "
+                      "preparing everything again", stacklevel=2)
+        return {}
+    return old.get("units", {})
+
+
+def _still_valid(out: Path, files: dict) -> bool:
+    return bool(files) and all((out / n).is_file() and (out / n).stat().st_size == e["bytes"]
+                               and sha256_file(out / n) == e["sha256"] for n, e in files.items())
+
+
+def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.1),
+            split_file=None, workers: int = 1, device: str = "cpu", augment: int = 0,
+            show_progress: bool = True) -> dict:
+    """Prepare a training folder (see the module docstring); returns the manifest.
+
+    ``inputs``: a folder or list file (str/Path) or a list of paths. Raises :class:`InputError`
+    when no CT could be prepared.
+    """
+    if isinstance(inputs, (str, Path)):
+        root = Path(inputs) if Path(inputs).is_dir() else None
+        paths = find_cts(inputs)
+    else:
+        root, paths = None, [Path(p) for p in inputs]
+    if augment < 0 or workers < 1:
+        raise InputError("--augment must be >= 0 and --workers >= 1")
+    table = read_split_file(split_file) if split_file else None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _unique_names(paths, root)
+    settings = _settings(geometry, noise, seed)
+    done_before = _load_manifest(out, settings)
+
+    from .devices import resolve_device
+
+    device = str(resolve_device(device))
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    jobs = []
+    for path, name in zip(paths, names):
+        for variant in range(augment + 1):
+            unit = name if variant == 0 else f"{name}-a{variant}"
+            jobs.append({"source": str(path), "name": name, "variant": variant, "unit": unit,
+                         "out": str(out), "geometry": geometry.to_dict(), "noise": noise.to_dict(),
+                         "seed": seed, "device": device, "threads": threads})
+
+    units, errors, skipped = {}, {}, 0
+    start = time.perf_counter()
+    todo = []
+    for job in jobs:
+        if _still_valid(out, done_before.get(job["unit"], {})):
+            units[job["unit"]] = done_before[job["unit"]]
+            skipped += 1
+        else:
+            todo.append(job)
+
+    def finish(result):
+        if "error" in result:
+            errors[result["unit"]] = result["error"]
+            print(f"warning: skipped {result['unit']}: {result['error']}", file=sys.stderr)
+        else:
+            units[result["unit"]] = result["files"]
+        _write_manifest(out, settings, units, {}, errors, jobs, table, splits, seed, final=False)
+
+    with progress(len(todo), "prepare", enabled=show_progress, unit="CT") as bar:
+        if workers == 1:
+            for job in todo:
+                finish(_prepare_unit(job))
+                bar.update(1)
+        else:
+            import multiprocessing
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for future in as_completed([pool.submit(_prepare_unit, job) for job in todo]):
+                    finish(future.result())
+                    bar.update(1)
+
+    ct_ok = sorted({j["name"] for j in jobs if j["unit"] in units and j["variant"] == 0})
+    if not ct_ok:
+        raise InputError(f"no CT could be prepared ({len(errors)} failed); first error: "
+                         f"{next(iter(errors.values()), 'none')}")
+    split_of = assign_splits(ct_ok, splits, seed, table)
+    manifest = _write_manifest(out, settings, units, split_of, errors, jobs, table, splits, seed, final=True)
+    manifest["elapsed_s"] = round(time.perf_counter() - start, 3)
+    manifest["skipped"] = skipped
+    return manifest
+
+
+def _write_manifest(out: Path, settings, units, split_of, errors, jobs, table, fractions, seed, final):
+    """Manifest (and, when ``final``, the split files); variants of a failed source are dropped."""
+    by_unit = {j["unit"]: j for j in jobs}
+    files = {}
+    for unit, entries in units.items():
+        ct = by_unit[unit]["name"]
+        if final and ct not in split_of:  # a variant whose original failed: cannot be split safely
+            continue
+        for name, entry in entries.items():
+            files[name] = {**entry, "split": split_of.get(ct)}
+    failed, seen = [], set()
+    for unit, reason in errors.items():
+        source = by_unit[unit]["source"]
+        if source not in seen:
+            seen.add(source)
+            failed.append({"source": source, "reason": reason})
+    counts = {"inputs": len({j["source"] for j in jobs}), "cts_prepared": len(split_of),
+              "failed": len(failed), "files": len(files),
+              "bytes": sum(e["bytes"] for e in files.values()),
+              **{s: sum(1 for e in files.values() if e["split"] == s) for s in SPLITS}}
+    manifest = {"format": MANIFEST_FORMAT, "complete": final, "settings": settings,
+                "splits": {"split_file": bool(table), "fractions": list(fractions), "seed": seed,
+                           "cts": split_of},
+                "counts": counts, "files": dict(sorted(files.items())), "failed": failed,
+                "units": {u: e for u, e in sorted(units.items())}}
+    if final:
+        for split in SPLITS:
+            _write_atomic(out / f"{split}.txt",
+                          "".join(f"{n}\n" for n, e in sorted(files.items()) if e["split"] == split))
+    _write_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
+# ---------------------------------------------------------------------------- recipes and CLI
+def load_recipe(path: str | Path) -> dict:
+    """The ``prepare:`` options of a recipe YAML (keys as the long options, '-' or '_')."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"recipe not found: {path}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot parse recipe {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("prepare"), dict):
+        raise InputError(f"recipe {path} has no 'prepare:' mapping")
+    options = {k.replace("-", "_"): v for k, v in doc["prepare"].items()}
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise InputError(f"recipe {path}: unknown prepare options {', '.join(sorted(unknown))}")
+    return options
+
+
+def resolve_options(args: argparse.Namespace) -> dict:
+    """Command line over recipe over defaults."""
+    options = dict(DEFAULTS)
+    if getattr(args, "recipe", None):
+        options.update(load_recipe(args.recipe))
+    options.update({k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None})
+    if not options["input"]:
+        raise InputError("give the input folder or list file (INPUT or the recipe's 'input')")
+    if not options["out"]:
+        raise InputError("give the output folder (--out or the recipe's 'out')")
+    return options
+
+
+def _geometry(options: dict):
+    from .geometry import Geometry
+
+    n = int(options["candidates"])
+    if n < 1:
+        raise InputError("--candidates must be >= 1")
+    g = Geometry.load(options["geometry"]).with_views(n) if options["geometry"] else \
+        Geometry.preset(options["preset"], n)
+    return g.validate()
+
+
+def cmd_prepare(args) -> int:
+    from .noise import NoiseModel
+    from .progress import mode
+
+    o = resolve_options(args)
+    geometry = _geometry(o)
+    noise = NoiseModel(enabled=bool(o["noise"]), photons=float(o["photons"]),
+                       electronic_sigma=float(o["electronic_sigma"]))
+    manifest = prepare(o["input"], o["out"], geometry, noise, seed=int(o["seed"]),
+                       splits=o["splits"], split_file=o["split_file"], workers=int(o["workers"]),
+                       device=o["device"], augment=int(o["augment"]), show_progress=mode() != "none")
+    c = manifest["counts"]
+    emit("result", out=str(o["out"]), **c, skipped=manifest["skipped"])
+    print(f"{o['out']}: {c['files']} cache files from {c['cts_prepared']} CT(s) "
+          f"(train {c['train']}, val {c['val']}, test {c['test']}; {c['bytes'] / 2**20:.1f} MiB), "
+          f"{manifest['skipped']} unit(s) already done, {c['failed']} failed, "
+          f"{manifest['elapsed_s']:.1f} s")
+    return 0
+
+
+def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``prepare`` subcommand on ``subparsers`` (an argparse sub-parsers object)."""
+    from .geometry import preset_names
+
+    p = subparsers.add_parser(
+        "prepare", help="turn a folder or list of CTs into a training folder of candidate caches",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("input", nargs="?", help="folder of CTs (searched recursively) or a list file")
+    p.add_argument("--out", help="output training folder")
+    p.add_argument("--recipe", metavar="FILE", help="YAML recipe (docs/recipes/) giving the options below")
+    p.add_argument("--preset", choices=preset_names(), help="geometry preset (default fast)")
+    p.add_argument("--geometry", metavar="FILE", help="geometry file (YAML/JSON), overrides --preset")
+    p.add_argument("--candidates", type=int, help="candidate projections per volume (paper: 200)")
+    p.add_argument("--noise", dest="noise", action="store_true", default=None,
+                   help="Poisson + Gaussian noise (default)")
+    p.add_argument("--no-noise", dest="noise", action="store_false", help="noiseless projections")
+    p.add_argument("--photons", type=float, help="incident photons per pixel I0 (default 1e5)")
+    p.add_argument("--electronic-sigma", type=float, help="electronic noise std, photon counts (default 10)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--splits", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                       help="seeded split fractions over CTs (default 0.8 0.1 0.1)")
+    group.add_argument("--split-file", metavar="FILE", help="lines 'train|val|test<TAB>CT name'")
+    p.add_argument("--seed", type=int, help="seed of splits, noise and augmentation (default 0)")
+    p.add_argument("--workers", type=int, help="parallel processes over CTs (default 1: in-process)")
+    p.add_argument("--device", help="cpu, cuda, auto (default cpu)")
+    p.add_argument("--augment", type=int, metavar="K", help="augmented variants per CT (default 0)")
+    p.set_defaults(func=cmd_prepare)
+    return p
