@@ -185,3 +185,13 @@ def test_documented_recipes_load(recipe):
     options = load_recipe(recipe)
     assert options.get("input") and options.get("out")
     assert options.get("preset") or options.get("geometry")
+
+
+def test_parallel_workers_give_the_same_caches_as_in_process(ct_folder, tmp_path):
+    good = [ct_folder / "alpha.nii.gz", ct_folder / "beta.nrrd"]
+    one = prepare(good, tmp_path / "one", tiny_geometry(4), NoiseModel(), workers=1, show_progress=False)
+    two = prepare(good, tmp_path / "two", tiny_geometry(4), NoiseModel(), workers=2, show_progress=False)
+    assert sorted(one["files"]) == sorted(two["files"])
+    for name in one["files"]:
+        a, b = (load_projections(tmp_path / d / name) for d in ("one", "two"))
+        assert torch.equal(a.projections, b.projections)

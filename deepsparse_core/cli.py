@@ -302,9 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache file (.safetensors, float16)")
     p.set_defaults(func=cmd_candidates)
 
+    from .prepare import add_prepare_parser
     from .quality import add_quality_parser
     from .training.command import add_train_parser
 
+    add_prepare_parser(sub)
     add_train_parser(sub)
     add_quality_parser(sub)
 

@@ -108,20 +108,25 @@ def ct_name(path: Path) -> str:
     return path.name[: -len(suffix)] if suffix else path.stem
 
 
-def _unique_names(paths: list[Path], root: Path | None) -> list[str]:
-    """Cache stems: the CT name, or its path below ``root`` joined with '_' where names collide."""
-    names = [ct_name(p) for p in paths]
-    for i, p in enumerate(paths):
-        if names.count(names[i]) > 1:
-            try:
-                rel = p.relative_to(root) if root else p
-            except ValueError:
-                rel = p
-            names[i] = "_".join([*rel.parent.parts, ct_name(p)]).lstrip("_/") or ct_name(p)
-    clean = ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in names]
-    if len(set(clean)) != len(clean):
-        raise InputError("two inputs map to the same cache name; rename them")
-    return clean
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Cache stems: the CT name, prefixed with as many parent folder names as needed where names
+    collide (``BDMAP_00000001/ct.nii.gz`` -> ``BDMAP_00000001_ct``)."""
+    def name(p: Path, depth: int) -> str:
+        parts = [*p.resolve().parent.parts[1:]][-depth:] if depth else []
+        return "_".join([*parts, ct_name(p)])
+
+    depth = [0] * len(paths)
+    names = [name(p, 0) for p in paths]
+    for _ in range(64):
+        clashes = [i for i, n in enumerate(names) if names.count(n) > 1]
+        if not clashes:
+            break
+        for i in clashes:
+            depth[i] += 1
+            names[i] = name(paths[i], depth[i])
+    if len(set(names)) != len(names):
+        raise InputError(f"inputs listed twice: {sorted({n for n in names if names.count(n) > 1})[:3]}")
+    return ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in names]
 
 
 # ---------------------------------------------------------------------------- one CT
@@ -160,8 +165,8 @@ def _prepare_unit(job: dict) -> dict:
     noise = NoiseModel.from_dict(job["noise"])
     out = Path(job["out"])
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             ct = read_volume(job["source"])
             if job["variant"]:
                 from .augment import augment_ct
@@ -169,6 +174,7 @@ def _prepare_unit(job: dict) -> dict:
                 ct = augment_ct(ct, np.random.default_rng(_seed(job["seed"], job["name"], "augment",
                                                                  job["variant"])))
             pieces = preprocess_ct(ct, geometry.volume_shape, geometry.volume_spacing, geometry.hu_window)
+        notes = sorted({str(w.message).splitlines()[0] for w in caught})
         files = {}
         for array01, meta in pieces:
             name = f"{job['unit']}-p{meta['piece']}.safetensors"
@@ -183,8 +189,8 @@ def _prepare_unit(job: dict) -> dict:
             files[name] = {"source": job["source"], "ct": job["name"], "variant": job["variant"],
                            "piece": meta["piece"], "n_pieces": meta["n_pieces"],
                            "shape": list(array01.shape), "sha256": sha256_file(path),
-                           "bytes": path.stat().st_size}
-        return {"unit": job["unit"], "files": files}
+                           "bytes": path.stat().st_size, **({"warnings": notes} if notes else {})}
+        return {"unit": job["unit"], "files": files, "warnings": notes}
     except Exception as e:  # noqa: BLE001 (any bad input is reported and skipped, never fatal)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         return {"unit": job["unit"], "error": reason}
@@ -279,20 +285,26 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
             show_progress: bool = True) -> dict:
     """Prepare a training folder (see the module docstring); returns the manifest.
 
-    ``inputs``: a folder or list file (str/Path) or a list of paths. Raises :class:`InputError`
+    ``inputs``: a folder or list file (str/Path) or a list of paths. ``split_file``: a file of
+    ``split<TAB>name`` lines or a ``{name: split}`` mapping (recipes). Raises :class:`InputError`
     when no CT could be prepared.
     """
     if isinstance(inputs, (str, Path)):
-        root = Path(inputs) if Path(inputs).is_dir() else None
         paths = find_cts(inputs)
     else:
-        root, paths = None, [Path(p) for p in inputs]
+        paths = [Path(p) for p in inputs]
     if augment < 0 or workers < 1:
         raise InputError("--augment must be >= 0 and --workers >= 1")
-    table = read_split_file(split_file) if split_file else None
+    if isinstance(split_file, dict):  # an inline table from a recipe: {ct name: split}
+        bad = {v for v in split_file.values() if v not in SPLITS}
+        if bad:
+            raise InputError(f"split table values must be train, val or test, got {', '.join(map(str, bad))}")
+        table = {ct_name(Path(str(k))): v for k, v in split_file.items()}
+    else:
+        table = read_split_file(split_file) if split_file else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = _unique_names(paths, root)
+    names = _unique_names(paths)
     settings = _settings(geometry, noise, seed)
     done_before = _load_manifest(out, settings)
 
@@ -324,6 +336,8 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
             print(f"warning: skipped {result['unit']}: {result['error']}", file=sys.stderr)
         else:
             units[result["unit"]] = result["files"]
+            for note in result["warnings"]:
+                print(f"warning: {result['unit']}: {note}", file=sys.stderr)
         _write_manifest(out, settings, units, {}, errors, jobs, table, splits, seed, final=False)
 
     with progress(len(todo), "prepare", enabled=show_progress, unit="CT") as bar:
@@ -334,7 +348,9 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
         else:
             import multiprocessing
 
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # fork is cheap and needs no importable __main__; CUDA cannot live in forked children
+            method = "spawn" if device.startswith("cuda") else "fork"
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
                 for future in as_completed([pool.submit(_prepare_unit, job) for job in todo]):
                     finish(future.result())
                     bar.update(1)
@@ -385,7 +401,12 @@ def _write_manifest(out: Path, settings, units, split_of, errors, jobs, table, f
 
 # ---------------------------------------------------------------------------- recipes and CLI
 def load_recipe(path: str | Path) -> dict:
-    """The ``prepare:`` options of a recipe YAML (keys as the long options, '-' or '_')."""
+    """The ``prepare:`` options of a recipe YAML (keys as the long options, '-' or '_').
+
+    ``input`` may be a folder, a list file or a YAML list of paths; ``split_file`` a file or an
+    inline ``{CT name: train|val|test}`` mapping. ``~`` and ``$VARS`` are expanded; relative paths
+    are relative to the working directory.
+    """
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
@@ -408,8 +429,13 @@ def resolve_options(args: argparse.Namespace) -> dict:
     if getattr(args, "recipe", None):
         options.update(load_recipe(args.recipe))
     options.update({k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None})
+    if getattr(args, "splits", None) is not None:  # --splits on the command line beats a recipe's split file
+        options["split_file"] = None
     if not options["input"]:
         raise InputError("give the input folder or list file (INPUT or the recipe's 'input')")
+    expand = lambda p: Path(os.path.expandvars(str(p))).expanduser()  # noqa: E731
+    inputs = options["input"]
+    options["input"] = [expand(p) for p in inputs] if isinstance(inputs, list) else expand(inputs)
     if not options["out"]:
         raise InputError("give the output folder (--out or the recipe's 'out')")
     return options
