@@ -16,6 +16,7 @@ import numpy as np
 
 from .figures import comparison_png
 from .geometry import Geometry
+from .inference import bundled_model_path
 from .metrics import evaluate
 from .noise import NoiseModel
 from .progress import emit, progress
@@ -43,12 +44,17 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
     write_volume(grid_volume(reference, data), out / "reference.nii.gz")
 
     runs = {"FDK": dict(method="fdk"), "SART": dict(method="sart", iterations=sart_iterations)}
+    model = bundled_model_path(n_views)
+    if model is not None:
+        runs["DiCE"] = dict(method="dice", model=str(model))
+    else:
+        print(f"no bundled DiCE model for {n_views} views: reconstructing with FDK and SART only")
     volumes, results = {"ground truth": reference}, {}
     for name, opts in runs.items():
         t0 = time.perf_counter()
-        total = opts.get("iterations", 1)
-        with progress(total, name) as bar:
-            vol = reconstruct(data, device=device, progress=bar, **opts).numpy()
+        with progress(opts.get("iterations", 1), name) as bar:  # SART reports per iteration
+            vol = reconstruct(data, device=device, progress=bar if opts["method"] == "sart" else None,
+                              **opts).numpy()
         seconds = time.perf_counter() - t0
         scores = evaluate(vol, reference)
         results[name] = {**scores, "seconds": round(seconds, 3)}
@@ -66,6 +72,7 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
     (out / "metrics.json").write_text(json.dumps({"ct": str(ct), "preset": preset, "views": n_views,
                                                    "noise": noise.to_dict(), "results": results}, indent=1))
     comparison_png(out / "comparison.png", volumes, geometry.volume_spacing, difference_to="ground truth")
-    print(f"outputs in {out.resolve()}: reference.nii.gz, fdk.nii.gz, sart.nii.gz, projections.safetensors, "
+    names = ", ".join(f"{n.lower()}.nii.gz" for n in runs)
+    print(f"outputs in {out.resolve()}: reference.nii.gz, {names}, projections.safetensors, "
           "metrics.csv, metrics.json, comparison.png")
     return results
