@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, write_text
 from .figures import comparison_png
 from .geometry import Geometry
 from .inference import bundled_model_path
@@ -64,12 +65,12 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
               f"({seconds:.1f} s)")
         emit("result", method=name, **results[name])
 
-    with open(out / "metrics.csv", "w", newline="") as f:
+    with atomic_path(out / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "psnr_db", "ssim", "vif", "seconds"])
         for name, r in results.items():
             w.writerow([name, f"{r['psnr']:.3f}", f"{r['ssim']:.4f}", f"{r['vif']:.4f}", r["seconds"]])
-    (out / "metrics.json").write_text(json.dumps({"ct": str(ct), "preset": preset, "views": n_views,
+    write_text(out / "metrics.json", json.dumps({"ct": str(ct), "preset": preset, "views": n_views,
                                                    "noise": noise.to_dict(), "results": results}, indent=1))
     comparison_png(out / "comparison.png", volumes, geometry.volume_spacing, difference_to="ground truth")
     names = ", ".join(f"{n.lower()}.nii.gz" for n in runs)

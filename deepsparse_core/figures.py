@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_path
 
 
 def _slices(vol: np.ndarray) -> list[np.ndarray]:
@@ -56,14 +56,6 @@ def comparison_png(path: str | Path, volumes: dict[str, np.ndarray], spacing=(1.
             x0 = c * tile + (tile - img.width) // 2
             y0 = label_h + r * tile + (tile - img.height) // 2
             canvas.paste(img, (x0, y0))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)

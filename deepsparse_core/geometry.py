@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 
+from .atomic import write_text
 from .errors import GeometryError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -277,9 +278,7 @@ class Geometry:
         path = Path(path)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") \
             else json.dumps(self.to_dict(), indent=1)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> "Geometry":

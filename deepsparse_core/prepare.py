@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .atomic import write_text
 from .errors import InputError
 from .progress import emit, progress
 
@@ -248,12 +249,6 @@ def assign_splits(names: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0,
 
 
 # ---------------------------------------------------------------------------- the run
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _settings(geometry, noise, seed: int) -> dict:
     return {"geometry": geometry.to_dict(), "noise": noise.to_dict(), "seed": seed}
 
@@ -393,9 +388,9 @@ def _write_manifest(out: Path, settings, units, split_of, errors, jobs, table, f
                 "units": {u: e for u, e in sorted(units.items())}}
     if final:
         for split in SPLITS:
-            _write_atomic(out / f"{split}.txt",
+            write_text(out / f"{split}.txt",
                           "".join(f"{n}\n" for n, e in sorted(files.items()) if e["split"] == split))
-    _write_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, write_text
 from .errors import DeepSparseError, InputError
 from .progress import emit, progress
 
@@ -321,17 +320,6 @@ def _clean(x):
     return x
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _fmt(value, key: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -397,27 +385,21 @@ def markdown_report(bench: Benchmark) -> str:
 def write_reports(bench: Benchmark, out: Path) -> None:
     """``quality.csv``, ``quality.md`` and ``quality.json`` in ``out``."""
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(CSV_COLUMNS)
-            for r in bench.results:
-                d = _row_dict(r)
-                w.writerow(["" if d[c] is None or (isinstance(d[c], float) and math.isnan(d[c]))
-                            else (f"{d[c]:.6g}" if isinstance(d[c], float) else d[c]) for c in CSV_COLUMNS])
-        os.replace(tmp, out / "quality.csv")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _atomic_text(out / "quality.md", markdown_report(bench))
+    with atomic_path(out / "quality.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for r in bench.results:
+            d = _row_dict(r)
+            w.writerow(["" if d[c] is None or (isinstance(d[c], float) and math.isnan(d[c]))
+                        else (f"{d[c]:.6g}" if isinstance(d[c], float) else d[c]) for c in CSV_COLUMNS])
+    write_text(out / "quality.md", markdown_report(bench))
     summary = {str(n): {m: {k: _clean(bench.mean(n, m, k)) for k in (*METRICS, "seconds")}
                         for m in bench.columns[n]} for n in bench.views}
     doc = {"settings": bench.settings, "volumes": bench.volumes, "views": bench.views,
            "methods": {str(n): cols for n, cols in bench.columns.items()}, "mean": summary,
            "results": [{k: _clean(v) for k, v in _row_dict(r).items()} for r in bench.results],
            "figures": {str(n): f for n, f in bench.figures.items()}}
-    _atomic_text(out / "quality.json", json.dumps(doc, indent=2) + "\n")
+    write_text(out / "quality.json", json.dumps(doc, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------- figure
@@ -489,17 +471,9 @@ def slices_figure(path, reference: np.ndarray, reconstructions: dict, spacing=(1
     draw.text((4, height - FIG_FOOTER_H + 2),
               f"difference maps: |rec - gt| from 0 (black) to {diff_scale:.3g} (white), same scale for all methods",
               fill=(255, 255, 255), font=font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------- command line

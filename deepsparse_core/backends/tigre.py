@@ -72,7 +72,7 @@ def forward_project(volume: np.ndarray, geometry: Geometry) -> np.ndarray:
 
 def reconstruct(projections: np.ndarray, geometry: Geometry, method: str, **options) -> np.ndarray:
     """TIGRE FDK or OS-SART -> (nz, ny, nx)."""
-    tigre = _tigre()
+    _tigre()  # availability check (never call TIGRE without a GPU)
     import tigre.algorithms as algs
 
     p = np.ascontiguousarray(projections, np.float32)

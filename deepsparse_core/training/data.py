@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..atomic import write_text
 from ..errors import GeometryError, InputError
 from ..geometry import Geometry
 from ..projections_file import load_projections
@@ -63,7 +64,7 @@ def write_splits(folder: str | Path, fractions=(0.8, 0.1, 0.1), seed: int = 0) -
         raise InputError(f"{len(names)} volumes are too few for train/val/test fractions {fractions}")
     splits = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
     for split, files in splits.items():
-        _write_text(Path(folder) / f"{split}.txt", "".join(f"{n}\n" for n in sorted(files)))
+        write_text(Path(folder) / f"{split}.txt", "".join(f"{n}\n" for n in sorted(files)))
     return {k: sorted(v) for k, v in splits.items()}
 
 
@@ -246,9 +247,3 @@ class CandidateSet:
     def volume(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(candidate projections (K, nv, nu) float32, reference (nz, ny, nx) float32) of one volume."""
         return self.projections[index].float(), self.references[index].float()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
