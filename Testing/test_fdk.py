@@ -7,25 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from deepsparse_core import phantoms
 from deepsparse_core.backends import rtk
 from deepsparse_core.errors import GeometryError, InputError
 from deepsparse_core.fdk import (FILTERS, angular_weights, scan_weighting, displaced_detector_weights, fdk,
                                  parker_weights, ramp_filter)
 from deepsparse_core.geometry import Geometry
 from deepsparse_core.metrics import psnr
-from deepsparse_core.preprocess import normalize_hu
 from deepsparse_core.projector import forward_project
 
-needs_rtk = pytest.mark.skipif(not rtk.available(), reason="itk-rtk is not installed")
-
-N, SPACING = 40, 5.0  # 200 mm grid: the 64 x 64 detector at 9.6 mm sees all of it in every view
-
-
-def small_geometry(n_views: int, arc_degrees: float, detector_offset=(0.0, 0.0)) -> Geometry:
-    g = Geometry.preset("fast", n_views, arc_degrees=arc_degrees).with_grid((N,) * 3, (SPACING,) * 3)
-    return dataclasses.replace(g, detector_shape=(64, 64), detector_spacing=(9.6, 9.6),
-                               detector_offset=tuple(detector_offset))
+from baseline_case import N, needs_rtk, rel_l2, shepp_logan, small_geometry
 
 
 def fully_seen(geometry: Geometry, margin_px: float = 1.0) -> np.ndarray:
@@ -37,14 +27,9 @@ def fully_seen(geometry: Geometry, margin_px: float = 1.0) -> np.ndarray:
     return inside.all(dim=0).numpy()
 
 
-def rel_l2(a, b) -> float:
-    return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
-
-
 @pytest.fixture(scope="module")
 def phantom() -> torch.Tensor:
-    hu = phantoms.shepp_logan_phantom((N,) * 3, spacing=(SPACING,) * 3)
-    return torch.from_numpy(normalize_hu(hu).astype(np.float32))
+    return shepp_logan()
 
 
 @pytest.fixture(scope="module")

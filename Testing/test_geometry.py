@@ -98,13 +98,20 @@ def test_project_points_matches_brute_force_ray_plane_intersection():
             assert float(hit @ e_v[v]) == pytest.approx(float(uv[v, n, 1]))
 
 
-def test_normalized_detector_coordinates_put_pixel_centres_where_grid_sample_reads_them():
-    g = small(angles=[0.0])
+def test_normalized_detector_coordinates_read_the_pixel_a_point_projects_onto():
+    g = small(angles=[0.7], detector_offset=(5.0, -3.0))
+    src = g.source_positions(torch.float64)[0]
+    centre, e_u, e_v = g.detector_frames(torch.float64)
     v, u = g.pixel_centres(torch.float64)
-    (nv, nu), (dv, du) = g.detector_shape, g.detector_spacing
-    # align_corners=False: pixel c centre is at -1 + (2c + 1) / n
-    expected_u = -1 + (2 * torch.arange(nu, dtype=torch.float64) + 1) / nu
-    assert torch.allclose((u - g.detector_offset[1]) / (nu * du / 2), expected_u)
+    rows, cols = torch.meshgrid(torch.arange(g.detector_shape[0]), torch.arange(g.detector_shape[1]), indexing="ij")
+    rows, cols = rows.reshape(-1), cols.reshape(-1)
+    pix = (centre[0] + (u[cols] - g.detector_offset[1])[:, None] * e_u[0]
+           + (v[rows] - g.detector_offset[0])[:, None] * e_v[0])
+    points = src + (pix - src) * (g.dso / g.dsd)          # on each pixel's ray, in the isocentre plane
+    grid = g.project_points(points, normalized=True)      # (1, N, 2)
+    image = torch.rand(1, 1, *g.detector_shape, dtype=torch.float64)
+    read = torch.nn.functional.grid_sample(image, grid[:, None], align_corners=False)[0, 0, 0]
+    assert torch.allclose(read, image[0, 0, rows, cols])
 
 
 def test_world_to_grid_maps_voxel_centres_to_their_voxels():

