@@ -20,8 +20,8 @@ from DeepSparseSlicerLib import dependencies, engine, parameters
 from DeepSparseSlicerLib.jobs import SUCCEEDED
 from DeepSparseSlicerLib.logic import DeepSparseLogic
 
-CITATION = ("Y. Lin et al., \"DeepSparse: A Foundation Model for Sparse-View CBCT Reconstruction\", "
-            "xmed-lab, HKUST; code: <a href=\"https://github.com/xmed-lab/DeepSparse\">"
+CITATION = ("\"DeepSparse: A Foundation Model for Sparse-View CBCT Reconstruction\", "
+            "IEEE Transactions on Medical Imaging, 2026; code: <a href=\"https://github.com/xmed-lab/DeepSparse\">"
             "github.com/xmed-lab/DeepSparse</a>.")
 
 
@@ -50,7 +50,7 @@ class DeepSparseSlicer(ScriptedLoadableModule):
         self.parent.helpText += self.getDefaultModuleDocumentationLink()
         self.parent.acknowledgementText = (
             "DeepSparse (DiCE network, HyViP pretraining, two-step finetuning) is the work of the "
-            f"xmed-lab at HKUST: {CITATION} This extension reimplements it in the "
+            f"authors of {CITATION} This extension reimplements it in the "
             "<code>deepsparse_core</code> package. Layout and habits follow SlicerMONAIAuto3DSeg and "
             "SlicerTotalSegmentator.")
 
