@@ -1,13 +1,11 @@
 """SART / OS-SART: agreement with RTK's SART and behaviour on a sparse-view phantom scan."""
 
-import numpy as np
 import pytest
 import torch
 
 from deepsparse_core.backends import rtk
 from deepsparse_core.errors import GeometryError, InputError
 from deepsparse_core.fdk import fdk
-from deepsparse_core.geometry import Geometry
 from deepsparse_core.metrics import psnr
 from deepsparse_core.projector import forward_project
 from deepsparse_core.sart import rtk_view_order, sart
@@ -27,26 +25,6 @@ def sparse_scan(phantom):
     return g, forward_project(phantom, g)
 
 
-def rtk_sart(projections: np.ndarray, geometry: Geometry, iterations: int, views_per_subset: int,
-             backprojector: str) -> np.ndarray:
-    """RTK's SARTConeBeamReconstructionFilter (lambda 0.3, positivity) with the given back-projector."""
-    import itk
-
-    image = itk.Image[itk.F, 3]
-    f = itk.RTK.SARTConeBeamReconstructionFilter[image, image].New()
-    f.SetInput(0, rtk.volume_to_itk(np.zeros(geometry.volume_shape), geometry))
-    f.SetInput(1, rtk.projections_to_itk(projections, geometry))
-    f.SetGeometry(rtk.to_rtk_geometry(geometry))
-    f.SetNumberOfIterations(iterations)
-    f.SetLambda(0.3)
-    f.SetNumberOfProjectionsPerSubset(views_per_subset)
-    f.SetEnforcePositivity(True)
-    if backprojector == "joseph":
-        f.SetBackProjectionFilter(f.BackProjectionType_BP_JOSEPH)
-    f.Update()
-    return rtk.volume_from_itk(f.GetOutput())
-
-
 @needs_rtk
 @pytest.mark.rtk
 @pytest.mark.parametrize("views_per_subset, backprojector", [(1, "voxel"), (2, "voxel"), (1, "joseph")])
@@ -54,7 +32,7 @@ def test_sart_matches_rtk(phantom, sparse_scan, views_per_subset, backprojector)
     g, p = sparse_scan
     ours = sart(p, g, iterations=4, relaxation=0.3, views_per_subset=views_per_subset,
                 backprojector=backprojector).numpy()
-    ref = rtk_sart(p.numpy(), g, 4, views_per_subset, backprojector)
+    ref = rtk.sart(p.numpy(), g, iterations=4, views_per_subset=views_per_subset, backprojector=backprojector)
     assert rel_l2(ours, ref) < 1e-5
     assert abs(psnr(ours, phantom) - psnr(ref, phantom)) < 0.01
 

@@ -142,8 +142,13 @@ def fdk(projections: np.ndarray, geometry: Geometry, hann_cut: float = 0.0,
 
 
 def sart(projections: np.ndarray, geometry: Geometry, iterations: int = 20, lam: float = 0.3,
-         nonnegative: bool = True, views_per_subset: int = 1) -> np.ndarray:
-    """RTK SART/OS-SART with Joseph projectors -> (nz, ny, nx)."""
+         nonnegative: bool = True, views_per_subset: int = 1, backprojector: str = "voxel") -> np.ndarray:
+    """RTK SART/OS-SART with its Joseph forward projector -> (nz, ny, nx).
+
+    ``backprojector``: "voxel" (RTK's default, pixel-interpolating) or "joseph" (the adjoint).
+    """
+    if backprojector not in ("voxel", "joseph"):
+        raise DeepSparseError(f"unknown RTK back-projector {backprojector!r}: use voxel or joseph")
     itk, rtk = _rtk()
     img_type = itk.Image[itk.F, 3]
     s = rtk.SARTConeBeamReconstructionFilter[img_type, img_type].New()
@@ -154,5 +159,7 @@ def sart(projections: np.ndarray, geometry: Geometry, iterations: int = 20, lam:
     s.SetLambda(lam)
     s.SetNumberOfProjectionsPerSubset(views_per_subset)
     s.SetEnforcePositivity(nonnegative)
+    if backprojector == "joseph":
+        s.SetBackProjectionFilter(s.BackProjectionType_BP_JOSEPH)
     s.Update()
     return volume_from_itk(s.GetOutput())
