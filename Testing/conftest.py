@@ -1,6 +1,7 @@
 """Shared fixtures for the deepsparse_core tests (markers are registered in pyproject.toml)."""
 
 import pytest
+import torch
 
 from deepsparse_core.errors import DeepSparseError
 
@@ -21,3 +22,13 @@ def sample_file():
         pytest.skip(f"sample '{name}' unavailable: {failed[name]}")
 
     return get
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads; on a busy machine OpenMP synchronisation of two
+    threads costs more than the work. Test modules opt in with ``usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

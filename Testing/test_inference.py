@@ -21,13 +21,7 @@ from deepsparse_core.projector import forward_project
 VIEWS = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: with a busy CPU, OpenMP synchronisation of 2 threads costs 20x the work.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_geometry(n_views=VIEWS, **changes) -> Geometry:

@@ -15,13 +15,7 @@ from deepsparse_core.model.sampling import backproject, lowres_grid, sample_view
 from deepsparse_core.model.vq import EMAVectorQuantizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny tensors here gain nothing from threads; one keeps the file fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_geometry(n_views=8, **kw):

@@ -22,13 +22,7 @@ from deepsparse_core.training.synthetic import make_synthetic_cache, small_geome
 VIEWS = [6, 8]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors on a busy 2-core machine: OpenMP synchronisation costs more than the work.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,10 @@ COMMON = dict(model="tiny", min_views=2, max_views=6, points=256, batch_size=1, 
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def quiet_progress(one_thread):
     set_mode(quiet=True)
     yield
     set_mode()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
