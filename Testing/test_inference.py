@@ -247,6 +247,27 @@ def test_bundled_models_are_found_by_view_count(tmp_path, monkeypatch, model_fil
     assert inference.default_model_for(scan(small_geometry(6))) == tmp_path / "dice_6views.safetensors"
 
 
+def test_a_model_trained_over_a_view_range_serves_every_count_in_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(inference, "MODELS_DIR", tmp_path)
+    save_model(tmp_path / "dice_6-10views.safetensors", tiny_model(), small_geometry(),
+               card={"views": {"min": 6, "max": 10}, "inference": {"data_consistency": 3}})
+    assert inference.bundled_view_counts() == [6, 7, 8, 9, 10]
+    assert inference.bundled_model_path(8) == tmp_path / "dice_6-10views.safetensors"
+    assert inference.bundled_model_path(11) is None
+    with pytest.raises(InputError, match=r"bundled: 6-10 views"):
+        inference.default_model_for(scan(small_geometry(12)))
+    # a model made for exactly 8 views wins over the range; a step-2 model serves its n_views only
+    save_model(tmp_path / "dice_8views.safetensors", tiny_model(), small_geometry(), n_views=8)
+    assert inference.bundled_model_path(8) == tmp_path / "dice_8views.safetensors"
+    assert inference.bundled_model_path(7) == tmp_path / "dice_6-10views.safetensors"
+    rec = DiceReconstructor(tmp_path / "dice_6-10views.safetensors", "cpu")
+    assert rec.view_range == (6, 10) and rec.recommended_data_consistency == 3
+    data = scan(small_geometry(6))
+    assert rec.steps(data, data_consistency=None) == rec.steps(data, data_consistency=3)
+    with pytest.warns(UserWarning, match="trained for 6-10 views, got 12"):
+        rec.reconstruct(scan(small_geometry(12)), data_consistency=0)
+
+
 # ---------------------------------------------------------------------------- data consistency
 @pytest.mark.parametrize("views_per_subset", [1, VIEWS])
 def test_data_consistency_lowers_the_residual_within_the_bound(views_per_subset):

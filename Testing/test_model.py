@@ -159,6 +159,32 @@ def test_hybrid_view_sampling_uses_more_views_for_the_volume():
     assert torch.allclose(two_d(hybrid), two_d(only_sparse))
 
 
+def test_view_features_read_only_the_used_slots_and_match_a_per_view_brute_force():
+    """sample_views gathers the used view slots first (6 of 24 in step 1); the max over views, its
+    gradient and the all-masked case must equal a plain loop over every view."""
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(3, 9, 4, 6, 5, generator=g, requires_grad=True)
+    uv = torch.rand(3, 9, 11, 2, generator=g) * 2.2 - 1.1          # some points fall off the detector
+    mask = torch.zeros(3, 9, dtype=torch.bool)
+    mask[0, [1, 4, 8]] = True
+    mask[1, [0, 2, 3, 5, 6]] = True                                  # samples with different counts
+    out = sample_views(maps, uv, mask)
+    (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
+    grad = maps.grad.clone()
+    maps.grad = None
+    brute = torch.zeros(3, 4, 11)
+    for b in range(3):
+        views = [F.grid_sample(maps[b, v:v + 1], uv[b, v].reshape(1, 11, 1, 2), align_corners=False)[0, :, :, 0]
+                 for v in range(9) if mask[b, v]]
+        if views:
+            brute[b] = torch.stack(views).amax(dim=0)
+    (brute * torch.arange(brute.numel()).reshape(brute.shape)).sum().backward()
+    assert torch.allclose(out, brute, atol=1e-6)
+    assert torch.allclose(grad, maps.grad, atol=1e-5)
+    assert torch.equal(out[2], torch.zeros(4, 11))
+    assert grad[~mask].abs().max() == 0                              # masked views get no gradient
+
+
 def test_sample_without_any_view_gets_zero_features():
     maps = torch.randn(2, 3, 5, 4, 4)
     uv = torch.rand(2, 3, 7, 2) * 2 - 1

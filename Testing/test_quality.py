@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepsparse_core import quality
+from deepsparse_core import figures, quality
 from deepsparse_core.errors import InputError
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model
@@ -116,14 +116,15 @@ def test_slice_figures_have_the_expected_size_and_content(report):
         img = np.asarray(Image.open(path).convert("RGB"))
         n_methods = len(bench.columns[n])
         assert img.shape[1::-1] == quality.figure_size(n_methods)
-        w, tile = quality.FIG_ROW_LABEL_W, 160
-        top = quality.FIG_HEADER_H
+        w, tile = figures.ROW_LABEL_W, 160
+        top = figures.HEADER_H
         gt = img[top:top + 3 * tile, w:w + tile]
         sart_col = 1 + bench.columns[n].index("sart")
         sart_diff = img[top + 3 * tile:top + 6 * tile, w + sart_col * tile:w + (sart_col + 1) * tile]
         assert gt.std() > 10                    # a phantom, not a blank tile
         assert sart_diff.max() > 100            # difference maps are drawn
-        assert (sart_diff[..., 0] >= sart_diff[..., 2]).all()   # 'hot' colour map: red >= blue
+        # the signed error map is drawn on white (0 error) with red / blue: never 'hot' black-red
+        assert (sart_diff.min(axis=-1) > 100).mean() > 0.3
 
 
 def test_folder_input_uses_the_test_split_then_val(cache, tmp_path):

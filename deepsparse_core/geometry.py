@@ -31,13 +31,32 @@ from .atomic import write_text
 from .errors import GeometryError
 
 PRESET_DIR = Path(__file__).parent / "presets"
+MAX_VIEWS = 100_000  # projections per scan; far beyond any CT, small enough to list the angles
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a float; GeometryError naming the field for text, None, lists..."""
+    if isinstance(value, bool):
+        raise GeometryError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise GeometryError(f"{name} must be a number, got {value!r}") from None
+
+
+def _integer(value, name: str) -> int:
+    """``value`` as an int; refuses fractions (64.5) instead of truncating them."""
+    x = _number(value, name)
+    if not math.isfinite(x) or x != int(x):
+        raise GeometryError(f"{name} must be a whole number, got {value!r}")
+    return int(x)
 
 
 def _tuple(values, n: int, name: str, kind=float) -> tuple:
-    try:
-        out = tuple(kind(v) for v in values)
-    except (TypeError, ValueError):
-        raise GeometryError(f"{name} must be a sequence of {n} numbers, got {values!r}") from None
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise GeometryError(f"{name} must be a sequence of {n} numbers, got {values!r}")
+    convert = _integer if kind is int else _number
+    out = tuple(convert(v, name) for v in values)
     if len(out) != n:
         raise GeometryError(f"{name} must have {n} values, got {len(out)}")
     return out
@@ -47,6 +66,8 @@ def uniform_angles(n_views: int, arc: float = math.pi, start: float = 0.0) -> tu
     """``n_views`` angles (radians) uniformly over ``[start, start + arc)``, end excluded."""
     if n_views < 1:
         raise GeometryError(f"number of views must be >= 1, got {n_views}")
+    if n_views > MAX_VIEWS:
+        raise GeometryError(f"number of views must be <= {MAX_VIEWS}, got {n_views}")
     return tuple(start + arc * k / n_views for k in range(n_views))
 
 
@@ -89,10 +110,15 @@ class Geometry:
         set_("volume_spacing", _tuple(self.volume_spacing, 3, "volume_spacing"))
         set_("volume_offset", _tuple(self.volume_offset, 3, "volume_offset"))
         set_("hu_window", _tuple(self.hu_window, 2, "hu_window"))
-        angles = np.asarray(self.angles, dtype=np.float64).reshape(-1)
+        try:
+            angles = np.asarray(self.angles, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise GeometryError("angles must be a list of numbers (radians)") from None
         set_("angles", tuple(float(a) for a in angles))
-        set_("dso", float(self.dso))
-        set_("dsd", float(self.dsd))
+        set_("dso", _number(self.dso, "dso"))
+        set_("dsd", _number(self.dsd, "dsd"))
+        if not isinstance(self.name, str):
+            set_("name", str(self.name))
         self._check()
 
     # ------------------------------------------------------------------ validation
@@ -119,6 +145,16 @@ class Geometry:
                                              self.volume_shape[2] * self.volume_spacing[2]))
         if half_diag + math.hypot(self.volume_offset[1], self.volume_offset[2]) >= self.dso:
             raise GeometryError("the reconstruction grid reaches the source: reduce it or increase DSO")
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Refuse a grid or a projection stack (float32) larger than this machine's memory."""
+        from .resources import require_memory
+
+        nz, ny, nx = self.volume_shape
+        require_memory(4.0 * nz * ny * nx, f"a {nz}x{ny}x{nx} reconstruction grid", GeometryError)
+        (nv, nu), v = self.detector_shape, self.n_views
+        require_memory(4.0 * v * nv * nu, f"{v} projections of {nv}x{nu} pixels", GeometryError)
 
     def covered_fraction(self) -> float:
         """Fraction of voxel centres that project inside the detector in every view."""
@@ -269,8 +305,9 @@ class Geometry:
         if missing:
             raise GeometryError(f"geometry is missing: {', '.join(sorted(missing))}")
         if "angles" not in d:
-            arc = math.radians(180.0 if arc_deg is None else float(arc_deg))
-            d["angles"] = uniform_angles(200 if n_views is None else int(n_views), arc, float(start))
+            arc = math.radians(180.0 if arc_deg is None else _number(arc_deg, "arc_degrees"))
+            views = 200 if n_views is None else _integer(n_views, "n_views")
+            d["angles"] = uniform_angles(views, arc, _number(start, "start_angle"))
         return cls(**d)
 
     def save(self, path: str | Path) -> None:

@@ -62,20 +62,50 @@ _MIN_CHUNK = 1024
 
 
 # ---------------------------------------------------------------------------- bundled models
+def model_view_range(meta: dict) -> tuple[int, int] | None:
+    """The view counts a model serves, from its metadata: a step-2 model's ``n_views`` (n, n); else the
+    card's ``views`` range ``{"min": a, "max": b}`` (a model trained on n uniform in [a, b]); else None
+    (no recorded range: any view count, the caller decides)."""
+    if meta.get("n_views") is not None:
+        n = int(meta["n_views"])
+        return n, n
+    views = (meta.get("card") or {}).get("views")
+    if isinstance(views, dict) and isinstance(views.get("min"), int) and isinstance(views.get("max"), int):
+        return views["min"], views["max"]
+    return None
+
+
+def bundled_models() -> list[tuple[Path, tuple[int, int]]]:
+    """The bundled model files (``models/dice_*views.safetensors``) with the view range each serves
+    (from its metadata; a file without one serves the count in its name, ``dice_{n}views``)."""
+    from .model.model_file import read_model_metadata
+
+    found = []
+    for path in sorted(MODELS_DIR.glob("dice_*views.safetensors")):
+        try:
+            span = model_view_range(read_model_metadata(path))
+        except InputError:
+            continue  # unreadable: the lookup skips it; loading it directly gives the error
+        digits = path.name[len("dice_"):-len("views.safetensors")]
+        if span is None and digits.isdigit():
+            span = (int(digits), int(digits))
+        if span is not None:
+            found.append((path, span))
+    return found
+
+
 def bundled_model_path(n_views: int) -> Path | None:
-    """The bundled model finetuned for ``n_views`` views (``models/dice_{n}views.safetensors``), or None."""
-    path = MODELS_DIR / f"dice_{int(n_views)}views.safetensors"
-    return path if path.is_file() else None
+    """The bundled model for ``n_views`` views, or None: the one made for exactly that count
+    (``dice_{n}views.safetensors`` or a one-count range) first, else the narrowest range covering it."""
+    n = int(n_views)
+    covering = [(hi - lo, path.name != f"dice_{n}views.safetensors", path)
+                for path, (lo, hi) in bundled_models() if lo <= n <= hi]
+    return min(covering)[2] if covering else None
 
 
 def bundled_view_counts() -> list[int]:
-    """View counts with a bundled model, ascending."""
-    counts = []
-    for p in MODELS_DIR.glob("dice_*views.safetensors"):
-        digits = p.name[len("dice_"):-len("views.safetensors")]
-        if digits.isdigit():
-            counts.append(int(digits))
-    return sorted(counts)
+    """View counts some bundled model serves, ascending."""
+    return sorted({n for _, (lo, hi) in bundled_models() for n in range(lo, hi + 1)})
 
 
 def default_model_for(data: ProjectionData) -> Path:
@@ -87,8 +117,20 @@ def default_model_for(data: ProjectionData) -> Path:
     counts = bundled_view_counts()
     if not counts:
         raise InputError(f"no bundled DiCE model is installed for {n} views: pass a model file (--model)")
-    raise InputError(f"no bundled DiCE model for {n} views (bundled: {', '.join(map(str, counts))} views): "
+    raise InputError(f"no bundled DiCE model for {n} views (bundled: {_ranges(counts)} views): "
                      f"pass a model file (--model) or use projections with one of those view counts")
+
+
+def _ranges(counts: list[int]) -> str:
+    """[6, 7, 8, 10] -> '6-8, 10'."""
+    parts, start = [], None
+    for i, n in enumerate(counts):
+        if start is None:
+            start = n
+        if i + 1 == len(counts) or counts[i + 1] != n + 1:
+            parts.append(str(n) if n == start else f"{start}-{n}")
+            start = None
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------- compatibility
@@ -277,6 +319,7 @@ class DiceReconstructor:
             self.path = Path(model)
             self.model, self.meta = load_model(self.path, self.device, torch.float32)
         self.config = self.model.config
+        self.view_range = model_view_range(self.meta)
         self.training_geometry = _training_geometry(self.meta)
         self.geometry_tolerance = geometry_tolerance
         self.bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -284,6 +327,12 @@ class DiceReconstructor:
     def __repr__(self) -> str:
         src = self.path.name if self.path else "in-memory model"
         return f"DiceReconstructor({src}, {self.device}, n_views={self.meta.get('n_views')})"
+
+    @property
+    def recommended_data_consistency(self) -> int:
+        """The data-consistency passes the model card recommends (measured on held-out CTs), else 0."""
+        k = ((self.meta.get("card") or {}).get("inference") or {}).get("data_consistency", 0)
+        return int(k) if isinstance(k, int) and k >= 0 else 0
 
     # ------------------------------------------------------------------ checks
     def check(self, data: ProjectionData) -> float:
@@ -294,6 +343,9 @@ class DiceReconstructor:
             hint = f"use the {n}-view model ({other})" if other else f"use a model finetuned for {n} views"
             raise InputError(f"this model was finetuned for {n_model} views, got {n}: {hint} or a "
                              f"step-1 (not view-specific) model")
+        if self.view_range is not None and n_model is None and not self.view_range[0] <= n <= self.view_range[1]:
+            lo, hi = self.view_range
+            warnings.warn(f"this model was trained for {lo}-{hi} views, got {n}: expect lower quality", stacklevel=3)
         k = self.config.downsampling
         nv, nu = data.geometry.detector_shape
         if nv % k or nu % k:
@@ -315,10 +367,12 @@ class DiceReconstructor:
         """Points decoded per chunk on this device, from the memory free now."""
         return chunk_size_for(self.config, n_views, self.device)
 
-    def steps(self, data: ProjectionData, resolution=None, data_consistency: int = 0,
+    def steps(self, data: ProjectionData, resolution=None, data_consistency: int | None = 0,
               chunk_size: int | None = None) -> int:
         """Progress steps of ``reconstruct`` (encoding + chunks + data-consistency passes): the
         ``total`` to give a Progress bar."""
+        if data_consistency is None:
+            data_consistency = self.recommended_data_consistency
         n = math.prod(output_shape(data, resolution))
         chunk = chunk_size or self.chunk_size(data.geometry.n_views)
         return 1 + -(-n // chunk) + int(data_consistency)
@@ -326,7 +380,7 @@ class DiceReconstructor:
     # ------------------------------------------------------------------ reconstruction
     @torch.no_grad()
     def reconstruct(self, data: ProjectionData, resolution=None, progress=None, cancel=None,
-                    data_consistency: int = 0, units: str = "normalized",
+                    data_consistency: int | None = 0, units: str = "normalized",
                     chunk_size: int | None = None) -> torch.Tensor:
         """Reconstruct ``data`` with the network.
 
@@ -337,7 +391,8 @@ class DiceReconstructor:
                 each data-consistency pass (``steps`` gives the total).
             cancel: callable returning True to stop; checked between chunks, raises ``Cancelled``.
             data_consistency: bounded SART passes against the measured views afterwards (beyond the
-                paper, see :mod:`deepsparse_core.data_consistency`); 0 = the network output as is.
+                paper, see :mod:`deepsparse_core.data_consistency`); 0 = the network output as is;
+                None = the model card's recommendation (:attr:`recommended_data_consistency`).
             units: 'normalized' ([0, 1] in the data's HU window) or 'hu'.
             chunk_size: points per chunk; None sizes chunks from the free memory.
 
@@ -346,6 +401,8 @@ class DiceReconstructor:
         """
         if units not in ("normalized", "hu"):
             raise InputError(f"unknown units {units!r}: use normalized or hu")
+        if data_consistency is None:
+            data_consistency = self.recommended_data_consistency
         if data_consistency < 0:
             raise InputError(f"data consistency iterations must be >= 0, got {data_consistency}")
         shape = output_shape(data, resolution)
@@ -428,14 +485,16 @@ def get_reconstructor(model: str | Path, device: str = "auto") -> DiceReconstruc
 
 
 def reconstruct_dice(data: ProjectionData, model: str | Path | None = None, device: str = "auto",
-                     resolution=None, data_consistency: int = 0, progress=None, cancel=None,
+                     resolution=None, data_consistency: int | None = None, progress=None, cancel=None,
                      units: str = "normalized") -> torch.Tensor:
-    """One call for the method dispatcher: ``model`` None picks the bundled model for the view count."""
+    """One call for the method dispatcher: ``model`` None picks the bundled model for the view count;
+    ``data_consistency`` None follows the model card's recommendation."""
     rec = get_reconstructor(model if model is not None else default_model_for(data), device)
     return rec.reconstruct(data, resolution=resolution, progress=progress, cancel=cancel,
                            data_consistency=data_consistency, units=units)
 
 
-__all__ = ["DiceReconstructor", "bundled_model_path", "bundled_view_counts", "default_model_for",
+__all__ = ["DiceReconstructor", "bundled_model_path", "bundled_models", "bundled_view_counts", "default_model_for",
+           "model_view_range",
            "check_compatibility", "check_magnitudes", "chunk_size_for", "get_reconstructor",
            "reconstruct_dice", "output_shape", "isocentre_pitch", "hu_window_factor"]

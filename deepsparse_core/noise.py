@@ -15,6 +15,7 @@ of papers uses for simulation; ``mu_water = 0.02 / mm`` (water at ~60-70 keV).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -34,6 +35,9 @@ class NoiseModel:
     mu_water: float = MU_WATER_PER_MM
 
     def __post_init__(self):
+        values = (self.photons, self.electronic_sigma, self.mu_water)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise DeepSparseError("noise photons, electronic_sigma and mu_water must be finite numbers")
         if self.enabled and not (self.photons > 0 and self.electronic_sigma >= 0 and self.mu_water > 0):
             raise DeepSparseError("noise needs photons > 0, electronic_sigma >= 0 and mu_water > 0")
 
@@ -42,7 +46,12 @@ class NoiseModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseModel":
-        return cls(**d)
+        if not isinstance(d, dict):
+            raise DeepSparseError(f"noise settings must be a mapping, got {d!r}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise DeepSparseError(f"bad noise settings: {e}") from None
 
 
 def attenuation_scale(hu_window: tuple[float, float], mu_water: float = MU_WATER_PER_MM) -> float:

@@ -20,8 +20,10 @@ Options can come from a recipe (``--recipe FILE``, YAML with a ``prepare:`` mapp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -34,7 +36,8 @@ import yaml
 
 from .atomic import sha256_file, write_text
 from .errors import InputError
-from .progress import emit, progress
+from .outputs import check_output_folder
+from .progress import emit, progress, say
 
 CT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".mrc")
 SPLITS = ("train", "val", "test")
@@ -68,9 +71,16 @@ def find_cts(source: str | Path) -> list[Path]:
     """CT inputs of ``source``: a folder (searched recursively: CT files and DICOM series folders)
     or a list file (one path per line, relative to the list file's folder; ``#`` comments)."""
     source = Path(source)
+    if source.is_file() and _ct_suffix(source):  # a single CT file
+        return [source]
     if source.is_file():
+        try:
+            lines = source.read_text().splitlines()
+        except (UnicodeDecodeError, OSError):
+            raise InputError(f"{source} is neither a CT file ({', '.join(CT_SUFFIXES)}) nor a list file "
+                             "of CT paths; give a folder of CTs, a list file or one CT") from None
         paths = []
-        for line in source.read_text().splitlines():
+        for line in lines:
             line = line.split("#", 1)[0].strip()
             if line:
                 p = Path(line).expanduser()
@@ -211,6 +221,17 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     return table
 
 
+def _check_fractions(fractions) -> list[float]:
+    """Three finite, non-negative split fractions (train, val, test) with a positive sum."""
+    try:
+        values = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        raise InputError(f"split fractions must be 3 numbers (train, val, test), got {fractions!r}") from None
+    if len(values) != 3 or not all(math.isfinite(f) and f >= 0 for f in values) or sum(values) <= 0:
+        raise InputError(f"split fractions must be 3 non-negative numbers (train, val, test), got {fractions}")
+    return values
+
+
 def assign_splits(names: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0,
                   table: dict[str, str] | None = None) -> dict[str, str]:
     """``{ct name: split}``: from ``table`` (names missing there go to train, with a warning) or
@@ -223,9 +244,7 @@ def assign_splits(names: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0,
             warnings.warn(f"{len(missing)} CT(s) not in the split file go to train: {', '.join(missing[:5])}"
                           + (" ..." if len(missing) > 5 else ""), stacklevel=2)
         return {n: table.get(n, "train") for n in names}
-    fractions = [float(f) for f in fractions]
-    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-        raise InputError(f"split fractions must be 3 non-negative numbers (train, val, test), got {fractions}")
+    fractions = _check_fractions(fractions)
     total = sum(fractions)
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     n_val, n_test = (max(1, round(len(names) * f / total)) if f > 0 else 0 for f in fractions[1:])
@@ -283,6 +302,8 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
         paths = [Path(p) for p in inputs]
     if augment < 0 or workers < 1:
         raise InputError("--augment must be >= 0 and --workers >= 1")
+    if not split_file:
+        _check_fractions(splits)
     if isinstance(split_file, dict):  # an inline table from a recipe: {ct name: split}
         bad = {v for v in split_file.values() if v not in SPLITS}
         if bad:
@@ -290,10 +311,11 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
         table = {ct_name(Path(str(k))): v for k, v in split_file.items()}
     else:
         table = read_split_file(split_file) if split_file else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out)
     names = _unique_names(paths)
     settings = _settings(geometry, noise, seed)
+    created, had_manifest = not out.exists(), (out / MANIFEST).exists()
+    out.mkdir(parents=True, exist_ok=True)
     done_before = _load_manifest(out, settings)
 
     from .devices import resolve_device
@@ -345,6 +367,11 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
 
     ct_ok = sorted({j["name"] for j in jobs if j["unit"] in units and j["variant"] == 0})
     if not ct_ok:
+        if not had_manifest and not units:  # nothing was made: leave no manifest (nor folder) behind
+            (out / MANIFEST).unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
         raise InputError(f"no CT could be prepared ({len(errors)} failed); first error: "
                          f"{next(iter(errors.values()), 'none')}")
     split_of = assign_splits(ct_ok, splits, seed, table)
@@ -432,7 +459,7 @@ def resolve_options(args: argparse.Namespace) -> dict:
 def _geometry(options: dict):
     from .geometry import Geometry
 
-    n = int(options["candidates"])
+    n = _option(options, "candidates", int)
     if n < 1:
         raise InputError("--candidates must be >= 1")
     g = Geometry.load(options["geometry"]).with_views(n) if options["geometry"] else \
@@ -440,23 +467,39 @@ def _geometry(options: dict):
     return g.validate()
 
 
+def _option(options: dict, name: str, kind):
+    """``options[name]`` as ``kind`` (int refuses fractions); a one-line error names the option."""
+    value = options[name]
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not math.isfinite(number) or kind is int and number != int(number):
+            raise ValueError
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a finite number"
+        raise InputError(f"--{name.replace('_', '-')} must be {what}, got {value!r}") from None
+    return kind(number)
+
+
 def cmd_prepare(args) -> int:
     from .noise import NoiseModel
     from .progress import mode
 
     o = resolve_options(args)
+    check_output_folder(o["out"])
     geometry = _geometry(o)
-    noise = NoiseModel(enabled=bool(o["noise"]), photons=float(o["photons"]),
-                       electronic_sigma=float(o["electronic_sigma"]))
-    manifest = prepare(o["input"], o["out"], geometry, noise, seed=int(o["seed"]),
-                       splits=o["splits"], split_file=o["split_file"], workers=int(o["workers"]),
-                       device=o["device"], augment=int(o["augment"]), show_progress=mode() != "none")
+    noise = NoiseModel(enabled=bool(o["noise"]), photons=_option(o, "photons", float),
+                       electronic_sigma=_option(o, "electronic_sigma", float))
+    manifest = prepare(o["input"], o["out"], geometry, noise, seed=_option(o, "seed", int),
+                       splits=o["splits"], split_file=o["split_file"], workers=_option(o, "workers", int),
+                       device=o["device"], augment=_option(o, "augment", int), show_progress=mode() != "none")
     c = manifest["counts"]
     emit("result", out=str(o["out"]), **c, skipped=manifest["skipped"])
-    print(f"{o['out']}: {c['files']} cache files from {c['cts_prepared']} CT(s) "
-          f"(train {c['train']}, val {c['val']}, test {c['test']}; {c['bytes'] / 2**20:.1f} MiB), "
-          f"{manifest['skipped']} unit(s) already done, {c['failed']} failed, "
-          f"{manifest['elapsed_s']:.1f} s")
+    say(f"{o['out']}: {c['files']} cache files from {c['cts_prepared']} CT(s) "
+        f"(train {c['train']}, val {c['val']}, test {c['test']}; {c['bytes'] / 2**20:.1f} MiB), "
+        f"{manifest['skipped']} unit(s) already done, {c['failed']} failed, "
+        f"{manifest['elapsed_s']:.1f} s")
     return 0
 
 

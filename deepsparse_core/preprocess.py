@@ -75,6 +75,13 @@ def denormalize(array01: np.ndarray, window=(-1000.0, 1000.0)) -> np.ndarray:
     return (np.asarray(array01, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo))
 
 
+def guess_units(array: np.ndarray) -> str:
+    """'hu' or 'normalized' for a volume of unknown units, as ``deepsparse evaluate --units auto``
+    decides: HU when a value lies below -100 or above 10, else [0, 1] attenuation."""
+    a = np.asarray(array)
+    return "hu" if float(a.min()) < -100 or float(a.max()) > 10 else "normalized"
+
+
 def air_value(window=(-1000.0, 1000.0)) -> float:
     """Value of air (-1000 HU) after :func:`normalize_hu` (0 for the standard windows)."""
     return float(normalize_hu(np.float32(AIR_HU), window))

@@ -11,20 +11,25 @@ Cancellation: a ``cancel`` callable returning True makes :meth:`Progress.update`
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Callable
 
-_MODE = {"json": False, "quiet": False}
+_MODE = {"json": False, "quiet": False, "stream": None}
 
 
 class Cancelled(Exception):
     """The user cancelled the operation."""
 
 
-def set_mode(json_lines: bool = False, quiet: bool = False) -> None:
-    """Global output mode chosen by the command line (``--progress json|bar|none``)."""
-    _MODE.update(json=json_lines, quiet=quiet)
+def set_mode(json_lines: bool = False, quiet: bool = False, stream=None) -> None:
+    """Global output mode chosen by the command line (``--progress json|bar|none``).
+
+    ``stream``: where JSON lines go (default: ``sys.stdout`` at the time of each event); the
+    command line passes the real stdout and sends everything else printed to stderr.
+    """
+    _MODE.update(json=json_lines, quiet=quiet, stream=stream)
 
 
 def mode() -> str:
@@ -32,10 +37,35 @@ def mode() -> str:
     return "json" if _MODE["json"] else "none" if _MODE["quiet"] else "bar"
 
 
+def strict_json(value):
+    """``value`` with every non-finite float (NaN, +-Infinity) replaced by None, so that
+    ``json.dumps(..., allow_nan=False)`` writes strict JSON (RFC 8259 has no NaN/Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def dumps(value, **kwargs) -> str:
+    """Strict JSON text of ``value`` (non-finite floats become null)."""
+    return json.dumps(strict_json(value), allow_nan=False, **kwargs)
+
+
 def emit(event: str, **fields) -> None:
-    """One JSON line on stdout (JSON mode only)."""
+    """One strict JSON line on stdout (JSON mode only)."""
     if _MODE["json"]:
-        print(json.dumps({"event": event, **fields}), flush=True)
+        print(dumps({"event": event, **fields}), file=_MODE["stream"] or sys.stdout, flush=True)
+
+
+def say(text: str) -> None:
+    """A line for people: on stdout, or as a ``message`` event in JSON mode (stdout is JSON only)."""
+    if _MODE["json"]:
+        emit("message", text=text)
+    else:
+        print(text)
 
 
 class Progress:

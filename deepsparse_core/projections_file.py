@@ -10,6 +10,7 @@ safetensors never unpickles anything, and the file can be memory-mapped.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,20 @@ def check_projections_match(projections: torch.Tensor, geometry: Geometry) -> No
     if projections.dim() != 3 or tuple(projections.shape) != expected:
         raise GeometryError(f"projections have shape {tuple(projections.shape)} but the geometry expects "
                             f"{expected} (views, detector rows, detector columns)")
+
+
+def check_placement(placement, path) -> None:
+    """A placement is null or ``{"origin_lps": 3 numbers, "direction": 9 numbers}`` (finite)."""
+    if placement is None:
+        return
+    ok = isinstance(placement, dict)
+    for key, n in (("origin_lps", 3), ("direction", 9)):
+        value = placement.get(key) if ok else None
+        ok = ok and isinstance(value, list) and len(value) == n and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok:
+        raise InputError(f"{path} has a corrupt placement: it needs origin_lps (3 numbers) and "
+                         "direction (9 numbers)")
 
 
 def save_projections(path: str | Path, data: ProjectionData, dtype: torch.dtype = torch.float32) -> Path:
@@ -99,8 +114,9 @@ def load_projections(path: str | Path, device: str | torch.device = "cpu",
         geometry = Geometry.from_dict(json.loads(meta["geometry"]))
         noise = NoiseModel.from_dict(json.loads(meta.get("noise", "null")) or {"enabled": False})
         placement = json.loads(meta.get("placement", "null"))
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise InputError(f"{path} has corrupt metadata ({e})") from None
+    check_placement(placement, path)
     if not torch.isfinite(proj).all():
         raise InputError(f"{path} contains NaN or infinite projection values")
     if views is not None:

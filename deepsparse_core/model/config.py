@@ -7,9 +7,28 @@ Numbers marked "released" come from the authors' code (github.com/xmed-lab/DeepS
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 from ..errors import InputError
+
+
+MAX_WIDTH = 4096  # channels of any layer; the paper's widest is 368, 4096 already needs GBs per batch
+
+# inclusive [lo, hi] of every integer field: refused before any layer is built (a 100-byte edit of a
+# model file's metadata must not allocate 160 GB)
+_INT_RANGES = {"n_scales": (1, 8), "base_channels": (1, MAX_WIDTH), "channel_growth": (1, 4),
+               "volume_resolution": (1, 256), "codebook_size": (1, 65536), "decoder_channels": (1, MAX_WIDTH),
+               "decoder_blocks": (0, 16), "denoise_blocks": (0, 16)}
+_FLOAT_RANGES = {"projection_scale": (1e-6, 1e9), "codebook_decay": (0.0, 1.0), "codebook_eps": (0.0, 1.0),
+                 "commitment_weight": (0.0, 1e6), "negative_slope": (0.0, 1.0)}
+
+
+def _check_int(value, name: str, lo: int, hi: int) -> int:
+    """``value`` as an int in [lo, hi] (numpy integers accepted); InputError naming the field otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+        raise InputError(f"DiCE config {name} must be a whole number in [{lo}, {hi}], got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -38,13 +57,26 @@ class DiceConfig:
     negative_slope: float = 0.01      # LeakyReLU slope (torch default, as released)
 
     def __post_init__(self):
-        object.__setattr__(self, "point_hidden", tuple(int(h) for h in self.point_hidden))
-        if self.n_scales < 1 or self.volume_resolution < 1 or self.codebook_size < 1:
-            raise InputError("n_scales, volume_resolution and codebook_size must be >= 1")
+        for name, (lo, hi) in _INT_RANGES.items():
+            object.__setattr__(self, name, _check_int(getattr(self, name), name, lo, hi))
+        for name, (lo, hi) in _FLOAT_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= value <= hi:
+                raise InputError(f"DiCE config {name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.denoise, bool):
+            raise InputError(f"DiCE config denoise must be true or false, got {self.denoise!r}")
+        if isinstance(self.point_hidden, (str, bytes, dict)) or not hasattr(self.point_hidden, "__iter__"):
+            raise InputError(f"DiCE config point_hidden must be a list of layer widths, got {self.point_hidden!r}")
+        hidden = tuple(self.point_hidden)
+        if not 1 <= len(hidden) <= 16:
+            raise InputError("DiCE config point_hidden needs 1 to 16 hidden layers")
+        object.__setattr__(self, "point_hidden", tuple(_check_int(h, "point_hidden", 1, MAX_WIDTH) for h in hidden))
         if self.output_activation not in ("identity", "sigmoid"):
             raise InputError(f"output_activation must be 'identity' or 'sigmoid', got {self.output_activation!r}")
-        if not self.point_hidden:
-            raise InputError("point_hidden needs at least one hidden layer")
+        if max(self.scale_channels) > MAX_WIDTH or self.point_features > 4 * MAX_WIDTH:
+            raise InputError(f"DiCE config is too wide: {max(self.scale_channels)} channels at the coarsest scale "
+                             f"(at most {MAX_WIDTH}); lower base_channels, channel_growth or n_scales")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -92,4 +124,7 @@ class DiceConfig:
         unknown = set(d) - known
         if unknown:
             raise InputError(f"unknown DiCE config fields: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise InputError(f"bad DiCE config: {e}") from None

@@ -59,6 +59,12 @@ def sample_views(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor) 
     """
     b, v, c, h, w = maps.shape
     n = uv.shape[2]
+    k = int(view_mask.sum(dim=1).max()) if v else 0
+    if 0 < k < v:  # sample only the used view slots (e.g. 6 sparse of 24 in step 1): used first, stable
+        order = torch.argsort((~view_mask).to(torch.uint8), dim=1, stable=True)[:, :k]
+        maps = maps.gather(1, order[:, :, None, None, None].expand(b, k, c, h, w))
+        uv = uv.gather(1, order[:, :, None, None].expand(b, k, n, 2))
+        view_mask, v = view_mask.gather(1, order), k
     feats = F.grid_sample(maps.reshape(b * v, c, h, w), uv.reshape(b * v, n, 1, 2).to(maps.dtype),
                           mode="bilinear", padding_mode="zeros", align_corners=False)
     feats = feats.reshape(b, v, c, n).masked_fill_(~view_mask[:, :, None, None], float("-inf"))

@@ -21,6 +21,7 @@ Files are read with safetensors / json only: never ``torch.load``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
@@ -38,6 +39,7 @@ RUN_VERSION = "1"
 OPTIMIZER_FORMAT = "deepsparse-optimizer"
 RNG_FORMAT = "deepsparse-rng"
 FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")  # numpy's; state.json may name only these
 
 
 class CheckpointError(InputError):
@@ -59,8 +61,16 @@ def restore_rng(state: dict, device: torch.device) -> np.random.Generator:
     torch.set_rng_state(_bytes_tensor(state["torch_cpu"]))
     if device.type == "cuda" and "torch_cuda" in state:
         torch.cuda.set_rng_state(_bytes_tensor(state["torch_cuda"]), device)
-    bit_generator = getattr(np.random, state["numpy"]["bit_generator"])()
-    bit_generator.state = state["numpy"]
+    numpy_state = state.get("numpy")
+    name = numpy_state.get("bit_generator") if isinstance(numpy_state, dict) else None
+    if name not in BIT_GENERATORS:
+        raise CheckpointError(f"state.json names an unknown numpy bit generator {name!r}; "
+                              f"expected one of {', '.join(BIT_GENERATORS)}")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = numpy_state
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"state.json holds a corrupt {name} generator state ({e})") from None
     return np.random.Generator(bit_generator)
 
 
@@ -127,6 +137,43 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, path: Path, names: di
 
 
 # ---------------------------------------------------------------------------- run folder
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path):
+    """Hold an exclusive lock on the run folder (created if needed) while training into it.
+
+    The lock is ``flock`` on the folder itself, so no lock file is ever left behind; a second
+    ``train`` into the same folder fails at once with one line. A folder this call created and
+    that is still empty on exit (the run failed before writing anything) is removed again.
+    """
+    from ..outputs import check_output_folder
+
+    run_dir = check_output_folder(run_dir)  # not a file, writable: before anything is made
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError as e:
+        raise CheckpointError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no flock (Windows): run unlocked
+            pass
+        except OSError:
+            raise CheckpointError(f"another training run is using {run_dir}; wait for it to finish "
+                                  "or choose another --out") from None
+        try:
+            yield run_dir
+        finally:
+            if created:
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # only succeeds while empty
+    finally:
+        os.close(fd)  # releases the lock
+
+
 @dataclass
 class RunState:
     """Parsed ``state.json``."""

@@ -20,8 +20,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train DiCE: from scratch, HyViP pretraining, finetuning step 1 or step 2",
         description="Train or finetune DiCE on a folder of candidate caches (`deepsparse candidates`). "
-                    "Multi-GPU: torchrun --nproc_per_node N -m deepsparse_core.training ...",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "Multi-GPU: torchrun --nproc_per_node N -m deepsparse_core.training ...")
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
     return p
@@ -32,7 +31,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--stage", choices=STAGES, default=None,
                       help="scratch | pretrain (HyViP) | step1 (dataset adaptation) | step2 (view adjustment); "
                            "required unless --resume")
-    what.add_argument("--data", metavar="FOLDER", help="folder of candidate caches (+ train/val/test.txt)")
+    what.add_argument("--data", metavar="FOLDER", nargs="+",
+                      help="folder(s) of candidate caches (+ train/val/test.txt); several are read together")
+    what.add_argument("--val-data", metavar="FOLDER", nargs="+",
+                      help="validate on the val split of these folders instead (default: those of --data)")
     what.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder (checkpoints, logs)")
     what.add_argument("--init", metavar="MODEL_OR_RUN", help="start from this model file or run folder")
     what.add_argument("--config", default=None, metavar="paper|small|tiny|FILE.json",
@@ -66,6 +68,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--val-every", type=int, help="validate every K steps, 0 = never (default 500)")
     run.add_argument("--val-volumes", dest="val_limit", type=int, help="validation volumes, 0 = all (default 4)")
     run.add_argument("--val-stride", type=int, help="validate on every s-th voxel (default 1)")
+    run.add_argument("--bn-batches", type=int,
+                     help="training batches averaged into the BatchNorm statistics of the validated and exported "
+                          "models (best/last.safetensors), 0 = the running ones (default 32)")
     run.add_argument("--checkpoint-every", type=int, help="default 1000 steps")
     run.add_argument("--log-every", type=int, help="default 10 steps")
     run.add_argument("--tensorboard", action="store_true", default=None, help="also log to RUN_DIR/tensorboard")
@@ -83,6 +88,8 @@ def config_from_args(args):
     for f in dataclasses.fields(TrainConfig):
         dest = next((a for a, t in _ARG_FIELDS.items() if t == f.name), f.name)
         value = getattr(args, dest, None)
+        if isinstance(value, list) and f.name in ("data", "val_data"):
+            value = value[0] if len(value) == 1 else value  # one folder is stored as a plain path
         if value is not None:
             given[f.name] = value
     if given.get("val_limit") == 0:

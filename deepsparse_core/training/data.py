@@ -109,7 +109,8 @@ class CandidateSet:
     """The volumes of one split, all candidate projections and references resident on ``device``.
 
     Args:
-        folder: training set folder (see the module docstring).
+        folder: training set folder (see the module docstring), or a list of them (their ``split``
+            volumes together: e.g. augmented real CTs and phantoms prepared apart).
         split: 'train', 'val' or 'test'.
         device: where the tensors live (keep training data on the GPU).
         edge_quantile: for importance sampling (:meth:`batch` ``edge_fraction``), the voxels whose
@@ -117,17 +118,21 @@ class CandidateSet:
         limit: read at most this many volumes (the first in the split list).
     """
 
-    def __init__(self, folder: str | Path, split: str = "train", device: str | torch.device = "cpu",
+    def __init__(self, folder: str | Path | list, split: str = "train", device: str | torch.device = "cpu",
                  edge_quantile: float = 0.1, limit: int | None = None):
-        self.folder, self.split = Path(folder), split
+        folders = [Path(f) for f in folder] if isinstance(folder, (list, tuple)) else [Path(folder)]
+        if not folders:
+            raise InputError("give at least one training data folder")
+        self.folder, self.split = folders[0] if len(folders) == 1 else ", ".join(map(str, folders)), split
         self.device = torch.device(device)
-        self.names = split_files(folder, split)[:limit]
+        self.files = [f / name for f in folders for name in split_files(f, split)][:limit]
+        self.names = [p.name if len(folders) == 1 else str(p) for p in self.files]
         self.geometry: Geometry | None = None
         projections, references = [], []
-        for name in self.names:
-            data = load_projections(self.folder / name, device="cpu")
+        for path, name in zip(self.files, self.names):
+            data = load_projections(path, device="cpu")
             if data.reference is None:
-                raise InputError(f"{self.folder / name} has no reference volume: it is not a candidate cache")
+                raise InputError(f"{path} has no reference volume: it is not a candidate cache")
             self._check_geometry(data.geometry, name)
             projections.append(data.projections.to(torch.float16))  # stored as float16: lossless
             references.append(data.reference.to(torch.float16))

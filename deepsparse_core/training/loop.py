@@ -33,12 +33,12 @@ from ..errors import DeepSparseError, GeometryError, InputError
 from ..model.model_file import save_model
 from ..progress import Cancelled
 from . import distributed
-from .checkpoint import load_optimizer_state, load_run, read_state, restore_rng, rng_state, save_run
+from .checkpoint import load_optimizer_state, load_run, read_state, restore_rng, rng_state, run_lock, save_run
 from .data import POINTS_PER_VOLUME, CandidateSet
 from .log import TrainLog
 from .models import initial_model
 from .stages import LAMBDA_D, LAMBDA_Q, STAGES, Stage, make_stage
-from .validation import validate
+from .validation import BN_BATCHES, calibrated_copy, validate
 
 
 class TrainingError(DeepSparseError):
@@ -49,8 +49,9 @@ class TrainingError(DeepSparseError):
 class TrainConfig:
     """Everything a run needs; saved in ``state.json``. Fields marked (run) may change on resume."""
 
-    data: str                           # training set folder (run)
+    data: str | list                    # training set folder, or several (run)
     out: str                            # run folder (run)
+    val_data: str | list | None = None  # (run) validation volumes: the val split of these folders (default: data's)
     stage: str | None = None            # scratch | pretrain | step1 | step2 (None: resume's)
     views: int | None = None            # target n (step1/step2; scratch: fixed n; pretrain: validation n)
     min_views: int = 6                  # n_min, paper Sec. 3.5
@@ -74,6 +75,7 @@ class TrainConfig:
     val_every: int = 500                # (run) validate every k steps; 0 = never
     val_limit: int | None = 4           # (run) validation volumes (None = all)
     val_stride: int = 1                 # (run) evaluate every s-th voxel
+    bn_batches: int = BN_BATCHES        # (run) batches averaged into the validated/exported BatchNorm statistics
     checkpoint_every: int = 1000        # (run)
     log_every: int = 10                 # (run)
     seed: int = 0
@@ -84,7 +86,7 @@ class TrainConfig:
     tensorboard: bool = False           # (run)
     resume: bool = False                # (run) continue the run in ``out``: its config, (run) fields from here
 
-    RUN_FIELDS = ("data", "out", "resume", "steps", "minutes", "val_every", "val_limit", "val_stride",
+    RUN_FIELDS = ("data", "val_data", "out", "resume", "steps", "minutes", "val_every", "val_limit", "val_stride", "bn_batches",
                   "checkpoint_every", "log_every", "device", "data_on_device", "compile", "tensorboard")
 
     def to_dict(self) -> dict:
@@ -133,7 +135,14 @@ def train(cfg: TrainConfig, callback=None, cancel=None) -> TrainResult:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     master = rank == 0
     try:
-        return _train(cfg, callback, cancel, world, rank, device, master)
+        with run_lock(cfg.out) if master else contextlib.nullcontext():  # one run at a time per folder
+            result = _train(cfg, callback, cancel, world, rank, device, master)
+        if world > 1:
+            # Rank 0 writes the last checkpoint after the final collective while the others are already
+            # done: without this barrier a peer shuts gloo down (and exits) while rank 0 still holds the
+            # connections, which aborted that peer ("terminate called without an active exception").
+            dist.barrier()
+        return result
     finally:
         if world > 1:
             dist.destroy_process_group()
@@ -154,7 +163,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
                              f"or with --stage {stored.stage}")
         cfg = dataclasses.replace(stored, **{k: getattr(cfg, k) for k in TrainConfig.RUN_FIELDS})
         _check_config(cfg)
-        model, _, saved = load_run(run_dir)
+        model, run_meta, saved = load_run(run_dir)
         stage = Stage.from_dict(saved.stage)
         model.freeze(*stage.frozen)
     else:
@@ -171,12 +180,14 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     data_device = device if cfg.data_on_device else torch.device("cpu")
     train_set = CandidateSet(cfg.data, "train", data_device).require("training")
     geometry = train_set.geometry
+    if saved:
+        _check_same_geometry(run_meta, geometry, run_dir, cfg.data)
     sampler = stage.view_sampler(train_set.n_candidates, geometry.arc)
     val_set = None
     if master and cfg.val_every:
-        val_set = CandidateSet(cfg.data, "val", data_device, limit=cfg.val_limit)
+        val_set = CandidateSet(cfg.val_data or cfg.data, "val", data_device, limit=cfg.val_limit)
         if len(val_set) and val_set.geometry.to_dict() != geometry.to_dict():
-            raise GeometryError(f"the validation volumes of {cfg.data} have another geometry than the training ones")
+            raise GeometryError(f"the validation volumes of {val_set.folder} have another geometry than the training ones")
         val_set = val_set if len(val_set) else None
     # ------------------------------------------------------------------ optimizer (trainable groups only)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -218,7 +229,21 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     t0 = time.perf_counter()
     n_views = stage.fixed_views if stage.denoise else None  # step-2 models record their view count
     card = saved.extra.get("card", {}) if saved else \
-        {"init": cfg.init, "data": str(cfg.data), "init_card": (init_meta or {}).get("card")}
+        {"init": cfg.init, "data": cfg.data, "val_data": cfg.val_data, "init_card": (init_meta or {}).get("card")}
+    cpu_before = saved.extra.get("cpu_s", 0.0) if saved else 0.0
+    c0 = time.process_time()
+
+    def effort() -> dict:
+        """This run's work so far and the campaign totals (the init model's card totals + this run)."""
+        run = {"stage": stage.name, "steps": step, "volume_samples": step * cfg.batch_size * world,
+               "wall_hours": round((elapsed_before + time.perf_counter() - t0) / 3600, 4),
+               "cpu_hours": round((cpu_before + time.process_time() - c0) * world / 3600, 4),
+               "device": device.type, "processes": world, "threads": torch.get_num_threads()}
+        before = ((card.get("init_card") or {}).get("totals") or {})
+        totals = {k: round(before.get(k, 0) + run[k], 4) for k in ("steps", "volume_samples", "wall_hours",
+                                                                    "cpu_hours")}
+        totals["runs"] = before.get("runs", 0) + 1
+        return {"run": run, "totals": totals}
 
     def checkpoint(best: float | None, extra: dict) -> None:  # a collective under DDP
         states = [json.loads(b) for b in distributed.all_gather_bytes(json.dumps(rng_state(rng, device)).encode(),
@@ -228,7 +253,8 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             extra = {**extra, "rank_checksums": [s.decode() for s in sums]}
         if master:
             save_run(run_dir, raw_model, optimizer, names, step, stage.to_dict(), cfg.to_dict(), states, geometry,
-                     n_views, best, elapsed_before + time.perf_counter() - t0, {**extra, "card": card})
+                     n_views, best, elapsed_before + time.perf_counter() - t0,
+                     {**extra, "card": card, "cpu_s": cpu_before + time.process_time() - c0})
 
     # ------------------------------------------------------------------ the loop
     deadline = t0 + 60.0 * cfg.minutes if cfg.minutes else None
@@ -281,12 +307,21 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             stopped = "time" if timeout else "signal" if signalled else "cancelled" if cancelled else "steps"
             # --- validation (rank 0; the others wait at the next collective)
             if val_set is not None and (step % cfg.val_every == 0 or stopping):
-                val_scores = validate(raw_model, val_set, stage, cfg.val_stride, autocast=amp)
+                evaluated = calibrated_copy(raw_model, train_set, sampler, cfg.bn_batches, cfg.batch_size,
+                                            cfg.points, seed=cfg.seed * 1_000_003 + step, autocast=amp)
+                val_scores = validate(evaluated, val_set, stage, cfg.val_stride, autocast=amp)
                 log.validation(step, val_scores)
+                model_card = {**card, "stage": stage.name, "step": step, "val": val_scores,
+                              "bn_batches": cfg.bn_batches, **effort()}
+                if stage.fixed_views is None and not stage.denoise:  # trained on n uniform in [n_min, n_max]
+                    model_card["views"] = {"min": stage.n_min, "max": stage.n_max}
+                elif stage.fixed_views is not None:
+                    model_card["views"] = {"min": stage.fixed_views, "max": stage.fixed_views}
+                save_model(run_dir / "last.safetensors", evaluated, geometry, n_views, card=model_card)
                 if best_psnr is None or val_scores["psnr"] > best_psnr:
                     best_psnr = val_scores["psnr"]
-                    save_model(run_dir / "best.safetensors", raw_model, geometry, n_views,
-                               card={**card, "stage": stage.name, "step": step, "val": val_scores})
+                    save_model(run_dir / "best.safetensors", evaluated, geometry, n_views, card=model_card)
+                del evaluated
             if step % cfg.checkpoint_every == 0 or stopping:
                 checkpoint(best_psnr, {"val": val_scores, "stopped": stopped if stopping else None})
             if stopping:
@@ -302,14 +337,34 @@ def _check_config(cfg: TrainConfig) -> None:
         raise InputError("--steps must be >= 0 and --minutes > 0")
     if cfg.batch_size < 1 or cfg.points < 1 or cfg.log_every < 1 or cfg.checkpoint_every < 1:
         raise InputError("batch size, points, log_every and checkpoint_every must be >= 1")
-    if cfg.val_every < 0 or cfg.val_stride < 1:
-        raise InputError("val_every must be >= 0 and val_stride >= 1")
+    if cfg.val_every < 0 or cfg.val_stride < 1 or cfg.bn_batches < 0:
+        raise InputError("val_every and bn_batches must be >= 0 and val_stride >= 1")
     if cfg.schedule not in ("constant", "cosine"):
         raise InputError(f"unknown learning-rate schedule {cfg.schedule!r}: constant or cosine")
     if cfg.schedule == "cosine" and not (cfg.decay_steps or cfg.steps):
         raise InputError("the cosine schedule needs --steps (or decay_steps) as its horizon")
+    floats = {f: getattr(cfg, f) for f in ("lr", "weight_decay", "grad_clip", "min_lr", "edge_fraction",
+                                           "lambda_q", "lambda_d", "minutes")}
+    bad = [f for f, v in floats.items() if v is not None and not math.isfinite(v)]
+    if bad:
+        raise InputError(f"{', '.join('--' + f.replace('_', '-') for f in bad)} must be a finite number")
     if cfg.lr <= 0 or cfg.weight_decay < 0 or cfg.grad_clip < 0:
         raise InputError("lr must be > 0, weight decay and grad clip >= 0")
+    if cfg.views is not None and cfg.views < 1 or cfg.min_views < 1 or cfg.max_views < cfg.min_views:
+        raise InputError(f"need --views >= 1 and 1 <= --min-views <= --max-views, got views {cfg.views}, "
+                         f"min {cfg.min_views}, max {cfg.max_views}")
+
+
+def _check_same_geometry(run_meta: dict, geometry, run_dir: Path, data) -> None:
+    """A resumed run keeps the geometry its model was trained for (angles aside): refuse other data."""
+    ignore = ("angles", "name")
+    recorded = {k: v for k, v in (run_meta.get("geometry") or {}).items() if k not in ignore}
+    now = {k: v for k, v in json.loads(json.dumps(geometry.to_dict())).items() if k not in ignore}
+    if recorded and recorded != now:
+        differ = sorted(k for k in now if now[k] != recorded.get(k))
+        raise GeometryError(f"the data in {data} has another geometry ({', '.join(differ)}) than the run "
+                            f"{run_dir} was trained for; resume with the run's data or start a new run "
+                            f"with --init {run_dir}")
 
 
 def _device(name: str, local_rank: int | None) -> torch.device:

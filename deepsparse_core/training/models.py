@@ -66,7 +66,8 @@ def check_model_views(meta: dict, n_views: int, path="the model") -> None:
 def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfig) -> tuple[DiCE, dict | None]:
     """(model in train mode with the stage's layers and freezing applied, metadata of ``init`` or None).
 
-    * scratch: a new DiCE from ``config``; ``init`` is refused (that would not be scratch).
+    * scratch: a new DiCE from ``config``, or continue from ``init`` (a campaign of bounded runs that
+      warm-starts each day from the last model file, e.g. a bundled one).
     * pretrain: new, or continue from ``init``.
     * step1: from ``init`` (the pretrained model; without it, the paper's "finetuning without
       pretraining" ablation from random weights).
@@ -79,8 +80,6 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
             raise InputError("stage step2 starts from a step-1 model: give --init MODEL_OR_RUN")
         torch_model = DiCE(model_config(config))
     else:
-        if stage.name == "scratch":
-            raise InputError("stage scratch trains from random weights: drop --init (or use --stage pretrain/step1)")
         path = model_path(init)
         torch_model, meta = load_model(path)
         has_denoise = torch_model.denoise is not None

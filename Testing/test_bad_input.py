@@ -1,0 +1,511 @@
+"""Bad input, every subcommand (issue 9): exit status 2, one ``error:`` line, no traceback, nothing left.
+
+Each case builds its command line (and whatever bad file it needs) from a shared workspace of small
+valid inputs, runs the CLI in-process and checks that
+
+* the exit status is 2 and stderr holds exactly one ``error: ...`` line (after any ``warning:`` lines),
+  with no traceback, and that it names the problem (a regular expression per case);
+* the output folder holds exactly the files it held before (nothing new, nothing half-written).
+
+Also here: the fixes that are not a refusal (strict JSON, JSON-only stdout, help texts, the sample
+fetcher's pinned sdist download).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from deepsparse_core.cli import main
+from deepsparse_core.geometry import Geometry
+from deepsparse_core.phantoms import phantom_volume
+from deepsparse_core.volume_io import write_volume
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes into read-only folders
+
+
+# ---------------------------------------------------------------------------- workspace
+def _small_geometry() -> Geometry:
+    g = Geometry.preset("fast", 6).with_grid((16, 16, 16))
+    return Geometry(**{**g.to_dict(), "detector_shape": (24, 24), "detector_spacing": (25.6, 25.6)})
+
+
+def _rewrite_metadata(src: Path, dst: Path, change) -> Path:
+    """Copy a safetensors file with its metadata (a dict of JSON strings) passed through ``change``."""
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+    save_file(load_file(str(src)), str(dst), metadata=change(meta))
+    return dst
+
+
+def _edit_json_field(meta: dict, key: str, edit) -> dict:
+    value = json.loads(meta[key])
+    edit(value)
+    return {**meta, key: json.dumps(value)}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Valid inputs (CT, geometry, projections, model, training data and run) and bad variants."""
+    from deepsparse_core.model import DiCE, DiceConfig
+    from deepsparse_core.model.model_file import save_model
+
+    d = tmp_path_factory.mktemp("bad_input")
+    ct = phantom_volume("chest", (24, 32, 32), spacing=(12.0, 12.0, 12.0), seed=3)
+    write_volume(ct, d / "ct.nii.gz")
+    g = _small_geometry()
+    g.save(d / "geometry.yaml")
+    assert main(["--progress", "none", "simulate", str(d / "ct.nii.gz"), "--views", "6", "--geometry",
+                 str(d / "geometry.yaml"), "--device", "cpu", "--out", str(d / "p.safetensors")]) == 0
+
+    # --- CTs: truncated, NaN
+    for name in ("ct.nii.gz",):
+        data = (d / name).read_bytes()
+        (d / f"half_{name}").write_bytes(data[: len(data) // 2])
+    write_volume(ct, d / "ct.nii", compress=False)
+    data = (d / "ct.nii").read_bytes()
+    (d / "half_ct.nii").write_bytes(data[: len(data) // 2])
+    write_volume(ct, d / "ct.mha")
+    data = (d / "ct.mha").read_bytes()
+    (d / "half_ct.mha").write_bytes(data[: len(data) // 2])
+    one_nan = ct.array.copy()
+    one_nan[5, 5, 5] = np.nan
+    _write_nifti_float(one_nan, d / "one_nan.nii.gz")
+    _write_nifti_float(np.full(ct.shape, np.nan, np.float32), d / "all_nan.nii.gz")
+    write_volume(ct.with_array(one_nan), d / "one_nan.nrrd")
+    (d / "binary.dat").write_bytes(bytes(range(256)) * 8)
+
+    # --- geometry files
+    base = g.to_dict()
+    base.pop("angles")
+    for name, change in {"dso_abc": {"dso": "abc"}, "views_six": {"n_views": "six"},
+                         "shape_frac": {"volume_shape": [64.5, 64, 64]},
+                         "huge_detector": {"detector_shape": [100000, 100000]},
+                         "huge_grid": {"volume_shape": [100000] * 3, "volume_spacing": [0.001] * 3}}.items():
+        import yaml
+
+        (d / f"{name}.yaml").write_text(yaml.safe_dump({**base, **change}))
+
+    # --- projections files with bad metadata
+    _rewrite_metadata(d / "p.safetensors", d / "p_dso_abc.safetensors",
+                      lambda m: _edit_json_field(m, "geometry", lambda v: v.update(dso="abc")))
+    _rewrite_metadata(d / "p.safetensors", d / "p_no_direction.safetensors",
+                      lambda m: _edit_json_field(m, "placement", lambda v: v.pop("direction")))
+
+    # --- model files with bad configs
+    save_model(d / "model.safetensors", DiCE(DiceConfig.tiny()), g)
+    for name, value in {"abc": "abc", "neg": -4, "huge": 100000}.items():
+        _rewrite_metadata(d / "model.safetensors", d / f"model_{name}.safetensors",
+                          lambda m, v=value: _edit_json_field(m, "config", lambda c: c.update(base_channels=v)))
+        (d / f"config_{name}.json").write_text(json.dumps({"preset": "tiny", "base_channels": value}))
+
+    # --- training data of two geometries and one finished run
+    from deepsparse_core.training import make_synthetic_cache, small_geometry
+
+    make_synthetic_cache(d / "data", 2, small_geometry(16, 8, 12), seed=0)
+    make_synthetic_cache(d / "data_other", 2, small_geometry(16, 16, 12), seed=0)
+    assert main(["--progress", "none", "train", "--stage", "scratch", "--data", str(d / "data"), "--out",
+                 str(d / "run"), "--config", "tiny", "--views", "4", "--min-views", "2", "--max-views", "4",
+                 "--points", "64", "--batch-size", "1", "--steps", "1", "--device", "cpu",
+                 "--val-every", "0", "--bn-batches", "0"]) == 0
+    return d
+
+
+def _write_nifti_float(array: np.ndarray, path: Path) -> None:
+    """A float32 NIfTI that really stores ``array`` (NaN included), written with nibabel."""
+    import nibabel
+
+    nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), np.diag([12, 12, 12, 1.0])),
+                 str(path))
+
+
+def _copy_run(src: Path, dst: Path, edit_state=None) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    if edit_state is not None:
+        state = json.loads((dst / "state.json").read_text())
+        edit_state(state)
+        (dst / "state.json").write_text(json.dumps(state))
+    return dst
+
+
+# ---------------------------------------------------------------------------- the cases
+def _sim(ws, ct, out, *extra):
+    return ["simulate", ct, "--views", "6", "--geometry", ws / "geometry.yaml", "--device", "cpu",
+            "--out", out / "p.safetensors", *extra]
+
+
+def _rec(ws, out, *extra, projections=None):
+    return ["reconstruct", projections or ws / "p.safetensors", "--device", "cpu", "--out", out / "v.nii.gz",
+            *extra]
+
+
+def _prep(ws, source, out, *extra):
+    return ["prepare", source, "--geometry", ws / "geometry.yaml", "--candidates", "4", "--no-noise",
+            "--out", out / "train_data", *extra]
+
+
+def _train(ws, out, *extra, run=None):
+    return ["train", "--data", ws / "data", "--out", run or out / "run", "--config", "tiny", "--steps", "1",
+            "--device", "cpu", "--points", "64", "--batch-size", "1", "--val-every", "0", *extra]
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _touch(path: Path) -> Path:
+    path.write_text("x")
+    return path
+
+
+def _locked(out: Path):
+    """A run folder whose lock another run holds (released at the end of the test)."""
+    from deepsparse_core.training.checkpoint import run_lock
+
+    _LOCKS.append(run_lock(out / "run"))
+    _LOCKS[-1].__enter__()
+    return out / "run"
+
+
+_LOCKS: list = []
+
+# id -> (argv builder (workspace, empty output folder) -> list, regular expression the error must match)
+CASES = {
+    # 1. truncated NIfTI, every reader
+    "simulate-truncated-nii.gz": (lambda w, o: _sim(w, w / "half_ct.nii.gz", o), "truncated"),
+    "simulate-truncated-nii": (lambda w, o: _sim(w, w / "half_ct.nii", o), "truncated"),
+    "candidates-truncated": (lambda w, o: ["candidates", w / "half_ct.nii.gz", "--geometry", w / "geometry.yaml",
+                                           "--count", "4", "--out", o / "c.safetensors"], "truncated"),
+    "prepare-truncated": (lambda w, o: _prep(w, w / "half_ct.nii.gz", o), "truncated"),
+    "evaluate-truncated": (lambda w, o: ["evaluate", "--reference", w / "half_ct.nii.gz", "--reconstruction",
+                                         w / "ct.nii.gz", "--json", o / "s.json"], "truncated"),
+    # 2. NaN voxels, every format
+    "simulate-one-nan-nifti": (lambda w, o: _sim(w, w / "one_nan.nii.gz", o), "NaN"),
+    "simulate-all-nan-nifti": (lambda w, o: _sim(w, w / "all_nan.nii.gz", o), "NaN"),
+    "simulate-one-nan-nrrd": (lambda w, o: _sim(w, w / "one_nan.nrrd", o), "NaN"),
+    "evaluate-all-nan-itself": (lambda w, o: ["evaluate", "--reference", w / "all_nan.nii.gz", "--reconstruction",
+                                              w / "all_nan.nii.gz", "--json", o / "s.json"], "NaN"),
+    # 3. resume with another geometry's data
+    "train-resume-other-geometry": (lambda w, o: ["train", "--resume", "--out", _copy_run(w / "run", o / "run"),
+                                                  "--data", w / "data_other", "--steps", "2", "--device", "cpu"],
+                                    "another geometry"),
+    # 4. output paths, every subcommand
+    "simulate-out-is-folder": (lambda w, o: _sim(w, w / "ct.nii.gz", o)[:-1] + [_mkdir(o / "d.safetensors")],
+                               "folder"),
+    "simulate-out-below-file": (lambda w, o: _sim(w, w / "ct.nii.gz", o)[:-1] + [_touch(o / "f") / "p.safetensors"],
+                                "not a folder"),
+    "simulate-reference-out-is-folder": (lambda w, o: _sim(w, w / "ct.nii.gz", o, "--reference-out",
+                                                           _mkdir(o / "gt.nii.gz")), "folder"),
+    "candidates-out-is-folder": (lambda w, o: ["candidates", w / "ct.nii.gz", "--geometry", w / "geometry.yaml",
+                                               "--count", "4", "--out", _mkdir(o / "c.safetensors")], "folder"),
+    "reconstruct-out-is-folder": (lambda w, o: _rec(w, o)[:-1] + [_mkdir(o / "v.nii.gz")], "folder"),
+    "reconstruct-out-missing-folder": (lambda w, o: _rec(w, o)[:-1] + [o / "missing" / "v.nii.gz"],
+                                       "does not exist"),
+    "evaluate-json-missing-folder": (lambda w, o: ["evaluate", "--reference", w / "ct.nii.gz", "--reconstruction",
+                                                   w / "ct.nii.gz", "--json", o / "missing" / "s.json"],
+                                     "does not exist"),
+    "evaluate-json-is-folder": (lambda w, o: ["evaluate", "--reference", w / "ct.nii.gz", "--reconstruction",
+                                              w / "ct.nii.gz", "--json", _mkdir(o / "s.json")], "folder"),
+    "prepare-out-is-file": (lambda w, o: _prep(w, w / "ct.nii.gz", o)[:-1] + [_touch(o / "f")], "not a folder"),
+    "prepare-bad-splits-before-work": (lambda w, o: _prep(w, w / "ct.nii.gz", o, "--splits", "0", "0", "0"),
+                                       "split fractions"),
+    "train-out-is-file": (lambda w, o: _train(w, o, "--stage", "scratch", run=_touch(o / "f")), "not a folder"),
+    "geometry-out-is-folder": (lambda w, o: ["geometry", "--out", _mkdir(o / "g.yaml")], "folder"),
+    "demo-out-is-file": (lambda w, o: ["demo", "--out", _touch(o / "f")], "not a folder"),
+    "phantoms-out-is-file": (lambda w, o: ["phantoms", "--shape", "8", "--out", _touch(o / "f")], "not a folder"),
+    # 5. prepare given something that is neither a CT, a folder nor a list file
+    "prepare-binary-file": (lambda w, o: _prep(w, w / "binary.dat", o), "neither a CT file .* nor a list file"),
+    # 6. non-numeric geometry values, in a geometry file and in a projections file
+    "simulate-geometry-dso-abc": (lambda w, o: _sim(w, w / "ct.nii.gz", o, "--geometry", w / "dso_abc.yaml"), "dso"),
+    "simulate-geometry-views-six": (lambda w, o: ["simulate", w / "ct.nii.gz", "--views", "6", "--geometry",
+                                                  w / "views_six.yaml", "--out", o / "p.safetensors"], "n_views"),
+    "reconstruct-projections-dso-abc": (lambda w, o: _rec(w, o, projections=w / "p_dso_abc.safetensors"), "dso"),
+    "reconstruct-placement-without-direction": (lambda w, o: _rec(w, o, projections=w / "p_no_direction.safetensors"),
+                                                "placement"),
+    # 7. model config: --config JSON and model-file metadata
+    **{f"train-config-base-channels-{k}": (lambda w, o, k=k: _train(w, o, "--stage", "scratch", "--config",
+                                                                    w / f"config_{k}.json"), "base_channels")
+       for k in ("abc", "neg", "huge")},
+    **{f"reconstruct-model-base-channels-{k}": (lambda w, o, k=k: _rec(w, o, "--method", "dice", "--model",
+                                                                       w / f"model_{k}.safetensors"), "base_channels")
+       for k in ("abc", "neg", "huge")},
+    # 8. sizes beyond the machine's memory
+    "reconstruct-resolution-100000": (lambda w, o: _rec(w, o, "--resolution", "100000"), "memory"),
+    "simulate-huge-detector": (lambda w, o: ["simulate", w / "ct.nii.gz", "--views", "6", "--geometry",
+                                             w / "huge_detector.yaml", "--out", o / "p.safetensors"], "memory"),
+    "simulate-huge-grid": (lambda w, o: ["simulate", w / "ct.nii.gz", "--views", "6", "--geometry",
+                                         w / "huge_grid.yaml", "--out", o / "p.safetensors"], "memory"),
+    "geometry-huge-views": (lambda w, o: ["geometry", "--views", "1000000000", "--out", o / "g.yaml"], "views"),
+    # 9. training options, checked before any file is written
+    "train-negative-views": (lambda w, o: _train(w, o, "--stage", "scratch", "--views", "-3"), "views"),
+    "train-lr-nan": (lambda w, o: _train(w, o, "--stage", "scratch", "--lr", "nan"), "lr"),
+    "train-lr-inf": (lambda w, o: _train(w, o, "--stage", "scratch", "--lr", "inf"), "lr"),
+    "train-min-above-max-views": (lambda w, o: _train(w, o, "--stage", "pretrain", "--min-views", "8",
+                                                      "--max-views", "4"), "min-views"),
+    # 10. state.json naming an arbitrary numpy attribute as bit generator
+    "train-resume-foreign-bit-generator": (
+        lambda w, o: ["train", "--resume", "--steps", "2", "--device", "cpu", "--out",
+                      _copy_run(w / "run", o / "run", lambda s: s["rng"]["numpy"][0].update(bit_generator="seed"))],
+        "bit generator"),
+    # 11. a second run into a folder another run holds
+    "train-folder-locked": (lambda w, o: _train(w, o, "--stage", "scratch", run=_locked(o)), "another training run"),
+    # 13. ITK's own messages stay off stderr
+    "simulate-truncated-mha": (lambda w, o: _sim(w, w / "half_ct.mha", o), "cannot read|truncated"),
+    # 14. a prepare that makes nothing leaves nothing (no manifest, no folder)
+    "prepare-nothing-prepared": (lambda w, o: _prep(w, w / "half_ct.nii.gz", o), "no CT could be prepared"),
+    # 15. values that were silently truncated or meaningless
+    "simulate-fractional-volume-shape": (lambda w, o: ["simulate", w / "ct.nii.gz", "--views", "6", "--geometry",
+                                                       w / "shape_frac.yaml", "--out", o / "p.safetensors"],
+                                         "whole number"),
+    "reconstruct-sart-zero-iterations": (lambda w, o: _rec(w, o, "--method", "sart", "--iterations", "0"),
+                                         "iterations"),
+    "demo-zero-iterations": (lambda w, o: ["demo", "--iterations", "0", "--out", o / "demo"], "iterations"),
+    # the same kinds of values elsewhere
+    "prepare-geometry-dso-abc": (lambda w, o: _prep(w, w / "ct.nii.gz", o, "--geometry", w / "dso_abc.yaml"), "dso"),
+    "candidates-geometry-views-six": (lambda w, o: ["candidates", w / "ct.nii.gz", "--geometry", w / "views_six.yaml",
+                                                    "--out", o / "c.safetensors"], "n_views"),
+    "candidates-huge-grid": (lambda w, o: ["candidates", w / "ct.nii.gz", "--geometry", w / "huge_grid.yaml",
+                                           "--count", "4", "--out", o / "c.safetensors"], "memory"),
+    "geometry-fractional-volume-shape": (lambda w, o: ["geometry", "--geometry", w / "shape_frac.yaml", "--out",
+                                                       o / "g.yaml"], "whole number"),
+    "evaluate-json-below-file": (lambda w, o: ["evaluate", "--reference", w / "ct.nii.gz", "--reconstruction",
+                                               w / "ct.nii.gz", "--json", _touch(o / "f") / "s.json"], "not a folder"),
+    "train-init-model-base-channels-huge": (lambda w, o: _train(w, o, "--stage", "pretrain", "--init",
+                                                                w / "model_huge.safetensors"), "base_channels"),
+    "simulate-zero-views": (lambda w, o: _sim(w, w / "ct.nii.gz", o, "--views", "0"), "views"),
+    "simulate-photons-nan": (lambda w, o: _sim(w, w / "ct.nii.gz", o, "--photons", "nan"), "photons"),
+    "candidates-zero-count": (lambda w, o: ["candidates", w / "ct.nii.gz", "--geometry", w / "geometry.yaml",
+                                            "--count", "0", "--out", o / "c.safetensors"], "views"),
+    "reconstruct-negative-data-consistency": (lambda w, o: _rec(w, o, "--method", "dice", "--data-consistency", "-1"),
+                                              "data-consistency"),
+    "evaluate-window-reversed": (lambda w, o: ["evaluate", "--reference", w / "ct.nii.gz", "--reconstruction",
+                                               w / "ct.nii.gz", "--window", "1000", "-1000"], "window"),
+    "prepare-zero-candidates": (lambda w, o: _prep(w, w / "ct.nii.gz", o, "--candidates", "0"), "candidates"),
+    "prepare-recipe-photons-text": (lambda w, o: ["prepare", "--recipe", _recipe(o, photons="many")], "photons"),
+}
+
+
+def _recipe(out: Path, **options) -> Path:
+    import yaml
+
+    path = out.parent / f"recipe-{out.name}.yaml"
+    path.write_text(yaml.safe_dump({"prepare": {"input": str(out.parent), "out": str(out / "prep"), **options}}))
+    return path
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    """Every file and folder below ``folder`` with its size (folders: -1)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size if p.is_file() else -1) for p in folder.rglob("*")}
+
+
+def assert_one_line_error(rc: int, err: str, match: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, err
+    assert lines and lines[-1].startswith("error: "), err
+    assert all(line.startswith("warning: ") for line in lines[:-1]), err
+    assert re.search(match, lines[-1]), lines[-1]
+    return lines[-1]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_leaves_nothing(case, ws, tmp_path, capfd):
+    build, match = CASES[case]
+    out = _mkdir(tmp_path / "out")
+    try:
+        argv = [str(a) for a in build(ws, out)]
+        before = _listing(out)
+        capfd.readouterr()
+        rc = main(argv)
+        captured = capfd.readouterr()  # file-descriptor level: ITK's own lines would show here
+        after = _listing(out)
+    finally:
+        while _LOCKS:
+            _LOCKS.pop().__exit__(None, None, None)
+    assert_one_line_error(rc, captured.err, match)
+    assert after == before, f"left in the output folder: {sorted(after.items() - before.items())}"
+
+
+@pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
+@pytest.mark.parametrize("command", ["simulate", "reconstruct", "evaluate", "prepare", "train"])
+def test_read_only_output_folder(command, ws, tmp_path, capfd):
+    ro = _mkdir(tmp_path / "ro")
+    argv = {"simulate": lambda: _sim(ws, ws / "ct.nii.gz", ro),
+            "reconstruct": lambda: _rec(ws, ro),
+            "evaluate": lambda: ["evaluate", "--reference", ws / "ct.nii.gz", "--reconstruction", ws / "ct.nii.gz",
+                                 "--json", ro / "s.json"],
+            "prepare": lambda: _prep(ws, ws / "ct.nii.gz", ro),
+            "train": lambda: _train(ws, ro, "--stage", "scratch")}[command]()
+    ro.chmod(0o555)
+    try:
+        rc = main([str(a) for a in argv])
+        assert_one_line_error(rc, capfd.readouterr().err, "not writable")
+        assert not any(ro.iterdir())
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("command", ["simulate", "reconstruct", "evaluate", "prepare", "train"])
+def test_unwritable_output_folder_is_refused_before_work(command, ws, tmp_path, capfd, monkeypatch):
+    """The same refusal where the tests run as root (which writes anywhere): the folder reports no write access."""
+    from deepsparse_core import outputs
+
+    ro = _mkdir(tmp_path / "ro")
+    argv = {"simulate": lambda: _sim(ws, ws / "ct.nii.gz", ro),
+            "reconstruct": lambda: _rec(ws, ro),
+            "evaluate": lambda: ["evaluate", "--reference", ws / "ct.nii.gz", "--reconstruction", ws / "ct.nii.gz",
+                                 "--json", ro / "s.json"],
+            "prepare": lambda: _prep(ws, ws / "ct.nii.gz", ro),
+            "train": lambda: _train(ws, ro, "--stage", "scratch")}[command]()
+    real_access = os.access
+    monkeypatch.setattr(outputs.os, "access", lambda p, mode: Path(p) != ro and real_access(p, mode))
+    rc = main([str(a) for a in argv])
+    assert_one_line_error(rc, capfd.readouterr().err, "not writable")
+    assert not any(ro.iterdir())
+
+
+# ---------------------------------------------------------------------------- not refusals, but part of the issue
+def _strict_loads(text: str):
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_prepare_accepts_a_single_ct_file(ws, tmp_path, capsys):
+    assert main([str(a) for a in _prep(ws, ws / "ct.nii.gz", tmp_path, "--splits", "1", "0", "0")]) == 0
+    manifest = json.loads((tmp_path / "train_data" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["counts"]["cts_prepared"] == 1
+
+
+def test_evaluate_json_is_strict_for_identical_volumes(ws, tmp_path, capsys):
+    assert main(["evaluate", "--reference", str(ws / "ct.nii.gz"), "--reconstruction", str(ws / "ct.nii.gz"),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    scores = _strict_loads((tmp_path / "s.json").read_text())
+    assert scores["psnr"] is None  # infinite PSNR: null in strict JSON
+    assert math.isclose(scores["ssim"], 1.0, abs_tol=1e-6)
+
+
+def test_json_progress_stdout_is_json_lines_only(ws, tmp_path, capsys):
+    assert main(["--progress", "json", "evaluate", "--reference", str(ws / "ct.nii.gz"), "--reconstruction",
+                 str(ws / "ct.nii.gz")]) == 0
+    assert main(["--progress", "json", "reconstruct", str(ws / "p.safetensors"), "--method", "sart",
+                 "--iterations", "2", "--device", "cpu", "--out", str(tmp_path / "v.nii.gz")]) == 0
+    out = capsys.readouterr().out
+    events = [_strict_loads(line) for line in out.splitlines()]  # every line is strict JSON
+    assert [e["event"] for e in events].count("result") == 2
+    assert any(e["event"] == "result" and e.get("psnr", 0) is None for e in events)
+
+
+def test_json_progress_failure_emits_an_error_event(ws, tmp_path, capsys):
+    assert main(["--progress", "json", "simulate", str(ws / "half_ct.nii.gz"), "--views", "6",
+                 "--out", str(tmp_path / "p.safetensors")]) == 2
+    captured = capsys.readouterr()
+    events = [_strict_loads(line) for line in captured.out.splitlines()]
+    assert events and events[-1]["event"] == "error" and "truncated" in events[-1]["message"]
+    assert captured.err.strip().startswith("error: ")
+
+
+def test_json_progress_internal_error_still_emits_an_error_event(monkeypatch, capsys):
+    """A bug (not bad input) keeps its traceback, but a JSON reader still gets an error event."""
+    import deepsparse_core.cli as cli
+
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_geometry", broken)
+    with pytest.raises(RuntimeError):
+        main(["--progress", "json", "geometry"])
+    events = [_strict_loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["event"] == "error" and "RuntimeError: a bug" in events[-1]["message"]
+
+
+def _subparser(name: str):
+    from deepsparse_core.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["simulate", "reconstruct", "evaluate", "demo", "candidates", "prepare",
+                                     "train", "geometry"])
+def test_every_option_has_help_and_defaults_are_said_once(command, capsys):
+    parser = _subparser(command)
+    bare = [a.option_strings[-1] for a in parser._actions if a.option_strings and not a.help]
+    assert not bare, f"{command}: options without help: {bare}"
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text
+    assert not re.search(r"\(default[^)]*\)\s*\(default", text)  # "(default 2) (default: 2)"
+
+
+def test_reconstruct_help_names_the_default_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["reconstruct", "--help"])
+    assert re.search(r"fdk \(default", capsys.readouterr().out)
+
+
+def test_sample_sdist_is_pinned_and_never_built(tmp_path, monkeypatch):
+    """The pyradiomics sdist is downloaded as a file, hash-checked before it is opened; pip is not run."""
+    import io
+    import tarfile
+
+    from deepsparse_core import samples
+    from deepsparse_core.errors import DeepSparseError
+
+    member = "pkg-1.0/data/ct.nrrd"
+    payload = b"not really a CT, but pinned"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo(member)
+        info.size = len(payload)
+        t.addfile(info, io.BytesIO(payload))
+        setup = tarfile.TarInfo("pkg-1.0/setup.py")
+        code = b"raise SystemExit('build code ran')"
+        setup.size = len(code)
+        t.addfile(setup, io.BytesIO(code))
+    archive = buf.getvalue()
+    import hashlib
+
+    sha = hashlib.sha256(archive).hexdigest()
+    sample = samples.Sample("fake", "test", "pkg", "1.0", "sdist",
+                            {"image": samples.SampleFile(member, hashlib.sha256(payload).hexdigest(), len(payload))})
+    monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(samples.SAMPLES, "fake", sample)
+    monkeypatch.setattr(samples.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run for an sdist"))
+    index = {"files": [{"filename": "pkg-1.0.tar.gz", "hashes": {"sha256": sha},
+                        "url": "https://files.example/pkg-1.0.tar.gz"}]}
+
+    def urlopen(request, timeout=None):
+        url = request if isinstance(request, str) else request.full_url
+        return io.BytesIO(json.dumps(index).encode() if url.endswith("/pkg/") else archive)
+
+    monkeypatch.setattr(samples.urllib.request, "urlopen", urlopen)
+    monkeypatch.setitem(samples.SDISTS, ("pkg", "1.0"), ("pkg-1.0.tar.gz", "0" * 64, len(archive)))
+    with pytest.raises(DeepSparseError, match="SHA-256"):
+        samples.fetch_sample("fake")
+    assert not (tmp_path / "cache" / "samples" / "fake").exists() or not any((tmp_path / "cache" / "samples" / "fake").iterdir())
+    index["files"][0]["hashes"]["sha256"] = "0" * 64  # the index agrees with the pin, the bytes do not
+    with pytest.raises(DeepSparseError, match="pinned SHA-256"):
+        samples.fetch_sample("fake")
+    monkeypatch.setitem(samples.SDISTS, ("pkg", "1.0"), ("pkg-1.0.tar.gz", sha, len(archive)))
+    index["files"][0]["hashes"]["sha256"] = sha
+    path = samples.fetch_sample("fake")
+    assert path.read_bytes() == payload
+    assert not list((tmp_path / "cache").glob("**/*.tar.gz"))  # the archive is not kept

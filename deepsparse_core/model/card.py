@@ -1,0 +1,111 @@
+"""Model cards: what a bundled DiCE file says about itself, and the float16 file that carries it.
+
+A card is the ``card`` JSON of a model file (:mod:`.model_file`). A bundled model's card must hold
+``CARD_FIELDS``:
+
+* ``architecture``: the config name and parameter count (the config itself is in the metadata);
+* ``views``: ``{"min": a, "max": b}``, the view counts it serves (read by the bundled-model lookup);
+* ``data``: training CTs with their sources and licences, augmentation, phantoms, the held-out set;
+* ``training``: the stages with their settings, and ``totals`` (steps, volume-samples, CPU-hours);
+* ``held_out``: per view count, mean PSNR (dB) / SSIM / VIF of the model alone, the model with the
+  recommended data consistency, FDK and SART on the held-out CTs;
+* ``inference``: ``{"data_consistency": K}``, the default refinement passes;
+* ``commands``: the command lines that reproduce the file.
+
+``docs/models.md`` repeats the cards (:func:`card_markdown`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+CARD_FIELDS = ("architecture", "views", "data", "training", "held_out", "inference", "commands")
+MAX_BUNDLED_BYTES = 8 * 1024 ** 2   # per bundled file (issue: at most 8 MB)
+
+
+def missing_card_fields(card: dict) -> list[str]:
+    """The required fields a card lacks or leaves empty (also checks the nested essentials)."""
+    missing = [f for f in CARD_FIELDS if not card.get(f)]
+    views = card.get("views") or {}
+    if not (isinstance(views.get("min"), int) and isinstance(views.get("max"), int) and views["min"] <= views["max"]):
+        missing.append("views.min/max")
+    totals = (card.get("training") or {}).get("totals") or {}
+    missing += [f"training.totals.{k}" for k in ("steps", "volume_samples", "cpu_hours") if k not in totals]
+    if not isinstance((card.get("inference") or {}).get("data_consistency"), int):
+        missing.append("inference.data_consistency")
+    for n, rows in (card.get("held_out") or {}).items():
+        for method in ("dice", "fdk", "sart"):
+            if not isinstance((rows or {}).get(method, {}).get("psnr"), (int, float)):
+                missing.append(f"held_out.{n}.{method}.psnr")
+    return missing
+
+
+def write_bundled(source: str | Path, out: str | Path, card: dict) -> Path:
+    """Write ``source``'s model to ``out`` in float16 with ``card`` (complete, see ``CARD_FIELDS``)."""
+    from .model_file import load_model, save_model
+
+    missing = missing_card_fields(card)
+    if missing:
+        raise InputError(f"the model card lacks {', '.join(missing)}")
+    model, meta = load_model(source)
+    path = save_model(out, model, _geometry(meta), meta.get("n_views"), card=card, dtype=torch.float16)
+    if path.stat().st_size > MAX_BUNDLED_BYTES:
+        size = path.stat().st_size / 2 ** 20
+        path.unlink()
+        raise InputError(f"{out} would be {size:.1f} MiB, more than the {MAX_BUNDLED_BYTES // 2 ** 20} MiB "
+                         "allowed for a bundled model")
+    return path
+
+
+def _geometry(meta: dict):
+    from ..geometry import Geometry
+
+    g = meta.get("geometry")
+    return Geometry.from_dict({**g, "n_views": 1, "arc_degrees": 180.0}) if g else None
+
+
+def _fmt(x, digits=2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def card_markdown(name: str, card: dict) -> str:
+    """The card as a Markdown section (``docs/models.md``)."""
+    a, d, t = card["architecture"], card["data"], card["training"]
+    views = card["views"]
+    lines = [f"## `{name}`", "",
+             f"- **Architecture:** {a.get('name', 'DiCE')}, {a['parameters']:,} parameters"
+             + (f" ({a['summary']})" if a.get("summary") else "") + ".",
+             f"- **Serves:** {views['min']}-{views['max']} views at the `{card.get('preset', 'fast')}` preset; "
+             f"default data consistency: {card['inference']['data_consistency']} passes.",
+             f"- **Training CTs:** {', '.join(d['train'])}.",
+             f"- **Augmentation:** {d['augmentation']}", f"- **Phantoms:** {d['phantoms']}",
+             f"- **Held out (never trained on):** {', '.join(d['held_out'])}.", ""]
+    tot = t["totals"]
+    lines += [f"- **Training:** {t.get('summary', '')} Totals: {tot['steps']:,} steps, {tot['volume_samples']:,} "
+              f"volume-samples, {tot['cpu_hours']:.2f} CPU-hours ({tot.get('wall_hours', 0):.2f} h wall, "
+              f"{tot.get('runs', 1)} run(s)).", ""]
+    lines += ["Held-out mean over the held-out CTs (PSNR dB / SSIM / VIF):", "",
+              "| views | FDK | SART | DiCE alone | DiCE + data consistency |", "|---:|---|---|---|---|"]
+    for n, rows in sorted(card["held_out"].items(), key=lambda kv: int(kv[0])):
+        cell = lambda r: "n/a" if not r else f"{_fmt(r.get('psnr'))} / {_fmt(r.get('ssim'), 3)} / {_fmt(r.get('vif'), 3)}"  # noqa: E731
+        lines.append(f"| {n} | {cell(rows.get('fdk'))} | {cell(rows.get('sart'))} | {cell(rows.get('dice'))} | "
+                     f"{cell(rows.get('dice_dc'))} |")
+    lines += ["", "Reproduce:", "", "```bash", *card["commands"], "```", ""]
+    return "\n".join(lines)
+
+
+def read_card(path: str | Path) -> dict:
+    """The card of a model file."""
+    from .model_file import read_model_metadata
+
+    return read_model_metadata(path)["card"]
+
+
+def dump(path: str | Path) -> str:
+    """The card of a model file as indented JSON."""
+    return json.dumps(read_card(path), indent=1)
