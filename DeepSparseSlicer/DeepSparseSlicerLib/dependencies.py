@@ -1,10 +1,13 @@
 """Python packages ``deepsparse_core`` needs inside Slicer, and installing the missing ones.
 
-Nothing is checked or installed when the module loads. The Widget calls :func:`ensure` before the
-first action that needs the engine: it lists what is missing, asks the user once (one question for
-all packages) and installs PyTorch through the PyTorch extension's ``PyTorchUtils`` when that
-extension is present (it picks the CUDA build matching the GPU driver), everything else (and torch
-without the extension) with ``slicer.util.pip_install``.
+Nothing is checked or installed when the module loads. The Widget calls :meth:`Installer.ensure`
+before the first action that needs the engine: it lists the packages that are missing or outside
+their version range (read from the installed distributions, without importing them), asks the
+user once, installs PyTorch through the PyTorch extension's ``PyTorchUtils`` (it picks the CUDA
+build that matches the GPU driver) and the rest with ``slicer.util.pip_install``. Without the
+PyTorch extension, torch is not pip-installed (that would silently be a CPU-only build on
+Windows): the user is told to install the extension, as SlicerTotalSegmentator and
+SlicerMONAIAuto3DSeg do.
 
 Keep :data:`REQUIREMENTS` in step with ``[project] dependencies`` of ``pyproject.toml`` (a test
 compares them).
@@ -13,6 +16,7 @@ compares them).
 from __future__ import annotations
 
 import importlib.util
+import re
 from typing import Callable
 
 # import name -> pip requirement
@@ -28,26 +32,84 @@ REQUIREMENTS = {
     "PIL": "pillow>=9.0",
     "setuptools": "setuptools>=61",
 }
-TORCH_MINIMUM = ">=2.1"
+TORCH_RANGE = REQUIREMENTS["torch"][len("torch"):]  # what PyTorchUtils.installTorch is asked for
+NO_PYTORCH_EXTENSION = ("DeepSparse needs PyTorch{why}. Install the PyTorch extension from the Extensions "
+                        "Manager (it installs the PyTorch build that matches your GPU driver), restart "
+                        "Slicer and try again.")
+
+
+def _version_tuple(text: str) -> tuple:
+    """(2, 13, 0) from '2.13.0+cpu', '2.1.0rc1'...: the leading numbers of each dotted part."""
+    parts = []
+    for piece in text.split("+")[0].split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[<>=!~ ]", requirement, maxsplit=1)[0]
+
+
+def in_range(version: str, requirement: str) -> bool:
+    """Whether ``version`` satisfies the comparisons (>=, >, <=, <, ==, !=) of ``requirement``."""
+    have = _version_tuple(version)
+    for op, bound in re.findall(r"(>=|<=|==|!=|>|<)\s*([\w.]+)", requirement):
+        want = _version_tuple(bound)
+        width = max(len(have), len(want))
+        a, b = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+        ok = {">=": a >= b, ">": a > b, "<=": a <= b, "<": a < b, "==": a == b, "!=": a != b}[op]
+        if not ok:
+            return False
+    return True
+
+
+def installed_version(requirement: str) -> str | None:
+    """The installed distribution's version (no import), None when it is not found."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(requirement_name(requirement))
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def missing() -> dict[str, str]:
-    """``{import name: requirement}`` of the packages that cannot be imported."""
-    return {name: req for name, req in REQUIREMENTS.items() if importlib.util.find_spec(name) is None}
+    """``{import name: requirement}`` of the packages that cannot be imported or whose installed
+    version is outside the requirement's range."""
+    out = {}
+    for name, requirement in REQUIREMENTS.items():
+        if importlib.util.find_spec(name) is None:
+            out[name] = requirement
+            continue
+        version = installed_version(requirement)
+        if version is not None and not in_range(version, requirement):
+            out[name] = requirement
+    return out
 
 
-def question(packages: dict[str, str]) -> str:
-    names = ", ".join(req.split(">")[0].split("<")[0] for req in packages.values())
-    size = " PyTorch alone is about 1-3 GB." if "torch" in packages else ""
-    return (f"DeepSparse needs these Python packages, which are not installed: {names}.{size}\n\n"
-            "Install them now into Slicer's Python? (This is asked once; it can take several minutes.)")
+def question(packages: dict[str, str], torch_by_extension: bool = True) -> str:
+    lines = []
+    for name, requirement in packages.items():
+        have = installed_version(requirement) if importlib.util.find_spec(name) is not None else None
+        state = f"installed {have}, needs {requirement}" if have else requirement
+        how = " (through the PyTorch extension; about 1-3 GB)" if name == "torch" and torch_by_extension else ""
+        lines.append(f"  - {state}{how}")
+    return ("DeepSparse needs these Python packages:\n" + "\n".join(lines) + "\n\n"
+            "Install them now into Slicer's Python? (Asked once; it can take several minutes. "
+            "Restart Slicer afterwards if a package was upgraded.)")
 
 
 def install(packages: dict[str, str], pip_install: Callable[[str], None],
             torch_installer: Callable[[], object] | None = None) -> None:
-    """Install ``packages``; torch with ``torch_installer`` when given (PyTorchUtils), else pip."""
+    """Install ``packages``: torch with ``torch_installer`` (PyTorchUtils; required for torch), the
+    rest with ``pip_install``. Raises ``RuntimeError`` with a message for the user."""
     rest = dict(packages)
-    if "torch" in rest and torch_installer is not None:
+    if "torch" in rest:
+        if torch_installer is None:
+            raise RuntimeError(NO_PYTORCH_EXTENSION.format(why=f" ({rest['torch']})"))
         if torch_installer() is None:
             raise RuntimeError("PyTorch was not installed (declined or failed in the PyTorch extension)")
         rest.pop("torch")
@@ -62,29 +124,38 @@ def pytorchutils_installer(ask_confirmation: bool = False):
     except ImportError:
         return None
     logic = PyTorchUtils.PyTorchUtilsLogic()
-    return lambda: logic.installTorch(askConfirmation=ask_confirmation,
-                                      torchVersionRequirement=TORCH_MINIMUM)
+    return lambda: logic.installTorch(askConfirmation=ask_confirmation, torchVersionRequirement=TORCH_RANGE)
 
 
 class Installer:
-    """Asks once per session, then remembers the answer."""
+    """Asks once per session, then remembers the answer; :attr:`message` says what went wrong."""
 
     def __init__(self, ask: Callable[[str], bool], pip_install: Callable[[str], None],
                  torch_installer_factory: Callable[[], object] = pytorchutils_installer):
         self.ask, self.pip_install = ask, pip_install
         self.torch_installer_factory = torch_installer_factory
         self.declined = False
+        self.message = ""
 
     def ensure(self) -> bool:
-        """True when every package is importable (installing after the user agreed)."""
+        """True when every package is importable in range (installing after the user agreed)."""
         packages = missing()
         if not packages:
             return True
-        if self.declined:
+        torch_installer = self.torch_installer_factory() if "torch" in packages else None
+        if "torch" in packages and torch_installer is None:  # nothing to ask: say what to do
+            self.message = NO_PYTORCH_EXTENSION.format(why=f" ({packages['torch']})")
             return False
-        if not self.ask(question(packages)):
+        if self.declined or not self.ask(question(packages)):
             self.declined = True
+            self.message = "DeepSparse needs its Python packages; they were not installed."
             return False
-        install(packages, self.pip_install, self.torch_installer_factory() if "torch" in packages else None)
+        try:
+            install(packages, self.pip_install, torch_installer)
+        except RuntimeError as exc:
+            self.message = str(exc)
+            return False
         importlib.invalidate_caches()
-        return not missing()
+        left = missing()
+        self.message = f"still missing or out of range: {', '.join(left.values())}" if left else ""
+        return not left

@@ -1,27 +1,27 @@
-"""What the installed ``deepsparse_core`` offers: where it lives, its command line, its models.
+"""What the installed ``deepsparse_core`` offers: where it lives, its models, its command lines.
 
 ``deepsparse_core`` is installed next to this module by the extension (``<modules>/deepsparse_core``),
 sits one folder up in a source checkout, or is pip-installed. Nothing here imports torch at module
-load; the functions import ``deepsparse_core`` when called.
+load; the functions import ``deepsparse_core`` when called (:func:`catalog` and the model
+functions import torch: the Widget runs :func:`catalog` in a background process).
 
 The module runs the engine through its command lines (``python -m deepsparse_core --progress json
-...`` and, for training, ``python -m deepsparse_core.training``). Features that other parts of the
-project may still be adding (DiCE reconstruction, training) are detected by reading the argparse
-parsers, so the panel offers exactly what the installed engine can do; the assumptions about their
-options are all in the ``*_command(s)`` functions below.
+...``, ``python -m deepsparse_core.training``) and its own background worker
+(``python -m DeepSparseSlicerLib.worker``). The extension ships the engine it was built with, so
+the ``*_command(s)`` functions build command lines for that engine's parsers (a test parses each
+one with them); nothing is detected at run time.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .jobs import python_executable
 
 MODULE_DIR = Path(__file__).resolve().parent.parent  # .../DeepSparseSlicer (the module folder)
-BUNDLED_VIEW_COUNTS = (6, 8, 10)
+DEVICES = ("auto", "cuda", "cpu")
 
 
 def core_location() -> Path:
@@ -58,59 +58,14 @@ def core_command(*args) -> list[str]:
     return [python_executable(), "-m", "deepsparse_core", "--progress", "json", *map(str, args)]
 
 
-# ---------------------------------------------------------------------------- command line
-@dataclass
-class Capabilities:
-    """What ``deepsparse``'s command line accepts (read from its parser)."""
-
-    methods: tuple[str, ...] = ()                    # reconstruct --method choices
-    reconstruct_options: dict = field(default_factory=dict)  # option string -> argparse action
-    train_options: dict | None = None                # None: no training command
-
-    @property
-    def dice(self) -> bool:
-        return "dice" in self.methods and "--model" in self.reconstruct_options
-
-    @property
-    def train(self) -> bool:
-        return self.train_options is not None
-
-    def reconstruct_flag(self, *words: str) -> str | None:
-        """The reconstruct option (a flag taking no value) whose name contains all ``words``."""
-        for name, action in self.reconstruct_options.items():
-            if name.startswith("--") and all(w in name for w in words) and action.nargs == 0:
-                return name
-        return None
+def worker_command(*args) -> list[str]:
+    """``[python, -m, DeepSparseSlicerLib.worker, *args]`` (needs :data:`MODULE_DIR` on the path)."""
+    return [python_executable(), "-m", "DeepSparseSlicerLib.worker", *map(str, args)]
 
 
-def _subcommand_options(parser: argparse.ArgumentParser, command: str) -> dict | None:
-    for action in parser._actions:  # argparse keeps subparsers here; there is no public accessor
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            sub = action.choices[command]
-            return {s: a for a in sub._actions for s in a.option_strings}
-    return None
-
-
-def capabilities() -> Capabilities:
-    core_location()
-    from deepsparse_core.cli import build_parser
-
-    parser = build_parser()
-    recon = _subcommand_options(parser, "reconstruct") or {}
-    method = recon.get("--method")
-    methods = tuple(method.choices) if method is not None and method.choices else ("fdk",)
-    return Capabilities(methods, recon, _train_options())
-
-
-def _train_options() -> dict | None:
-    """Options of the training command line (``deepsparse_core.training``), None without it."""
-    try:
-        from deepsparse_core.training.command import add_train_arguments
-    except ImportError:
-        return None
-    parser = argparse.ArgumentParser(add_help=False)
-    add_train_arguments(parser)
-    return {s: a for a in parser._actions for s in a.option_strings}
+def job_paths() -> list[str]:
+    """``PYTHONPATH`` entries of a job: the engine's folder and the module's."""
+    return list(dict.fromkeys([str(core_location()), str(MODULE_DIR)]))
 
 
 # ---------------------------------------------------------------------------- models
@@ -120,62 +75,96 @@ class ModelInfo:
     n_views: int | None     # views the model was finetuned for (None: any)
     preset: str | None      # geometry preset it was trained for
     bundled: bool
+    view_counts: tuple = ()  # bundled: the view counts the engine's lookup serves with this file
 
     @property
     def label(self) -> str:
-        views = f"{self.n_views} views" if self.n_views else "any view count"
+        counts = sorted(self.view_counts)
+        if len(counts) > 1:
+            views = f"{counts[0]}-{counts[-1]} views" if counts == list(range(counts[0], counts[-1] + 1)) \
+                else f"{', '.join(map(str, counts))} views"
+        elif counts or self.n_views:
+            views = f"{counts[0] if counts else self.n_views} views"
+        else:
+            views = "any view count"
         origin = "bundled" if self.bundled else self.path.stem
         return f"DiCE ({origin}, {views})"
 
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "n_views": self.n_views, "preset": self.preset,
+                "bundled": self.bundled, "view_counts": list(self.view_counts)}
 
-def model_info(path, bundled: bool = False) -> ModelInfo:
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelInfo":
+        return cls(Path(d["path"]), d.get("n_views"), d.get("preset"), bool(d.get("bundled")),
+                   tuple(d.get("view_counts") or ()))
+
+
+def model_info(path, bundled: bool = False, view_counts=()) -> ModelInfo:
     """Read a model file's metadata (raises ``InputError`` for a foreign or corrupt file)."""
     core_location()
     from deepsparse_core.model.model_file import read_model_metadata
 
     meta = read_model_metadata(path)
     geometry = meta.get("geometry") or {}
-    return ModelInfo(Path(path), meta.get("n_views"), geometry.get("name"), bundled)
+    return ModelInfo(Path(path), meta.get("n_views"), geometry.get("name"), bundled, tuple(view_counts))
 
 
 def bundled_models() -> list[ModelInfo]:
-    """The models shipped with ``deepsparse_core`` (``inference.bundled_model_path`` if present,
-    else every ``deepsparse_core/models/*.safetensors``)."""
-    root = core_location() / "deepsparse_core"
-    paths: list[Path] = []
-    try:
-        from deepsparse_core.inference import bundled_model_path
-    except ImportError:
-        bundled_model_path = None
-    if bundled_model_path is not None:
-        for n in BUNDLED_VIEW_COUNTS:
-            try:
-                p = bundled_model_path(n)
-            except Exception:  # no model for this view count
-                continue
-            if p is not None and Path(p).is_file():
-                paths.append(Path(p))
-    else:
-        paths = sorted((root / "models").glob("*.safetensors"))
-    return _readable_models(dict.fromkeys(paths), bundled=True)
+    """The models shipped with ``deepsparse_core``, found by its own lookup
+    (``inference.bundled_view_counts`` / ``bundled_model_path``); one file may serve several counts."""
+    core_location()
+    from deepsparse_core.inference import bundled_model_path, bundled_view_counts
+
+    counts: dict[Path, list[int]] = {}
+    for n in bundled_view_counts():
+        path = bundled_model_path(n)
+        if path is not None:
+            counts.setdefault(Path(path), []).append(int(n))
+    return _readable_models([(p, tuple(c)) for p, c in counts.items()], bundled=True)
 
 
 def user_models(folder) -> list[ModelInfo]:
     """Finetuned models saved by the panel in ``folder`` (kept across Slicer restarts)."""
     folder = Path(folder)
-    return _readable_models(sorted(folder.glob("*.safetensors")) if folder.is_dir() else [], bundled=False)
+    paths = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    return _readable_models([(p, ()) for p in paths if not p.name.startswith(".")], bundled=False)
 
 
-def _readable_models(paths, bundled: bool) -> list[ModelInfo]:
+def _readable_models(entries, bundled: bool) -> list[ModelInfo]:
     from deepsparse_core.errors import DeepSparseError
 
     models = []
-    for p in paths:
+    for path, counts in entries:
         try:
-            models.append(model_info(p, bundled))
+            models.append(model_info(path, bundled, counts))
         except DeepSparseError:
             continue  # a foreign or broken file in the folder is not a model
     return models
+
+
+def catalog(user_models_dir=None) -> dict:
+    """What this machine and engine offer, JSON-able: the torch version, what the engine's
+    ``deepsparse_core.devices.resolve_device`` makes of each device choice (``{"device": "cpu" |
+    "cuda"}`` or ``{"error": message}``), the GPU names, and the models (bundled, then the user's).
+    Imports torch: the Widget runs it in the background (``worker catalog``)."""
+    core_location()
+    import torch
+
+    from deepsparse_core.devices import resolve_device
+    from deepsparse_core.errors import DeepSparseError
+
+    devices = {}
+    for requested in DEVICES:
+        try:
+            devices[requested] = {"device": resolve_device(requested).type}
+        except DeepSparseError as exc:
+            devices[requested] = {"error": str(exc)}
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+        if torch.cuda.is_available() else []
+    models = bundled_models() + (user_models(user_models_dir) if user_models_dir else [])
+    return {"torch": torch.__version__, "devices": devices, "gpus": gpus,
+            "models": [m.to_dict() for m in models]}
 
 
 # ---------------------------------------------------------------------------- commands
@@ -189,22 +178,30 @@ def simulate_command(ct_path, out_path, n_views: int, arc_degrees: float, preset
     return core_command(*args)
 
 
-def reconstruct_command(caps: Capabilities, projections_path, out_path, method: str, device: str,
-                        units: str, model_path=None, iterations: int = 20, resolution: int = 0,
-                        data_consistency: bool = False) -> list[str]:
-    """``reconstruct`` for fdk/sart (foundation CLI) or dice (assumed: ``--model``, optional
-    ``--resolution R`` and a data-consistency flag, as issue 3 specifies)."""
+def output_grid(volume_shape, longest: int) -> tuple[int, int, int] | None:
+    """``--resolution`` (nz, ny, nx) with ``longest`` voxels along the grid's longest axis and the
+    others in proportion (same extent); None for ``longest`` 0 (the geometry's grid)."""
+    if not longest:
+        return None
+    top = max(volume_shape)
+    return tuple(max(2, int(round(n * longest / top))) for n in volume_shape)
+
+
+def reconstruct_command(projections_path, out_path, method: str, device: str, units: str,
+                        model_path=None, iterations: int = 20, resolution=None,
+                        data_consistency: int | None = None) -> list[str]:
+    """``reconstruct``: ``resolution`` (nz, ny, nx) or None keeps the geometry's grid (every
+    method); DiCE: ``model_path`` (None: the engine's bundled model for the view count) and
+    ``data_consistency`` K SART passes (None: the model card's recommendation, 0: the network alone)."""
     args = ["reconstruct", projections_path, "--method", method, "--device", device,
             "--units", units, "--out", out_path]
+    if resolution:
+        args += ["--resolution", *resolution]
     if method == "sart":
         args += ["--iterations", iterations]
     if method == "dice":
-        args += ["--model", model_path]
-        if resolution and "--resolution" in caps.reconstruct_options:
-            args += ["--resolution", resolution]
-        flag = caps.reconstruct_flag("consistency")
-        if data_consistency and flag:
-            args.append(flag)
+        args += ["--model", model_path] if model_path else []
+        args += ["--data-consistency", int(data_consistency)] if data_consistency is not None else []
     return core_command(*args)
 
 
@@ -214,43 +211,28 @@ def train_command(*args) -> list[str]:
     return [python_executable(), "-m", "deepsparse_core.training", "--progress", "json", *map(str, args)]
 
 
-TRAIN_REQUIRED = ("--stage", "--data", "--out", "--init", "--views", "--steps")
-
-
-def finetune_commands(caps: Capabilities, cts, work_dir, geometry_path, n_candidates: int, n_views: int,
-                      steps_step1: int, steps_step2: int, base_model, batch_size: int = 2,
-                      device: str = "auto", points: int | None = None) -> tuple[list[list[str]], Path]:
+def finetune_commands(cts, work_dir, geometry_path, n_candidates: int, n_views: int, steps_step1: int,
+                      steps_step2: int, base_model, batch_size: int = 2, device: str = "auto",
+                      points: int | None = None, seed: int = 0) -> tuple[list[list[str]], Path]:
     """The two-step finetuning as commands, and the model file the last one writes.
 
-    1. ``candidates`` per CT: ``n_candidates`` projections over the geometry's arc (paper: 200 over
-       [0, 180) degrees) into ``<work>/cache``, the training set folder;
+    1. ``prepare CTS`` (a folder of CTs, searched recursively): every piece of each CT, with
+       ``n_candidates`` projections over the geometry's arc (paper: 200 over [0, 180) degrees),
+       all in the train split, into ``<work>/data`` (caches, ``train.txt``, ``manifest.json``);
     2. ``train --stage step1 --init BASE`` (dataset adaptation) into ``<work>/step1``;
     3. ``train --stage step2 --init <work>/step1`` (view adjustment) into ``<work>/step2``, whose
-       ``model.safetensors`` is the new model.
+       ``model.safetensors`` is the new model. No validation split in a panel run.
     """
-    from deepsparse_core.errors import DeepSparseError
-
-    opts = caps.train_options
-    if opts is None:
-        raise DeepSparseError("this deepsparse_core has no training command (`deepsparse train`), so "
-                              "finetuning is not available")
-    missing = [o for o in TRAIN_REQUIRED if o not in opts]
-    if missing:
-        raise DeepSparseError(f"the installed `deepsparse train` lacks {', '.join(missing)}; "
-                              "see DeepSparseSlicerLib/engine.py")
     work_dir = Path(work_dir)
-    cache = work_dir / "cache"
-    commands = [core_command("candidates", ct, "--geometry", geometry_path, "--count", n_candidates,
-                             "--device", device, "--out", cache / f"ct_{i:03d}.safetensors")
-                for i, ct in enumerate(cts)]
-    extra = []
-    for option, value in (("--batch-size", batch_size), ("--device", device), ("--points", points),
-                          ("--val-every", 0)):  # no validation split in a panel run
-        if value is not None and option in opts:
-            extra += [option, value]
+    data = work_dir / "data"
+    commands = [core_command("prepare", cts, "--out", data, "--geometry", geometry_path,
+                             "--candidates", n_candidates, "--splits", 1, 0, 0, "--seed", seed,
+                             "--device", device)]
+    extra = ["--batch-size", batch_size, "--device", device, "--val-every", 0, "--seed", seed]
+    extra += ["--points", points] if points is not None else []
     runs = {"step1": work_dir / "step1", "step2": work_dir / "step2"}
     for stage, steps, init in (("step1", steps_step1, base_model), ("step2", steps_step2, runs["step1"])):
-        commands.append(train_command("--stage", stage, "--data", cache, "--out", runs[stage], "--init", init,
+        commands.append(train_command("--stage", stage, "--data", data, "--out", runs[stage], "--init", init,
                                       "--views", n_views, "--steps", steps, *extra))
     return commands, runs["step2"] / "model.safetensors"
 

@@ -8,7 +8,8 @@ The two frames differ by ``RAS = diag(-1, -1, 1) LPS`` (its own inverse), applie
 origin and to the direction columns; the voxel arrays are (k, j, i) = (z, y, x) in both.
 
 Only the node's own IJKToRAS is converted: a parent transform is not baked in, so outputs placed
-under the same parent transform as their source overlay it.
+under the same parent transform as their source overlay it. Slice views work in world RAS:
+:func:`to_world_ras` takes a point of a node's own RAS frame through its parent transforms.
 """
 
 from __future__ import annotations
@@ -39,6 +40,25 @@ def node_centre_ras(node) -> np.ndarray:
     """RAS mm of the centre of the node's voxel grid (midway between the first and last voxels)."""
     dims = np.array(node.GetImageData().GetDimensions(), dtype=float)
     return (node_ijk_to_ras(node) @ np.append((dims - 1) / 2, 1.0))[:3]
+
+
+def to_world_ras(node, point_ras) -> np.ndarray:
+    """World RAS mm of ``point_ras``, a point in ``node``'s own RAS frame (before its parent
+    transform); the point itself when the node has no parent transform."""
+    transform_node = node.GetParentTransformNode()
+    point = np.asarray(point_ras, dtype=float)
+    if transform_node is None:
+        return point
+    import vtk
+
+    to_world = vtk.vtkGeneralTransform()
+    transform_node.GetTransformToWorld(to_world)
+    return np.array(to_world.TransformPoint(*point))
+
+
+def node_centre_world(node) -> np.ndarray:
+    """World RAS mm of the centre of the node's voxel grid (through its parent transform)."""
+    return to_world_ras(node, node_centre_ras(node))
 
 
 def volume_from_node(node):

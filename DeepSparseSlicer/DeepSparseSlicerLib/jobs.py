@@ -1,7 +1,9 @@
 """Background processes that run ``deepsparse_core`` and report through JSON lines.
 
-A :class:`Job` runs one or more commands one after the other (e.g. finetuning step 1, then step 2)
-in a child process whose standard output and error are merged. A reader thread queues the lines;
+A :class:`Job` runs one or more steps one after the other (e.g. finetuning step 1, then step 2).
+A step is a command, run in a child process whose standard output and error are merged, or a
+Python callable taking no argument, run on a worker thread of this process (file export: it must
+not touch the MRML scene or the GUI; an exception is the job's error). A reader thread queues the lines;
 :meth:`Job.poll` -- called from a ``qt.QTimer`` in Slicer, or in a loop by :meth:`Job.wait` --
 parses them on the caller's thread: ``{"event": "progress" | "result" | "error", ...}`` lines
 (``python -m deepsparse_core --progress json ...``) update :attr:`Job.progress`,
@@ -40,7 +42,7 @@ class Job:
                  on_log: Callable[[str], None] | None = None):
         if not commands:
             raise ValueError("a job needs at least one command")
-        self.commands = [[str(a) for a in c] for c in commands]
+        self.commands = [c if callable(c) else [str(a) for a in c] for c in commands]
         self.name, self.env, self.cwd = name, env, cwd
         self.on_progress, self.on_log = on_progress, on_log
         self.status = "pending"
@@ -64,7 +66,7 @@ class Job:
 
     @property
     def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+        return None if self._proc is None else self._proc.pid  # None for a thread step
 
     def add_done_callback(self, callback: Callable[["Job"], None]) -> None:
         """``callback(job)`` once the job has ended (any status), from :meth:`poll`, in order added."""
@@ -82,6 +84,9 @@ class Job:
 
     def _start_step(self, index: int) -> None:
         self.step = index
+        if callable(self.commands[index]):
+            self._proc = _ThreadStep(self.commands[index], self._lines)
+            return
         kwargs = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
@@ -142,8 +147,9 @@ class Job:
                 self.on_log(line)
             return
         kind = event.pop("event")
-        if kind == "progress":  # "part": which of the job's commands (1-based) of "parts"
-            self.progress = {**event, "part": self.step + 1, "parts": len(self.commands)}
+        if kind == "progress":  # "part": which of the job's commands (1-based, thread steps not counted) of "parts"
+            commands = [not callable(c) for c in self.commands]
+            self.progress = {**event, "part": sum(commands[:self.step + 1]), "parts": sum(commands)}
             if self.on_progress:
                 self.on_progress(self.progress)
         elif kind == "message":
@@ -179,8 +185,8 @@ class Job:
         """Stop the whole process tree now; the job ends as cancelled (done callbacks run)."""
         if self.status != RUNNING:
             return
-        if self._proc is not None:
-            kill_process_tree(self._proc)
+        if self._proc is not None and not isinstance(self._proc, _ThreadStep):
+            kill_process_tree(self._proc)  # a thread step cannot be stopped: its result is ignored
         self._finish(CANCELLED, f"{self.name} cancelled")
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> str:
@@ -199,6 +205,31 @@ class Job:
         if self.started_at is None:
             return 0.0
         return (self.finished_at or time.monotonic()) - self.started_at
+
+
+class _ThreadStep:
+    """A callable run on a daemon thread, looking like a process to :meth:`Job.poll`: it queues an
+    error event when the callable raises, then the end marker; ``wait()`` gives 0 or 1."""
+
+    pid = None
+
+    def __init__(self, fn: Callable[[], object], lines: queue.Queue):
+        self.returncode: int | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, lines), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, lines: queue.Queue) -> None:
+        try:
+            fn()
+            self.returncode = 0
+        except Exception as exc:  # the job's error message, like an error event of a command
+            lines.put(json.dumps({"event": "error", "message": str(exc) or type(exc).__name__}))
+            self.returncode = 1
+        lines.put(_END)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._thread.join(timeout)
+        return self.returncode
 
 
 def kill_process_tree(proc: subprocess.Popen, grace_s: float = KILL_GRACE_S) -> None:

@@ -9,7 +9,7 @@ their ``className()`` and PythonQt properties.
 
 from __future__ import annotations
 
-# key -> default value (as stored; "1.0"-style defaults are floats, "1" ints, "true"/"false" bools)
+# key -> default value (as stored; "1.0"-style defaults are floats, "1"/"-1" ints, "true"/"false" bools)
 DEFAULTS = {
     # Input
     "sample": "chest",
@@ -35,7 +35,7 @@ DEFAULTS = {
     "device": "auto",
     "resolution": "0",
     "sartIterations": "20",
-    "dataConsistency": "false",
+    "dataConsistency": "-1",  # DiCE data-consistency passes K; -1: the model card's, 0: off
     "outputUnits": "hu",
     # Compare
     "showDifference": "true",
@@ -129,7 +129,7 @@ def typed(parameter_node) -> dict:
             out[key] = raw == "true"
         elif _is_number(default):
             value = float(raw) if _is_number(raw) else float(default)
-            out[key] = int(value) if default.isdigit() else value
+            out[key] = int(value) if default.lstrip("-").isdigit() else value
         else:
             out[key] = raw
     for role in NODE_REFERENCES:

@@ -26,7 +26,8 @@ set(BUILD_TESTING ON)
 set(MANIFEST "${CMAKE_BINARY_DIR}/manifest.txt")
 file(WRITE "${MANIFEST}" "")
 foreach(var EXTENSION_HOMEPAGE EXTENSION_CATEGORY EXTENSION_CONTRIBUTORS EXTENSION_DESCRIPTION
-            EXTENSION_ICONURL EXTENSION_SCREENSHOTURLS EXTENSION_DEPENDS)
+            EXTENSION_ICONURL EXTENSION_SCREENSHOTURLS EXTENSION_DEPENDS EXTENSION_LICENSE_FILE
+            EXTENSION_README_FILE DEEPSPARSE_REPOSITORY_URL)
   file(APPEND "${MANIFEST}" "var ${var}=${${var}}\n")
 endforeach()
 
@@ -96,20 +97,39 @@ def configured(tmp_path_factory):
 
 
 def test_extension_metadata(configured):
+    import ast
+
     variables = configured[0]["var"]
     assert variables["EXTENSION_CATEGORY"] == "Reconstruction"
     assert variables["EXTENSION_DEPENDS"] == "PyTorch"
-    assert variables["EXTENSION_ICONURL"].endswith("/DeepSparseSlicer.png")
-    assert variables["EXTENSION_SCREENSHOTURLS"].endswith("/docs/slicer_compare.png")
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION"):
         assert variables[key]
+    # one repository URL: homepage, icon, screenshot and the module's help link follow it
+    repo = variables["DEEPSPARSE_REPOSITORY_URL"]
+    raw = repo.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main"
+    assert variables["EXTENSION_HOMEPAGE"].startswith(repo)
+    assert variables["EXTENSION_ICONURL"] == f"{raw}/DeepSparseSlicer.png"
+    assert variables["EXTENSION_SCREENSHOTURLS"] == f"{raw}/docs/slicer_compare.png"
+    tree = ast.parse((MODULE_DIR / "DeepSparseSlicer.py").read_text())
+    urls = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+            if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    assert urls["PROJECT_URL"] == repo
     assert (ROOT / "DeepSparseSlicer.png").is_file() and (ROOT / "docs" / "slicer_compare.png").is_file()
+    # our MIT licence is packaged, not Slicer's
+    assert Path(variables["EXTENSION_LICENSE_FILE"]).resolve() == (ROOT / "LICENSE").resolve()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert Path(variables["EXTENSION_README_FILE"]).is_file()
+    # the description promises bundled models only when there are some, and names the Slicer versions
+    bundled = list((ROOT / "deepsparse_core" / "models").glob("*.safetensors"))
+    assert ("bundled models" in variables["EXTENSION_DESCRIPTION"]) == bool(bundled)
+    assert "Slicer 5.8 or later" in variables["EXTENSION_DESCRIPTION"]
 
 
 def test_every_module_file_is_listed(configured):
     entries = configured[0]
     assert entries["module"] == ["DeepSparseSlicer generic_tests=TRUE"]
     assert entries["unittest"] == ["DeepSparseSlicer.py"]
+    assert "DEEPSPARSE_FULL_SELFTEST" in (MODULE_DIR / "CMakeLists.txt").read_text()
     module_scripts = {p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
     listed = {t for t in entries["script"] if not t.startswith("deepsparse_core/")}
     assert listed == module_scripts

@@ -10,11 +10,9 @@ from DeepSparseSlicerLib import dependencies, engine
 from slicer_helpers import ROOT
 
 
-def test_the_engine_is_found_and_its_command_line_read():
-    caps = engine.capabilities()
-    assert {"fdk", "sart"} <= set(caps.methods)
-    assert {"--method", "--device", "--units", "--out"} <= set(caps.reconstruct_options)
+def test_the_engine_is_found_next_to_the_module():
     assert engine.core_location() == ROOT
+    assert str(engine.MODULE_DIR) in engine.job_paths() and str(ROOT) in engine.job_paths()
 
 
 def test_presets_samples_and_phantoms_offered_exist_in_the_engine():
@@ -27,71 +25,96 @@ def test_presets_samples_and_phantoms_offered_exist_in_the_engine():
     assert set(engine.PHANTOMS) <= set(PHANTOM_KINDS)
 
 
-def test_commands_use_the_json_progress_mode_of_this_python():
-    cmd = engine.simulate_command("ct.nii", "p.safetensors", 6, 360.0, "fast", noise=False)
-    assert cmd[:5] == [sys.executable, "-m", "deepsparse_core", "--progress", "json"]
-    assert cmd[5:7] == ["simulate", "ct.nii"] and "--no-noise" in cmd and cmd[cmd.index("--preset") + 1] == "fast"
-    from deepsparse_core.cli import build_parser
-
-    build_parser().parse_args(cmd[3:])  # the engine's own parser accepts it
-    caps = engine.capabilities()
-    recon = engine.reconstruct_command(caps, "p.safetensors", "o.nrrd", "sart", "cpu", "hu", iterations=5)
-    build_parser().parse_args(recon[3:])
-
-
-def _caps_with(train=None, dice=True):
-    def options(*names, flag=()):
-        parser = argparse.ArgumentParser()
-        for n in names:
-            parser.add_argument(n)
-        for n in flag:
-            parser.add_argument(n, action="store_true")
-        return {s: a for a in parser._actions for s in a.option_strings}
-
-    recon = options("--method", "--device", "--units", "--out", "--model", "--resolution",
-                    flag=("--data-consistency",))
-    return engine.Capabilities(("fdk", "sart", "dice") if dice else ("fdk", "sart"), recon,
-                               None if train is None else options(*train))
+def _every_command(tmp_path):
+    """Every command line engine.py builds, over its options (issue 10: each must parse)."""
+    commands = [engine.simulate_command("ct.nii", "p.safetensors", 6, 360.0, "fast", noise=False),
+                engine.simulate_command("ct.nii", "p.safetensors", 8, 180.0, None, "g.json", True, 5e4, 3, "cpu"),
+                engine.sample_command("chest")]
+    for method in ("fdk", "sart", "dice"):
+        for resolution in (None, (40, 64, 64)):
+            for k in (None, 0, 5):
+                for model in (None, "m.safetensors"):
+                    commands.append(engine.reconstruct_command("p.safetensors", "o.nrrd", method, "cpu", "hu",
+                                                               model, 7, resolution, k))
+    finetune, _ = engine.finetune_commands(tmp_path / "cts", tmp_path, tmp_path / "g.json", 24, 6, 4, 3,
+                                           "base.safetensors", 2, "cpu", 500)
+    finetune_default, _ = engine.finetune_commands("cts", tmp_path, "g.json", 200, 8, 1, 1, "b.safetensors")
+    return commands + finetune + finetune_default
 
 
-def test_dice_command_passes_model_resolution_and_data_consistency_when_offered():
-    caps = _caps_with()
-    assert caps.dice and caps.reconstruct_flag("consistency") == "--data-consistency"
-    cmd = engine.reconstruct_command(caps, "p.safetensors", "o.nrrd", "dice", "cuda", "hu", model_path="m.safetensors",
-                                     resolution=256, data_consistency=True)
-    assert cmd[cmd.index("--model") + 1] == "m.safetensors" and cmd[cmd.index("--resolution") + 1] == "256"
-    assert "--data-consistency" in cmd
-    assert not _caps_with(dice=False).dice
-
-
-def test_finetune_makes_candidates_then_step1_then_step2_from_the_step1_run(tmp_path):
-    from deepsparse_core.errors import DeepSparseError
-
-    args = (["a.nii.gz", "b.nii.gz"], tmp_path, tmp_path / "g.json", 200, 6, 4, 3, "base.safetensors")
-    with pytest.raises(DeepSparseError, match="no training command"):
-        engine.finetune_commands(_caps_with(), *args)
-    with pytest.raises(DeepSparseError, match="lacks --init"):
-        engine.finetune_commands(_caps_with(train=("--stage", "--data", "--out", "--views", "--steps")), *args)
-    caps = engine.Capabilities(("fdk",), {}, engine._train_options())  # the real training parser
-    if caps.train_options is None:
-        pytest.skip("deepsparse_core.training is not there yet")
-    commands, model = engine.finetune_commands(caps, *args, batch_size=2, device="cpu", points=500)
-    cand_a, cand_b, step1, step2 = commands
-    value = lambda cmd, opt: cmd[cmd.index(opt) + 1]  # noqa: E731
-    assert cand_a[5:7] == ["candidates", "a.nii.gz"] and value(cand_b, "--count") == "200"
-    assert value(step1, "--stage") == "step1" and value(step2, "--stage") == "step2"
-    assert value(step1, "--data") == value(step2, "--data") == str(Path(value(cand_a, "--out")).parent)
-    assert value(step1, "--init") == "base.safetensors" and value(step2, "--init") == value(step1, "--out")
-    assert value(step1, "--steps") == "4" and value(step2, "--steps") == "3" and value(step2, "--points") == "500"
-    assert model == Path(value(step2, "--out")) / "model.safetensors"
+def test_every_command_line_parses_with_the_engine_parsers(tmp_path):
     from deepsparse_core.cli import build_parser
     from deepsparse_core.training.command import add_train_arguments
 
-    build_parser().parse_args(cand_a[3:])
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--progress")
-    add_train_arguments(parser)
-    parser.parse_args(step2[3:])  # the training command line accepts what the panel sends
+    core, train = build_parser(), argparse.ArgumentParser()
+    train.add_argument("--progress")
+    add_train_arguments(train)
+    commands = _every_command(tmp_path)
+    assert len(commands) > 40
+    for cmd in commands:
+        assert cmd[0] == sys.executable
+        if cmd[1:3] == ["-m", "deepsparse_core"]:
+            assert cmd[3:5] == ["--progress", "json"]
+            args = core.parse_args(cmd[3:])
+            if args.func.__name__ == "cmd_reconstruct" and "--data-consistency" in cmd:
+                assert args.data_consistency == int(cmd[cmd.index("--data-consistency") + 1])
+        else:
+            assert cmd[1:3] == ["-m", "deepsparse_core.training"], cmd
+            train.parse_args(cmd[3:])
+
+
+def test_reconstruct_command_values():
+    value = lambda cmd, opt: cmd[cmd.index(opt) + 1]  # noqa: E731
+    dice = engine.reconstruct_command("p.safetensors", "o.nrrd", "dice", "cuda", "hu", "m.safetensors",
+                                      resolution=(128, 256, 256), data_consistency=5)
+    assert value(dice, "--model") == "m.safetensors" and value(dice, "--data-consistency") == "5"
+    assert dice[dice.index("--resolution") + 1:][:3] == ["128", "256", "256"]
+    bundled = engine.reconstruct_command("p.safetensors", "o.nrrd", "dice", "cpu", "hu")
+    assert "--model" not in bundled and "--data-consistency" not in bundled  # the engine's defaults
+    off = engine.reconstruct_command("p.safetensors", "o.nrrd", "dice", "cpu", "hu", data_consistency=0)
+    assert value(off, "--data-consistency") == "0"
+    fdk = engine.reconstruct_command("p.safetensors", "o.nrrd", "fdk", "cpu", "hu", resolution=(2, 3, 4))
+    assert "--resolution" in fdk and "--model" not in fdk and "--data-consistency" not in fdk
+
+
+def test_output_grid_keeps_the_aspect_ratio_along_the_longest_axis():
+    assert engine.output_grid((64, 128, 128), 0) is None
+    assert engine.output_grid((64, 128, 128), 256) == (128, 256, 256)
+    assert engine.output_grid((128, 128, 128), 40) == (40, 40, 40)
+    assert engine.output_grid((4, 128, 128), 16) == (2, 16, 16)  # the engine needs >= 2
+
+
+def test_finetune_prepares_every_piece_then_step1_then_step2_from_the_step1_run(tmp_path):
+    commands, model = engine.finetune_commands("cts", tmp_path, tmp_path / "g.json", 200, 6, 4, 3,
+                                               "base.safetensors", batch_size=2, device="cpu", points=500)
+    prepare, step1, step2 = commands
+    value = lambda cmd, opt: cmd[cmd.index(opt) + 1]  # noqa: E731
+    assert prepare[5:7] == ["prepare", "cts"] and value(prepare, "--candidates") == "200"
+    assert prepare[prepare.index("--splits") + 1:][:3] == ["1", "0", "0"]  # all for training
+    assert value(step1, "--stage") == "step1" and value(step2, "--stage") == "step2"
+    assert value(step1, "--data") == value(step2, "--data") == value(prepare, "--out")
+    assert value(step1, "--init") == "base.safetensors" and value(step2, "--init") == value(step1, "--out")
+    assert value(step1, "--steps") == "4" and value(step2, "--steps") == "3" and value(step2, "--points") == "500"
+    assert value(step2, "--val-every") == "0"
+    assert model == Path(value(step2, "--out")) / "model.safetensors"
+
+
+def test_models_come_from_the_engine_lookup_one_file_may_serve_several_view_counts(monkeypatch, tmp_path):
+    from deepsparse_core import inference
+    from deepsparse_core.model import DiCE, DiceConfig
+    from deepsparse_core.model.model_file import save_model
+
+    shared = save_model(tmp_path / "dice_range.safetensors", DiCE(DiceConfig.tiny()))
+    six = save_model(tmp_path / "dice_6.safetensors", DiCE(DiceConfig.tiny()), n_views=6)
+    lookup = {6: six, 8: shared, 9: shared, 10: shared}
+    monkeypatch.setattr(inference, "bundled_view_counts", lambda: sorted(lookup))
+    monkeypatch.setattr(inference, "bundled_model_path", lambda n: lookup.get(n))
+    models = {m.path: m for m in engine.bundled_models()}
+    assert models[six].view_counts == (6,) and models[six].label == "DiCE (bundled, 6 views)"
+    assert models[shared].view_counts == (8, 9, 10) and models[shared].label == "DiCE (bundled, 8-10 views)"
+    found = engine.catalog(tmp_path / "no such folder")
+    assert {m["path"] for m in found["models"]} == {str(six), str(shared)}
+    assert found["devices"]["cpu"] == {"device": "cpu"} and found["torch"]
 
 
 def test_dependencies_match_the_package_requirements():
@@ -128,9 +151,26 @@ def test_installer_asks_once_and_installs_torch_through_pytorchutils(monkeypatch
     assert len(questions) == 2  # asked once, then remembered
 
 
-def test_without_the_pytorch_extension_torch_comes_from_pip(monkeypatch):
-    monkeypatch.setattr(dependencies, "missing", lambda: {})
-    pip = []
-    dependencies.install({"torch": "torch>=2.1,<3", "tqdm": "tqdm>=4.60"}, pip.append, None)
-    assert pip == ["torch>=2.1,<3 tqdm>=4.60"]
+def test_without_the_pytorch_extension_torch_is_not_pip_installed(monkeypatch):
+    pip, questions = [], []
+    with pytest.raises(RuntimeError, match="PyTorch extension"):
+        dependencies.install({"torch": "torch>=2.1,<3", "tqdm": "tqdm>=4.60"}, pip.append, None)
+    assert pip == []
     assert dependencies.pytorchutils_installer() is None  # no PyTorch extension outside Slicer
+    monkeypatch.setattr(dependencies, "missing", lambda: {"torch": "torch>=2.1,<3"})
+    installer = dependencies.Installer(lambda q: questions.append(q) or True, pip.append, lambda: None)
+    assert not installer.ensure()
+    assert "Install the PyTorch extension from the Extensions Manager" in installer.message
+    assert questions == [] and pip == []
+
+
+def test_versions_are_checked_against_the_range(monkeypatch):
+    assert dependencies.in_range("2.13.0+cpu", "torch>=2.1,<3")
+    assert not dependencies.in_range("2.0.1", "torch>=2.1,<3")
+    assert not dependencies.in_range("3.0.0", "torch>=2.1,<3")
+    assert dependencies.in_range("2.1.0rc1", "torch>=2.1")
+    assert dependencies.in_range("1.24", "numpy>=1.24") and not dependencies.in_range("1.23.5", "numpy>=1.24")
+    versions = {"torch": "2.0.1"}
+    monkeypatch.setattr(dependencies, "installed_version", lambda req: versions.get(dependencies.requirement_name(req), "99"))
+    assert dependencies.missing() == {"torch": "torch>=2.1,<3"}  # installed, but too old
+    assert "installed 2.0.1, needs torch>=2.1,<3" in dependencies.question(dependencies.missing())

@@ -138,3 +138,31 @@ def test_wait_with_a_timeout_cancels():
     job = Job([_python("import time; time.sleep(60)")], name="slow").start()
     assert job.wait(timeout=0.5) == CANCELLED
     assert "longer than" in job.error
+
+
+def test_a_thread_step_runs_before_the_commands_and_its_exception_is_the_error(tmp_path):
+    """File export runs on a worker thread (not the polling thread), then the child process."""
+    import threading
+
+    seen = []
+
+    def export():
+        seen.append(threading.current_thread() is not threading.main_thread())
+        (tmp_path / "in.txt").write_text("voxels")
+
+    job = Job([export, _python(f'''
+        import json
+        print(json.dumps({{"event": "progress", "task": "fdk", "done": 1, "total": 1}}), flush=True)
+        print(open({str(tmp_path / "in.txt")!r}).read())
+    ''')], name="export then run").start()
+    assert job.wait(30) == SUCCEEDED, job.error
+    assert seen == [True] and job.log == ["voxels"]
+    assert job.progress["part"] == 1 and job.progress["parts"] == 1  # the thread step is not a part
+
+    def broken():
+        raise OSError("disk full")
+
+    later = []
+    job = Job([broken, _python("print('never')")], name="export").start()
+    job.add_done_callback(later.append)
+    assert job.wait(30) == FAILED and job.error == "disk full" and later == [job] and job.log == []

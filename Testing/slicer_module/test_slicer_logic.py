@@ -139,34 +139,28 @@ def test_outputs_follow_the_ct_parent_transform(workflow):
     assert workflow["projections"].GetTransformNodeID() is None  # not in patient space
 
 
-def test_output_resolution_regrids_with_the_same_extent_and_centre(workflow, monkeypatch):
-    from deepsparse_core.projections_file import load_projections
+def test_output_resolution_is_the_engine_option_with_the_same_extent_and_centre(workflow, monkeypatch):
+    """The panel's "voxels along the longest axis" becomes the engine's --resolution (every
+    method); the output covers the same box, so its centre stays at the ground truth's."""
     from DeepSparseSlicerLib import engine
-    from DeepSparseSlicerLib.logic import DeepSparseLogic
+    from DeepSparseSlicerLib.geometry_bridge import node_centre_ras, node_ijk_to_ras
+    from DeepSparseSlicerLib.jobs import SUCCEEDED
 
-    data = workflow["logic"].projection_data(workflow["projections"])
-    coarse = DeepSparseLogic.regrid(data, 32)
-    g = coarse.geometry
-    assert g.volume_shape == (32, 32, 32) and g.volume_spacing == pytest.approx((12.8,) * 3)
-    centre = lambda d: np.asarray(d.placement["origin_lps"]) + (np.array(d.geometry.volume_shape) - 1) / 2 \
-        * np.array(d.geometry.volume_spacing)  # noqa: E731 (identity direction)
-    np.testing.assert_allclose(centre(coarse), centre(data), atol=1e-6)
-    assert g.angles == data.geometry.angles and coarse.reference is None
-    # the option reaches the engine: the projections file it is given has the new grid
-    seen = {}
-
-    def capture(caps, projections_path, *args, **kwargs):
-        seen["shape"] = load_projections(projections_path).geometry.volume_shape
-        return [sys.executable, "-c", "raise SystemExit(1)"]
-
-    monkeypatch.setattr(engine, "reconstruct_command", capture)
-    params = workflow["logic"].parameter_node()
-    params.SetParameter("resolution", "40")
+    seen = []
+    build = engine.reconstruct_command
+    monkeypatch.setattr(engine, "reconstruct_command", lambda *a, **k: seen.append(a) or build(*a, **k))
+    logic, params = workflow["logic"], workflow["logic"].parameter_node()
+    params.SetParameter("resolution", "32")
     try:
-        workflow["logic"].start_reconstruction(workflow["projections"]).wait(60)
+        job = logic.start_reconstruction(workflow["projections"])
+        assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, job.error
     finally:
         params.SetParameter("resolution", "0")
-    assert seen["shape"] == (40, 40, 40)
+    assert seen[-1][7] == (32, 32, 32)  # resolution argument
+    out, ref = job.outputs["volume"], workflow["reference"]
+    np.testing.assert_allclose(np.abs(np.diag(node_ijk_to_ras(out))[:3]), 12.8, atol=1e-4)
+    np.testing.assert_allclose(node_centre_ras(out), node_centre_ras(ref), atol=1e-3)
+    assert out.GetTransformNodeID() == workflow["transform"].GetID()
 
 
 # ---------------------------------------------------------------------------- compare
@@ -191,7 +185,30 @@ def test_compare_fills_a_metrics_table_and_makes_difference_volumes(workflow):
     assert abs(against_ct["scores"][0]["psnr"] - psnr) < 3.0
 
 
+def test_compare_runs_in_the_background_and_leaves_the_gui_thread_free(workflow, monkeypatch):
+    """The metrics, the resampling and VIF run in the worker process: nothing is scored in this one."""
+    from deepsparse_core import metrics
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("scored on the GUI thread")
+
+    for name in ("psnr", "ssim", "vif", "evaluate"):
+        monkeypatch.setattr(metrics, name, not_here)
+    logic, ref, fdk = workflow["logic"], workflow["reference"], workflow["fdk"]
+    progress = []
+    job = logic.start_compare(workflow["ct"], [fdk], difference=False, vif=True, on_progress=progress.append)
+    assert job.running and len(job.commands) == 2 and callable(job.commands[0])
+    assert job.commands[1][1:4] == ["-m", "DeepSparseSlicerLib.worker", "compare"]
+    assert job.wait(JOB_TIMEOUT_S) == "succeeded", job.error
+    (row,) = job.outputs["scores"]
+    assert set(row) == {"name", "psnr", "ssim", "vif"} and progress and progress[-1]["task"] == "compare"
+    table = job.outputs["table"]
+    assert [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())][-1] == "VIF"
+
+
 def test_side_by_side_views_are_linked_with_the_same_window_level(workflow):
+    from DeepSparseSlicerLib.geometry_bridge import node_centre_ras
+
     logic, ref, fdk, app = workflow["logic"], workflow["reference"], workflow["fdk"], workflow["app"]
     logic.show_comparison(ref, fdk)
     red, yellow = (app.GetSliceLogicByLayoutName(v) for v in ("Red", "Yellow"))
@@ -200,8 +217,39 @@ def test_side_by_side_views_are_linked_with_the_same_window_level(workflow):
     assert red.GetSliceCompositeNode().GetLinkedControl() and yellow.GetSliceCompositeNode().GetLinkedControl()
     assert red.GetSliceNode().GetOrientation() == yellow.GetSliceNode().GetOrientation() == "Axial"
     assert red.GetSliceOffset() == pytest.approx(yellow.GetSliceOffset())
+    assert red.GetSliceOffset() == pytest.approx(node_centre_ras(fdk)[2], abs=1e-3)  # identity transform
     assert (fdk.GetDisplayNode().GetWindow(), fdk.GetDisplayNode().GetLevel()) == \
         pytest.approx((ref.GetDisplayNode().GetWindow(), ref.GetDisplayNode().GetLevel()))
+
+
+def test_comparison_opens_at_the_world_slice_of_a_transformed_ct(logic, scene_and_app):
+    """Issue 10, bug 2: SetSliceOffset is world RAS; the reconstruction's centre goes through the
+    parent transform (here 40 mm along S, and a shift along R that the axial offset ignores)."""
+    import slicer
+    import vtk
+
+    from DeepSparseSlicerLib.geometry_bridge import node_centre_ras
+
+    scene, app = scene_and_app
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "table moved")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 15.0)
+    matrix.SetElement(2, 3, 40.0)
+    transform.SetMatrixTransformToParent(matrix)
+    nodes = []
+    for name in ("ground truth", "reconstruction"):
+        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        slicer.util.updateVolumeFromArray(node, np.linspace(-1000, 1000, 16 * 20 * 24, dtype=np.float32).reshape(16, 20, 24))
+        node.SetSpacing(2.0, 2.0, 3.0)
+        node.SetOrigin(-20.0, -10.0, 100.0)
+        node.CreateDefaultDisplayNodes()
+        node.SetAndObserveTransformNodeID(transform.GetID())
+        nodes.append(node)
+    local_s = node_centre_ras(nodes[1])[2]
+    assert local_s == pytest.approx(100.0 + 7.5 * 3.0)
+    logic.show_comparison(*nodes)
+    for view in ("Red", "Yellow"):
+        assert app.GetSliceLogicByLayoutName(view).GetSliceOffset() == pytest.approx(local_s + 40.0, abs=1e-6)
 
 
 def test_comparison_rendered_offscreen_to_docs_png(workflow):
@@ -335,23 +383,45 @@ def test_imported_projections_file_gives_the_same_nodes(workflow, tmp_path):
     assert nodes["projections"].GetAttribute("DeepSparse.Placement") == workflow["projections"].GetAttribute("DeepSparse.Placement")
 
 
-def test_a_model_for_another_view_count_is_refused(logic, tmp_path):
-    from deepsparse_core.errors import DeepSparseError
+def test_a_model_for_another_view_count_is_refused_by_the_engine(workflow, tmp_path):
+    """The step-2 view check is the engine's (DiceReconstructor.check): its message is the job's error."""
+    from deepsparse_core.geometry import Geometry
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
     from DeepSparseSlicerLib import engine
 
-    path = save_model(tmp_path / "eight_views.safetensors", DiCE(DiceConfig.tiny()), n_views=8)
+    geometry = Geometry.from_dict(json.loads(workflow["projections"].GetAttribute("DeepSparse.Geometry")))
+    path = save_model(tmp_path / "eight_views.safetensors", DiCE(DiceConfig.tiny()), geometry=geometry, n_views=8)
     model = engine.model_info(path)
     assert model.n_views == 8 and "8 views" in model.label
-    with pytest.raises(DeepSparseError, match="finetuned for 8 views but the projections have 6"):
-        logic.check_model_views(model, 6)
-    logic.check_model_views(model, 8)
-    logic.check_model_views(engine.ModelInfo(path, None, None, False), 6)  # any view count
+    logic, scene = workflow["logic"], workflow["scene"]
+    params = logic.parameter_node()
+    params.SetParameter("method", "dice-file")
+    params.SetParameter("modelFile", str(path))
+    before = count_nodes(scene)
+    try:
+        job = logic.start_reconstruction(workflow["projections"])
+        assert job.wait(JOB_TIMEOUT_S) == "failed"
+    finally:
+        params.SetParameter("method", "fdk")
+    assert "finetuned for 8 views, got 6" in job.error and count_nodes(scene) == before
     (tmp_path / "not_a_model.safetensors").write_bytes(b"garbage")
+    from deepsparse_core.errors import DeepSparseError
+
     with pytest.raises(DeepSparseError):
         engine.model_info(tmp_path / "not_a_model.safetensors")
     assert [m.path.name for m in engine.user_models(tmp_path)] == ["eight_views.safetensors"]
+
+
+def test_models_and_devices_are_found_in_a_background_process(logic):
+    from DeepSparseSlicerLib.jobs import SUCCEEDED
+
+    assert not logic.catalog.known and logic.device_report().startswith("Looking")
+    job = logic.start_catalog_probe()
+    assert job.commands[0][1:4] == ["-m", "DeepSparseSlicerLib.worker", "catalog"]
+    assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, job.error
+    assert logic.catalog.known and "torch" in logic.catalog.found()
+    assert [m.key for m in logic.methods()][-3:] == ["dice-file", "fdk", "sart"]
 
 
 def test_a_gpu_request_without_a_gpu_falls_back_to_the_cpu_and_says_so(logic):
@@ -361,7 +431,7 @@ def test_a_gpu_request_without_a_gpu_falls_back_to_the_cpu_and_says_so(logic):
         assert logic.resolve_device("cuda") == ("cuda", None)
         pytest.skip("this machine has a GPU; the fallback is for machines without one")
     device, note = logic.resolve_device("cuda")
-    assert device == "cpu" and "No CUDA GPU" in note and "CPU" in note
+    assert device == "cpu" and "no CUDA GPU" in note and "CPU" in note  # the engine's reason, then ours
     assert logic.resolve_device("auto")[0] == "cpu"
     assert "CPU" in logic.device_report()
 
@@ -396,8 +466,8 @@ def test_new_nodes_are_removed_when_making_the_outputs_fails(logic, scene_and_ap
     scene, _ = scene_and_app
     before = count_nodes(scene)
     with pytest.raises(RuntimeError):
-        with logic._new_nodes() as created:
-            logic.add_volume_node(Volume(np.zeros((4, 4, 4)), (1, 1, 1)), "first output", created, units="hu")
+        with logic.nodes.new_nodes() as created:
+            logic.nodes.add_volume(Volume(np.zeros((4, 4, 4)), (1, 1, 1)), "first output", created, units="hu")
             assert count_nodes(scene) > before
             raise RuntimeError("second output unreadable")
     assert count_nodes(scene) == before
@@ -408,10 +478,8 @@ def test_dice_reconstruction_with_a_bundled_model(workflow):
     from DeepSparseSlicerLib.jobs import SUCCEEDED
 
     logic = workflow["logic"]
-    if not logic.capabilities().dice:
-        pytest.skip("this deepsparse_core cannot reconstruct with DiCE yet (`reconstruct --method dice "
-                    "--model` is missing from its command line)")
-    models = [m for m in logic.methods() if m.method == "dice" and m.model and m.model.n_views in (6, None)]
+    models = [m for m in logic.methods() if m.method == "dice" and m.model and m.model.bundled
+              and 6 in m.model.view_counts]
     if not models:
         pytest.skip("no bundled 6-view DiCE model in deepsparse_core/models yet")
     params = logic.parameter_node()
@@ -438,8 +506,6 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
     from DeepSparseSlicerLib.jobs import SUCCEEDED
 
     logic = workflow["logic"]
-    if not logic.capabilities().dice:
-        pytest.skip("this deepsparse_core cannot reconstruct with DiCE")
     geometry = json.loads(workflow["projections"].GetAttribute("DeepSparse.Geometry"))
     model = save_model(tmp_path / "user.safetensors", DiCE(DiceConfig.tiny()), geometry=Geometry.from_dict(geometry))
     params = logic.parameter_node()
@@ -457,8 +523,8 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
 
 
 def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_path):
-    """Candidates, step 1 and step 2 as one background job (three processes), one step each, on
-    the workflow's CT node; the new model lands in the user models folder and is listed."""
+    """The CT node exported on a worker thread, ``prepare``, step 1 and step 2 as one background
+    job, one step each; the new model lands in the user models folder and is listed."""
     from deepsparse_core.geometry import Geometry, uniform_angles
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
@@ -466,24 +532,23 @@ def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_pa
     from DeepSparseSlicerLib.jobs import SUCCEEDED
 
     logic = workflow["logic"]
-    if logic.capabilities().train_options is None:
-        pytest.skip("this deepsparse_core has no training command (`deepsparse train`) yet")
     scanner = Geometry(dso=800, dsd=1200, detector_shape=(32, 32), detector_spacing=(19.2, 19.2),
                        volume_shape=(32, 32, 32), volume_spacing=(12.8, 12.8, 12.8), angles=uniform_angles(24, np.pi))
     base = save_model(tmp_path / "tiny_base.safetensors", DiCE(DiceConfig.tiny()), geometry=scanner)
     progress, log = [], []
     job = logic.start_finetune("tiny finetuned", 6, 1, 1, base, volume_nodes=[workflow["ct"]], device="cpu",
                                n_candidates=24, points=500, on_progress=progress.append, on_log=log.append)
-    assert len(job.commands) == 3  # candidates, step 1, step 2
+    assert callable(job.commands[0]) and [c[4 if "training" in c[2] else 5] for c in job.commands[1:]] \
+        == ["prepare", "json", "json"]  # export (thread), prepare, step 1, step 2
     assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, f"{job.error}\n" + "\n".join(log[-20:])
     model = job.outputs["model"]
     assert model == logic.user_models_dir / "tiny_finetuned.safetensors" and model.is_file()
     assert {p["part"] for p in progress} >= {2, 3} and all("loss" in p for p in progress if p["part"] > 1)
+    assert all(p["parts"] == 3 for p in progress)  # the export step is not a part
     info = engine.model_info(model)
     assert info.n_views == 6 and "tiny_finetuned" in info.label
     assert [m.path for m in engine.user_models(logic.user_models_dir)] == [model]
-    if logic.capabilities().dice:
-        assert any(m.model is not None and m.model.path == model for m in logic.methods())
+    assert any(m.model is not None and m.model.path == model for m in logic.methods())
     assert not any(Path(workflow["tmp"], "work").iterdir())
     from deepsparse_core.errors import DeepSparseError
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+import unittest
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -29,6 +30,7 @@ class FakeWidget:
 
     def __init__(self, cls, name, props):
         self._cls, self.objectName, self._props, self._slots = cls, name, props, {}
+        self._blocked, self.calls = False, []  # calls: what the Widget did to it, in order
         self.enabled, self.visible, self.text, self.value, self.maximum = True, True, props.get("text", ""), 0, 0
         self.checked = props.get("checked", False)
         self.currentPath, self.currentNodeID, self.currentIndex, self.items = "", "", -1, []
@@ -43,6 +45,8 @@ class FakeWidget:
         self._slots.setdefault(signal, []).append(slot)
 
     def emit(self, signal, *args):
+        if self._blocked:  # QObject.blockSignals: nothing is delivered
+            return
         for slot in self._slots.get(signal, []):
             slot(*args)
 
@@ -55,8 +59,10 @@ class FakeWidget:
     def setStyleSheet(self, _):
         pass
 
-    def blockSignals(self, _):
-        return False
+    def blockSignals(self, block):
+        self.calls.append(("blockSignals", bool(block)))
+        was, self._blocked = self._blocked, bool(block)
+        return was
 
     # QComboBox
     def addItem(self, text, data=None):
@@ -110,6 +116,23 @@ class FakeWidget:
         return self._props.get(name) if name == "SlicerParameterName" else None
 
 
+class FakeSlider(FakeWidget):
+    """A ctkSliderWidget: lowering ``maximum`` below ``value`` clamps it and emits valueChanged."""
+
+    @property
+    def maximum(self):
+        return self.__dict__.get("_maximum", 0)
+
+    @maximum.setter
+    def maximum(self, value):
+        self.__dict__["_maximum"] = value
+        if hasattr(self, "calls"):
+            self.calls.append(("maximum", value))
+        if self.value > value:
+            self.value = value
+            self.emit("valueChanged(double)", float(value))
+
+
 def fake_ui():
     root = None
     widgets = {}
@@ -119,7 +142,8 @@ def fake_ui():
             value = prop[0]
             props[prop.get("name")] = {"bool": lambda v: v.text == "true", "number": lambda v: int(v.text),
                                        "double": lambda v: float(v.text)}.get(value.tag, lambda v: v.text)(value)
-        widget = FakeWidget(element.get("class"), element.get("name"), props)
+        cls = FakeSlider if element.get("class") == "ctkSliderWidget" else FakeWidget
+        widget = cls(element.get("class"), element.get("name"), props)
         widgets[widget.objectName] = widget
         root = root or widget
     root.findChildren = lambda cls: [w for w in widgets.values() if w is not root]
@@ -178,7 +202,11 @@ def module(monkeypatch, tmp_path):
             pass
 
     slm.ScriptedLoadableModule, slm.ScriptedLoadableModuleWidget = ScriptedLoadableModule, ScriptedLoadableModuleWidget
-    slm.ScriptedLoadableModuleLogic, slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleLogic, object
+    class ScriptedLoadableModuleTest(unittest.TestCase):
+        def delayDisplay(self, message, msec=None):
+            print(message)
+
+    slm.ScriptedLoadableModuleLogic, slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
     env = types.SimpleNamespace(keys=lambda: list(os.environ), value=lambda k: os.environ[k])
     app_stub = types.SimpleNamespace(applicationLogic=lambda: app, temporaryPath=str(tmp_path / "tmp"),
                                      slicerUserSettingsFilePath=str(tmp_path / "settings" / "Slicer.ini"),
@@ -246,6 +274,39 @@ def test_module_metadata(module):
     assert "6/8/10" in parent.helpText and "DeepSparse: A Foundation Model" in parent.acknowledgementText
 
 
+def test_help_links_to_the_extension_documentation(module):
+    """Issue 10, bug 3: the extension's own docs, not Slicer's core-module pages."""
+    mod = module[0]
+    parent = types.SimpleNamespace()
+    mod.DeepSparseSlicer(parent)
+    assert f'href="{mod.PROJECT_URL}/blob/main/docs/slicer.md"' in parent.helpText
+    assert "slicer.readthedocs.io" not in parent.helpText and "getDefaultModuleDocumentationLink" not in \
+        (MODULE_DIR / "DeepSparseSlicer.py").read_text()
+
+
+def test_refreshing_the_panel_emits_no_slider_signal(module, monkeypatch):
+    """Issue 10, bug 4: setting the slider's maximum during the refresh clamps its value; with
+    signals blocked, onShowProjection does not run mid-refresh and the Red view is not rewired."""
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    shown = []
+    monkeypatch.setattr(type(widget.logic), "show_projection", lambda self, node, index, view="Red": shown.append(index))
+    node = widget.logic.getParameterNode()
+    projections = _volume(scene, "projections")  # 8 views
+    node.SetNodeReferenceID("Projections", projections.GetID())
+    slider = w["projectionViewSliderWidget"]
+    assert slider.maximum == 7
+    slider.value = 7
+    slider.emit("valueChanged(double)", 7.0)  # the user shows the last view
+    assert shown == [7]
+    slider.calls.clear()
+    fewer = _volume(scene, "fewer views", views=3)
+    node.SetNodeReferenceID("Projections", fewer.GetID())  # the refresh lowers the maximum to 2
+    assert slider.maximum == 2 and slider.value == 2
+    assert shown == [7], "onShowProjection ran during the GUI refresh"
+    assert slider.calls == [("blockSignals", True), ("maximum", 2), ("blockSignals", False)]
+
+
 def test_panel_edits_the_parameter_node_and_shows_it_back(module):
     mod, scene, app, w = module
     widget = mod.make_widget()
@@ -256,6 +317,11 @@ def test_panel_edits_the_parameter_node_and_shows_it_back(module):
     assert [d for _, d in w["deviceComboBox"].items] == ["auto", "cuda", "cpu"]
     assert w["sampleComboBox"].findData("phantom:chest") >= 0
     assert {"fdk", "sart"} <= {d for _, d in w["methodComboBox"].items}
+    # torch is not imported on the GUI thread when the panel opens: models and GPUs come from a job
+    assert widget.jobs["catalog"] is not None and not widget.logic.catalog.known
+    assert w["deviceInfoLabel"].text.startswith("Looking")
+    run_timer(widget, timeout=120)
+    assert widget.logic.catalog.known and "Looking" not in w["deviceInfoLabel"].text
     # a user edit reaches the parameter node...
     w["viewsSpinBox"].value = 8
     w["viewsSpinBox"].emit("valueChanged(int)", 8)
@@ -318,9 +384,11 @@ def test_actions_show_messages_and_select_the_new_nodes(module, monkeypatch):
     widget.onReconstruct()
     run_timer(widget)
     assert "stopped unexpectedly" in w["statusLabel"].text
-    # compare: table in the view, scores in the status line, side-by-side views set
+    # compare: a background job (the panel does not wait); table in the view, scores in the status line
     widget.onCompare()
-    assert w["metricsTableView"].table is not None and "PSNR" in w["statusLabel"].text
+    assert w["metricsTableView"].table is None and w["jobProgressBar"].visible
+    run_timer(widget, timeout=120)
+    assert w["metricsTableView"].table is not None and "PSNR" in w["statusLabel"].text, w["statusLabel"].text
     assert app.GetSliceLogicByLayoutName("Yellow").GetSliceCompositeNode().GetBackgroundVolumeID() == \
         node.GetNodeReference("Reconstruction").GetID()
     # progress lines
@@ -354,10 +422,31 @@ def test_finetune_button_reports_a_missing_training_command_or_starts(module, mo
     assert not w["cancelFinetuneButton"].enabled
 
 
-def _volume(scene, name):
+def _volume(scene, name, views=8):
     import slicer
 
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    slicer.util.updateVolumeFromArray(node, np.linspace(-1000, 1000, 8 ** 3, dtype=np.float32).reshape(8, 8, 8))
+    slicer.util.updateVolumeFromArray(node, np.linspace(-1000, 1000, views * 64, dtype=np.float32).reshape(views, 8, 8))
     node.CreateDefaultDisplayNodes()
     return node
+
+
+def test_the_registered_ctest_is_self_contained(module, monkeypatch):
+    """Issue 10, item 10: ``runTest`` (what ``slicer_add_python_unittest`` runs) needs no install and
+    no download: a small phantom, 6 views on a 64^3 grid, FDK, compare."""
+    mod, scene, app, w = module
+    from DeepSparseSlicerLib import dependencies
+    from DeepSparseSlicerLib.logic import DeepSparseLogic
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the ctest installed or downloaded something")
+
+    monkeypatch.setattr(dependencies, "install", forbidden)
+    monkeypatch.setattr(DeepSparseLogic, "start_sample_download", forbidden)
+    monkeypatch.setattr(DeepSparseLogic, "load_sample", forbidden)
+    monkeypatch.setattr(scene, "Clear", lambda *a: None, raising=False)  # keep the test's slice views
+    monkeypatch.delenv("DEEPSPARSE_FULL_SELFTEST", raising=False)
+    assert unittest.TestLoader().getTestCaseNames(mod.DeepSparseSlicerTest) == ["test_workflow"]  # what ctest runs
+    mod.DeepSparseSlicerTest().runTest()
+    table = scene.GetFirstNode("DeepSparse metrics", "vtkMRMLTableNode")
+    assert table is not None and float(table.GetCellText(0, 2)) > 10.0

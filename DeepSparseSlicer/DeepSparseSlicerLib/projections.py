@@ -1,0 +1,128 @@
+"""Projections in the scene: the acquisition geometry of the settings, projections nodes made from
+``deepsparse_core`` projection data (simulated or imported), and projection data read back.
+
+A projections node is a scalar volume (views, rows, columns) not in patient space: views along k,
+detector rows (v, up) along A and columns along L, so an axial slice view shows each projection
+upright and scrolling through the axial slices goes through the views.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from . import engine, parameters
+from .geometry_bridge import check_scalar_3d
+from .nodes import GEOMETRY, NOISE, PLACEMENT, REF_PROJECTIONS, REF_REFERENCE, REF_SOURCE, SceneNodes, error
+
+
+def geometry_from_settings(s: dict):
+    """The acquisition geometry of the settings (a preset, or the custom fields; mm, degrees)."""
+    engine.core_location()
+    from deepsparse_core.geometry import Geometry, uniform_angles
+
+    views, arc = int(s["views"]), float(s["arcDegrees"])
+    if views < 1:
+        raise error("the number of views must be at least 1")
+    if s["geometryPreset"] != parameters.CUSTOM_GEOMETRY:
+        return Geometry.preset(s["geometryPreset"], views, arc)
+    n, size = int(s["gridSize"]), float(s["voxelSize"])
+    return Geometry(dso=s["dso"], dsd=s["dsd"],
+                    detector_shape=(s["detectorRows"], s["detectorColumns"]),
+                    detector_spacing=(s["detectorSpacing"],) * 2, volume_shape=(n, n, n),
+                    volume_spacing=(size, size, size),
+                    angles=uniform_angles(views, np.radians(arc)), name=parameters.CUSTOM_GEOMETRY)
+
+
+class Projections:
+    """Projections nodes <-> ``deepsparse_core.projections_file.ProjectionData``."""
+
+    def __init__(self, nodes: SceneNodes):
+        self.nodes = nodes
+
+    def add_nodes(self, data, name: str, source=None, units: str = "hu") -> dict:
+        """Nodes for a ``ProjectionData``: ``{"projections": node, "reference": node or None}``
+        (the reference, the ground truth on the reconstruction grid, follows ``source``'s transform)."""
+        from deepsparse_core.simulate import grid_volume
+        from deepsparse_core.volume_io import Volume
+
+        g = data.geometry
+        proj = data.projections.detach().cpu().numpy().astype(np.float32)
+        spacing = (1.0, g.detector_spacing[0], g.detector_spacing[1])
+        direction = np.diag([1.0, -1.0, 1.0])
+        centre = direction @ ((np.array(proj.shape[::-1]) - 1) / 2 * np.array(spacing[::-1]))
+        with self.nodes.new_nodes() as created:
+            node = self.nodes.add_volume(Volume(proj, spacing, tuple(-centre), direction),
+                                         f"{name} projections ({g.n_views} views)", created, role="projections")
+            node.SetAttribute(GEOMETRY, json.dumps(g.to_dict()))
+            node.SetAttribute(NOISE, json.dumps(data.noise.to_dict()))
+            node.SetAttribute(PLACEMENT, json.dumps(data.placement))
+            node.GetDisplayNode().AutoWindowLevelOn()
+            if source is not None:
+                node.SetNodeReferenceID(REF_SOURCE, source.GetID())
+            outputs = {"projections": node, "reference": None}
+            if data.reference is not None:
+                ref = self.nodes.add_volume(grid_volume(data.reference, data, units), f"{name} reference",
+                                            created, units=units, window=g.hu_window, role="reference")
+                ref.SetNodeReferenceID(REF_PROJECTIONS, node.GetID())
+                self.nodes.same_parent_transform(ref, source)
+                node.SetNodeReferenceID(REF_REFERENCE, ref.GetID())
+                outputs["reference"] = ref
+        return outputs
+
+    def import_file(self, path, geometry_path=None, units: str = "hu") -> dict:
+        """Nodes for a projections file of ``deepsparse simulate`` (.safetensors), or for an image
+        stack (views, rows, columns) with its geometry file (YAML/JSON)."""
+        engine.core_location()
+        import torch
+
+        from deepsparse_core.geometry import Geometry
+        from deepsparse_core.projections_file import ProjectionData, load_projections
+
+        path = Path(path) if path else None
+        if path is None or not path.is_file():
+            raise error(f"projections file not found: {path or '(none chosen)'}")
+        if path.suffix == ".safetensors":
+            data = load_projections(path)
+        else:
+            if not geometry_path:
+                raise error("an image stack needs its geometry file (YAML or JSON)")
+            import SimpleITK as sitk
+
+            try:
+                stack = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+            except RuntimeError:
+                raise error(f"{path}: cannot read as an image stack") from None
+            if stack.ndim != 3:
+                raise error(f"{path}: the stack is {stack.ndim}D, expected (views, rows, columns)")
+            data = ProjectionData(torch.from_numpy(stack), Geometry.load(geometry_path))
+        name = re.sub(r"\.(safetensors|nii\.gz|nii|nrrd|mha|mhd|tiff?)$", "", path.name, flags=re.I)
+        return self.add_nodes(data, name, None, units)
+
+    def data(self, node):
+        """``ProjectionData`` of a projections node (its voxels with the geometry it carries)."""
+        engine.core_location()
+        import torch
+
+        from deepsparse_core.geometry import Geometry
+        from deepsparse_core.noise import NoiseModel
+        from deepsparse_core.projections_file import ProjectionData
+
+        if node is None:
+            raise error("no projections selected: simulate or import projections first")
+        if not node.GetAttribute(GEOMETRY):
+            raise error(f"'{node.GetName()}' carries no acquisition geometry: it was not made by "
+                        "Simulate or Import")
+        check_scalar_3d(node)
+        import slicer
+
+        proj = torch.from_numpy(np.array(slicer.util.arrayFromVolume(node), dtype=np.float32))
+        if not torch.isfinite(proj).all():
+            raise error(f"'{node.GetName()}' contains NaN or infinite values")
+        geometry = Geometry.from_dict(json.loads(node.GetAttribute(GEOMETRY)))
+        noise = NoiseModel.from_dict(json.loads(node.GetAttribute(NOISE) or '{"enabled": false}'))
+        placement = json.loads(node.GetAttribute(PLACEMENT) or "null")
+        return ProjectionData(proj, geometry, noise, None, placement)

@@ -1,0 +1,132 @@
+"""Simulating projections of a CT node and reconstructing projections nodes, as background jobs.
+
+Each job writes its inputs on a worker thread, runs ``deepsparse simulate`` / ``reconstruct`` in a
+child process and, when it succeeds, makes the output nodes on the polling thread. Outputs in
+patient space (ground truth, reconstruction) are placed like the CT (its IJKToRAS through the
+engine's LPS placement) and put under the CT's parent transform.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import engine, parameters
+from .background import Background, write_step
+from .catalog import Catalog
+from .geometry_bridge import volume_from_node
+from .jobs import Job
+from .nodes import METHOD, REF_PROJECTIONS, REF_SOURCE, SceneNodes, error
+from .projections import Projections, geometry_from_settings
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    key: str          # stored in the parameter node: fdk, sart, dice-file or dice:<model path>
+    label: str
+    method: str       # fdk | sart | dice
+    model: engine.ModelInfo | None = None
+
+
+class Reconstruction:
+    def __init__(self, nodes: SceneNodes, projections: Projections, catalog: Catalog, background: Background):
+        self.nodes, self.projections, self.catalog, self.background = nodes, projections, catalog, background
+
+    # ------------------------------------------------------------------ simulate
+    def start_simulation(self, ct_node, settings: dict | None = None, seed: int = 0, on_done=None,
+                         on_progress=None, on_log=None) -> Job:
+        """Simulate sparse-view projections of ``ct_node``; the job makes a projections node
+        (``job.outputs["projections"]``) and a ground-truth node (``job.outputs["reference"]``)."""
+        s = settings or self.nodes.settings()
+        volume = volume_from_node(ct_node)
+        geometry = geometry_from_settings(s)
+        device, note = self.catalog.resolve_device(s["device"])
+        work = self.background.work_dir("simulate")
+        with self.background.removed_on_error(work):
+            ct_path, geometry_path = work / "ct.nii", None
+            if s["geometryPreset"] == parameters.CUSTOM_GEOMETRY:
+                geometry_path = work / "geometry.json"
+                geometry.save(geometry_path)
+        out = work / "projections.safetensors"
+        command = engine.simulate_command(ct_path, out, geometry.n_views, s["arcDegrees"],
+                                          s["geometryPreset"], geometry_path, s["noise"], s["photons"],
+                                          seed, device)
+        ct_id, units = ct_node.GetID(), s["outputUnits"]
+
+        def finish(job: Job):
+            from deepsparse_core.projections_file import load_projections
+
+            source = self.nodes.by_id(ct_id)
+            name = source.GetName() if source is not None else "CT"
+            job.outputs.update(self.projections.add_nodes(load_projections(out), name, source, units))
+
+        job = self.background.job([write_step({ct_path: volume}), command], "simulation", work,
+                                  on_progress, on_log)
+        job.notes += [note] if note else []
+        return self.background.start(job, finish, work, on_done)
+
+    # ------------------------------------------------------------------ methods
+    def methods(self) -> list:
+        """Reconstruction methods: DiCE models (bundled, finetuned), a model file, FDK, SART."""
+        choices = [MethodChoice(f"dice:{m.path}", m.label, "dice", m) for m in self.catalog.models()]
+        choices.append(MethodChoice("dice-file", "DiCE (model file...)", "dice"))
+        return choices + [MethodChoice("fdk", "FDK", "fdk"), MethodChoice("sart", "SART", "sart")]
+
+    def method_choice(self, key: str, model_file: str = "") -> MethodChoice:
+        if key == "dice-file":
+            if not model_file or not Path(model_file).is_file():
+                raise error("choose a DiCE model file (.safetensors)")
+            return MethodChoice(key, "DiCE (model file...)", "dice", engine.model_info(model_file))
+        for choice in self.methods():
+            if choice.key == key:
+                return choice
+        if key.startswith("dice:"):
+            raise error(f"the DiCE model {key[len('dice:'):]} is gone: choose another method")
+        raise error(f"unknown reconstruction method '{key}'")
+
+    # ------------------------------------------------------------------ reconstruct
+    def start_reconstruction(self, projections_node, settings: dict | None = None, on_done=None,
+                             on_progress=None, on_log=None) -> Job:
+        """Reconstruct; the job makes a new scalar volume node (``job.outputs["volume"]``) in the
+        same physical space as the CT the projections came from. The engine checks a DiCE model
+        against the projections (view count, geometry) and its message is the job's error."""
+        from deepsparse_core.projections_file import save_projections
+
+        s = settings or self.nodes.settings()
+        data = self.projections.data(projections_node)
+        choice = self.method_choice(s["method"], s["modelFile"])
+        resolution = engine.output_grid(data.geometry.volume_shape, int(s["resolution"]))
+        device, note = self.catalog.resolve_device(s["device"])
+        units = s["outputUnits"] if s["outputUnits"] in parameters.UNITS else "hu"
+        k = int(s["dataConsistency"])
+        work = self.background.work_dir("reconstruct")
+        proj_path, out = work / "projections.safetensors", work / "reconstruction.nrrd"
+        command = engine.reconstruct_command(proj_path, out, choice.method, device, units,
+                                             choice.model.path if choice.model else None,
+                                             s["sartIterations"], resolution, k if k >= 0 else None)
+        proj_id, window = projections_node.GetID(), data.geometry.hu_window
+        label = f"{choice.label} {data.geometry.n_views} views"
+
+        def finish(job: Job):
+            from deepsparse_core.volume_io import read_volume
+
+            proj = self.nodes.by_id(proj_id)
+            source = proj.GetNodeReference(REF_SOURCE) if proj is not None else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # [0, 1] outputs are not HU, on purpose
+                volume = read_volume(out, check_hu=False, allow_constant=True)
+            base = source.GetName() if source is not None else "DeepSparse"
+            with self.nodes.new_nodes() as created:
+                node = self.nodes.add_volume(volume, f"{base} {label}", created, units=units, window=window,
+                                             role="reconstruction")
+                node.SetAttribute(METHOD, choice.label)
+                if proj is not None:
+                    node.SetNodeReferenceID(REF_PROJECTIONS, proj.GetID())
+                self.nodes.same_parent_transform(node, source)
+            job.outputs["volume"] = node
+
+        write = lambda: save_projections(proj_path, data)  # noqa: E731
+        job = self.background.job([write, command], f"{choice.label} reconstruction", work, on_progress, on_log)
+        job.notes += [note] if note else []
+        return self.background.start(job, finish, work, on_done)
