@@ -389,10 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .prepare import add_prepare_parser
     from .quality import add_quality_parser
+    from .scanner_io import add_export_parser, add_import_parser
+    from .training.bundle import add_bundle_parser
     from .training.command import add_train_parser
 
     add_prepare_parser(sub)
+    add_import_parser(sub)
+    add_export_parser(sub)
     add_train_parser(sub)
+    add_bundle_parser(sub)
     add_quality_parser(sub)
 
     p = sub.add_parser("geometry", help="show or export a geometry preset")

@@ -190,8 +190,9 @@ def check_compatibility(data_geometry: Geometry, training: Geometry | None,
     if errors:
         raise GeometryError(f"the projections' geometry is too far from the model's training geometry "
                             f"{_describe(training)}: {'; '.join(errors)} (allowed factor {tolerance:g}); "
-                            f"resample the data to that scanner's pixel size and field of view or use a "
-                            f"model trained for this geometry")
+                            f"resample the data to that scanner's pixel size and field of view (deepsparse "
+                            f"import ... --detector-like PRESET, or detector_resampling.adapt_to_model) or "
+                            f"use a model trained for this geometry")
     warnings_ = []
     if notes:
         warnings_.append(f"the projections' geometry differs from the model's training geometry "
