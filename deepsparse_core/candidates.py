@@ -6,7 +6,7 @@ float16 keeps 11 significant bits: the relative rounding error is at most 2^-11 
 (line integrals up to a few hundred mm stay far below float16's 65504 limit). On the fast preset
 chest sample the measured relative L2 error is ~3e-4 for projections and ~2e-4 for the volume,
 far below the noise (I0 = 1e5 gives ~1% relative error on typical rays); see
-``Testing/test_candidates.py``. Subsets are read lazily (``safe_open`` memory-maps the file).
+``Testing/test_projections_file.py``. Subsets are read lazily (``safe_open`` memory-maps the file).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from .geometry import Geometry
 from .noise import NoiseModel
 from .projections_file import ProjectionData, load_projections, save_projections
 from .simulate import simulate
+from .view_sampling import N_CANDIDATES  # noqa: F401 (public here too: paper, 200 per volume)
 from .volume_io import Volume
 
-N_CANDIDATES = 200  # paper: 200 candidate projections per volume
 
 
 def build_candidates(ct: Volume | str, geometry: Geometry, out: str | Path,

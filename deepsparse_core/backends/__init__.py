@@ -1,1 +1,3 @@
-"""Optional reference backends behind the same interface as the torch operators (RTK, TIGRE)."""
+"""Optional reference backends: RTK (itk-rtk, CPU) and TIGRE (CUDA only), called by
+:mod:`deepsparse_core.reconstruct` for ``--backend rtk|tigre``; each module converts our
+:class:`~deepsparse_core.geometry.Geometry` to the library's own convention."""

@@ -7,7 +7,8 @@ on a machine without a GPU kills the process, so :func:`available` asks
 TIGRE's circular cone-beam convention is ours (see docs/conventions.md): at angle 0 the source is
 at ``x = +DSO``, the rotation is about +z, volumes are numpy (z, y, x) with ``offOrigin`` (z, y, x)
 and projections are (angle, v, u) with ``nDetector``/``dDetector``/``offDetector`` as (v, u).
-``Testing/test_tigre.py`` checks this against the torch projector wherever TIGRE runs.
+No test runs TIGRE on the project's CPU machines; ``benchmarks/bench_projector.py`` compares it with the
+torch projector wherever TIGRE and a GPU are present.
 """
 
 from __future__ import annotations

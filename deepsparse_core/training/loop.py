@@ -236,11 +236,11 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     def effort() -> dict:
         """This run's work so far and the campaign totals (the init model's card totals + this run)."""
         run = {"stage": stage.name, "steps": step, "volume_samples": step * cfg.batch_size * world,
-               "wall_hours": round((elapsed_before + time.perf_counter() - t0) / 3600, 4),
-               "cpu_hours": round((cpu_before + time.process_time() - c0) * world / 3600, 4),
+               "wall_hours": round((elapsed_before + time.perf_counter() - t0) / 3600, 6),
+               "cpu_hours": round((cpu_before + time.process_time() - c0) * world / 3600, 6),
                "device": device.type, "processes": world, "threads": torch.get_num_threads()}
         before = ((card.get("init_card") or {}).get("totals") or {})
-        totals = {k: round(before.get(k, 0) + run[k], 4) for k in ("steps", "volume_samples", "wall_hours",
+        totals = {k: round(before.get(k, 0) + run[k], 6) for k in ("steps", "volume_samples", "wall_hours",
                                                                     "cpu_hours")}
         totals["runs"] = before.get("runs", 0) + 1
         return {"run": run, "totals": totals}

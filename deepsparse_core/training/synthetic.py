@@ -24,6 +24,8 @@ from ..projections_file import ProjectionData, save_projections
 from ..projector import forward_project
 from .data import write_splits
 
+# The procedural kinds of phantoms.PHANTOM_KINDS (no sample file needed); named here because this
+# module must import without SciPy (phantoms needs it), see the module docstring.
 KINDS = ("chest", "pelvis", "head", "knee")
 
 

@@ -1,0 +1,76 @@
+"""``deepsparse bundle``: a campaign run's model scored on held-out volumes and written with a complete card;
+campaign totals add up over warm-started runs; --only-if-better keeps a better bundled file."""
+
+import json
+
+import pytest
+
+from deepsparse_core.cli import main
+from deepsparse_core.model.card import card_markdown, missing_card_fields, read_card
+from deepsparse_core.model.model_file import load_model
+from deepsparse_core.progress import set_mode
+from deepsparse_core.training.bundle import DC_CANDIDATES
+from deepsparse_core.training.loop import TrainConfig, train
+from deepsparse_core.training.synthetic import make_synthetic_cache, small_geometry
+
+INFO = {"architecture": "DiCE tiny", "preset": "test",
+        "data": {"train": ["phantoms"], "augmentation": "none", "phantoms": "4 seeded", "held_out": ["val phantom"]},
+        "training": {"summary": "two tiny runs."}, "commands": ["deepsparse train ..."]}
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory, one_thread):
+    """Day 1: 3 scratch steps over views [2, 4]; day 2: 2 more steps warm-started from day 1's model."""
+    set_mode(quiet=True)
+    root = tmp_path_factory.mktemp("campaign")
+    make_synthetic_cache(root / "data", 3, small_geometry(32, 16, 16), seed=0, splits=(0.67, 0.33, 0.0))
+    common = dict(data=str(root / "data"), stage="scratch", model="tiny", min_views=2, max_views=4, points=256,
+                  batch_size=1, val_every=3, val_limit=1, bn_batches=2, device="cpu")
+    train(TrainConfig(out=str(root / "day1"), steps=3, **common))
+    train(TrainConfig(out=str(root / "day2"), steps=2, init=str(root / "day1" / "last.safetensors"),
+                      **{**common, "val_every": 2}))
+    (root / "info.json").write_text(json.dumps(INFO))
+    yield root
+    set_mode()
+
+
+def test_totals_add_up_over_warm_started_runs(campaign):
+    day1, day2 = read_card(campaign / "day1" / "last.safetensors"), read_card(campaign / "day2" / "last.safetensors")
+    assert day1["totals"]["steps"] == 3 and day1["totals"]["runs"] == 1
+    assert day2["run"]["steps"] == 2 and day2["totals"]["steps"] == 5 and day2["totals"]["runs"] == 2
+    assert day2["totals"]["volume_samples"] == 5
+    assert day1["totals"]["cpu_hours"] > 0
+    assert day2["totals"]["cpu_hours"] == pytest.approx(day1["totals"]["cpu_hours"] + day2["run"]["cpu_hours"], abs=2e-6)
+    assert day2["views"] == {"min": 2, "max": 4} and day2["bn_batches"] == 2
+
+
+def test_bundle_writes_a_complete_card_and_keeps_a_better_file(campaign, capsys):
+    out, md = campaign / "models" / "dice_2-4views.safetensors", campaign / "card.md"
+    argv = ["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--held-out",
+            str(campaign / "data"), "--info", str(campaign / "info.json"), "--data-consistency", "auto",
+            "--markdown", str(md), "--out", str(out)]
+    assert main(argv) == 0
+    model, meta = load_model(out)
+    card = meta["card"]
+    assert missing_card_fields(card) == []
+    assert set(card["held_out"]) == {"2", "3", "4"} and card["inference"]["data_consistency"] in DC_CANDIDATES
+    assert card["architecture"]["parameters"] == model.num_parameters()
+    assert card["training"]["totals"]["steps"] == 5
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:                  # stored in float16, loaded as float32
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} <= {"torch.float16", "torch.int64"}
+    assert "| 2 |" in md.read_text() and card_markdown(out.name, card) == md.read_text()
+    # the same model is not better than itself: --only-if-better keeps the file
+    before = out.stat().st_mtime_ns
+    assert main(argv + ["--only-if-better"]) == 0
+    assert "kept" in capsys.readouterr().out and out.stat().st_mtime_ns == before
+
+
+def test_bundle_refuses_an_incomplete_card(campaign, capsys):
+    (campaign / "bad.json").write_text(json.dumps({"data": {}}))
+    code = main(["--progress", "none", "bundle", str(campaign / "day1" / "last.safetensors"), "--held-out",
+                 str(campaign / "data"), "--info", str(campaign / "bad.json"), "--data-consistency", "0",
+                 "--out", str(campaign / "x.safetensors")])
+    assert code == 2 and "lacks" in capsys.readouterr().err
+    assert not (campaign / "x.safetensors").exists()

@@ -1,0 +1,216 @@
+"""``deepsparse bundle``: score a trained model on held-out CTs and write it as a bundled model with its card.
+
+One day of a training campaign ends with::
+
+    deepsparse bundle runs/day2/last.safetensors --held-out HELDOUT_DIR --info card_info.json \\
+        --data-consistency auto --out deepsparse_core/models/dice_6-10views.safetensors --only-if-better
+
+For every view count (default: the ends and the middle of the model's view range) and every held-out
+CT (candidate caches, ``n`` uniform views from candidate 0): FDK, SART (20 iterations), the network
+alone and the network with K data-consistency passes, scored with PSNR / SSIM / VIF. ``auto`` picks K
+as the smallest of ``DC_CANDIDATES`` within 0.05 dB of the best mean PSNR at the lowest view count (a
+PSNR / SSIM sweep first; VIF, which takes seconds per volume, only for the final scores).
+The card (:mod:`deepsparse_core.model.card`) gets the scores, K, the campaign totals from the
+training run's card, and what ``--info`` says (data, augmentation, licences, commands). With
+``--only-if-better`` an existing bundled file is kept unless the new model's mean PSNR (with its K)
+is higher at every scored view count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import emit, progress
+
+DC_CANDIDATES = (0, 1, 2, 3, 5, 8, 12)   # data-consistency passes tried by --data-consistency auto
+METRICS = ("psnr", "ssim", "vif")
+
+
+def held_out_scores(model, files, views, ks=(0,), sart_iterations: int = 20, device: str = "cpu",
+                    show_progress: bool = True, vif: bool = True) -> dict:
+    """``{n: {"fdk" | "sart" | k: {metric: mean}}}`` and per-volume rows, see the module docstring.
+
+    The network output is computed once per volume and view count; each K refines that output.
+    ``vif=False`` skips VIF (NaN), the slow metric (seconds per 128^3 volume), for sweeps.
+    """
+    from ..data_consistency import refine
+    from ..inference import DiceReconstructor
+    from ..metrics import evaluate, psnr, ssim
+    from ..quality import sparse_views
+    from ..reconstruct import reconstruct
+
+    rec = DiceReconstructor(model, device)
+    means, rows, seconds = {}, [], {}
+    with progress(len(views) * len(files), "held-out", enabled=show_progress, unit="scan") as bar:
+        for n in views:
+            per: dict = {}
+            for path in files:
+                data = sparse_views(Path(path), n)
+                ref = data.reference
+                t0 = time.perf_counter()
+                net = rec.reconstruct(data, data_consistency=0)
+                seconds.setdefault("dice", []).append(time.perf_counter() - t0)
+                cases = {"fdk": reconstruct(data, "fdk").clamp(0, 1),
+                         "sart": reconstruct(data, "sart", iterations=sart_iterations)}
+                for k in ks:
+                    cases[k] = refine(net, data, iterations=k) if k else net
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="VIF needs")
+                    for name, vol in cases.items():
+                        s = {m: float(v) for m, v in evaluate(vol, ref).items()} if vif else \
+                            {"psnr": psnr(vol, ref), "ssim": ssim(vol, ref), "vif": float("nan")}
+                        per.setdefault(name, []).append(s)
+                        rows.append({"volume": Path(path).stem, "views": n, "method": str(name), **s})
+                bar.update(1)
+            means[n] = {name: {m: _mean([s[m] for s in v]) for m in METRICS} for name, v in per.items()}
+    return {"means": means, "rows": rows, "dice_seconds": float(np.mean(seconds["dice"]))}
+
+
+def _mean(values) -> float | None:
+    """Mean of the finite values (VIF is NaN on slices under 41 pixels), None if there are none."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float replaced by None (strict JSON in the card)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def recommended_k(means: dict, ks) -> int:
+    """The smallest K within 0.05 dB of the best mean PSNR at the lowest scored view count."""
+    lowest = means[min(means)]
+    best = max(lowest[k]["psnr"] for k in ks)
+    return min(k for k in ks if lowest[k]["psnr"] >= best - 0.05)
+
+
+def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dict:
+    """The bundled card: ``info`` + architecture, views, totals and held-out scores."""
+    from ..model.model_file import load_model
+
+    model, meta = load_model(model_path)
+    run_card = meta["card"]
+    views = run_card.get("views") or info.get("views")
+    if not views:
+        raise InputError(f"{model_path} records no view range (card 'views'); give it in --info as "
+                         '"views": {"min": a, "max": b}')
+    cfg = model.config
+    architecture = {"name": info.get("architecture", "DiCE"), "parameters": model.num_parameters(),
+                    "summary": f"S={cfg.n_scales}, M={cfg.volume_resolution}, channels "
+                               f"{list(cfg.scale_channels)}, decoder {cfg.decoder_channels}, "
+                               f"codebooks {cfg.codebook_size}, point MLP {list(cfg.point_hidden)}"}
+    held_out = {}
+    for n, m in scores["means"].items():
+        held_out[str(n)] = {"fdk": m["fdk"], "sart": m["sart"], "dice": m[0], "dice_dc": m[k]}
+    training = dict(info.get("training", {}))
+    training["totals"] = run_card.get("totals") or {}
+    training["last_run"] = run_card.get("run")
+    training["checkpoint"] = {"stage": run_card.get("stage"), "step": run_card.get("step"),
+                              "bn_batches": run_card.get("bn_batches")}
+    card = {**{k2: v for k2, v in info.items() if k2 not in ("training", "architecture")},
+            "architecture": architecture, "views": views, "training": training, "held_out": held_out,
+            "held_out_volumes": [Path(f).stem for f in files], "held_out_rows": scores["rows"],
+            "inference": {"data_consistency": int(k), "seconds_128": round(scores["dice_seconds"], 2)},
+            "init_card": run_card.get("init_card")}
+    return json.loads(json.dumps(_finite(card), allow_nan=False, default=float))
+
+
+def _better(card: dict, existing: Path) -> tuple[bool, str]:
+    from ..model.card import read_card
+
+    try:
+        old = read_card(existing).get("held_out") or {}
+    except InputError:
+        return True, f"{existing} is unreadable"
+    for n, rows in card["held_out"].items():
+        if n in old and rows["dice_dc"]["psnr"] <= old[n]["dice_dc"]["psnr"]:
+            return False, (f"{n} views: {rows['dice_dc']['psnr']:.2f} dB is not above the bundled "
+                           f"{old[n]['dice_dc']['psnr']:.2f} dB")
+    return True, "better at every scored view count"
+
+
+def cmd_bundle(args) -> int:
+    from ..model.card import card_markdown, write_bundled
+    from ..model.model_file import read_model_metadata
+    from ..outputs import check_output_file
+    from ..progress import mode
+    from ..quality import held_out_files
+
+    model = Path(args.model)
+    meta = read_model_metadata(model)
+    out = check_output_file(args.out)
+    try:
+        info = json.loads(Path(args.info).read_text()) if args.info else {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read --info {args.info}: {str(e).splitlines()[0]}") from None
+    if not isinstance(info, dict):
+        raise InputError("--info must hold a JSON object")
+    files = held_out_files(args.held_out if len(args.held_out) > 1 else args.held_out[0])
+    views = meta["card"].get("views") or info.get("views") or {}
+    counts = args.views or sorted({views.get("min", 6), (views.get("min", 6) + views.get("max", 6)) // 2,
+                                   views.get("max", 6)})
+    if args.data_consistency == "auto":   # sweep K at the lowest view count (no VIF), then score with it
+        sweep = held_out_scores(model, files, counts[:1], DC_CANDIDATES, args.sart_iterations, args.device,
+                                show_progress=mode() == "bar", vif=False)
+        ks = tuple(sorted({0, recommended_k(sweep["means"], DC_CANDIDATES)}))
+    else:
+        try:
+            ks = tuple(sorted({0, int(args.data_consistency)}))
+        except ValueError:
+            raise InputError(f"--data-consistency takes a number >= 0 or auto, got {args.data_consistency!r}") from None
+        if ks[0] < 0:
+            raise InputError("--data-consistency must be >= 0")
+    scores = held_out_scores(model, files, counts, ks, args.sart_iterations, args.device,
+                             show_progress=mode() == "bar")
+    k = max(ks)
+    card = build_card(model, info, scores, k, files)
+    for n, rows in card["held_out"].items():
+        print(f"{n} views: FDK {rows['fdk']['psnr']:.2f}, SART {rows['sart']['psnr']:.2f}, DiCE "
+              f"{rows['dice']['psnr']:.2f}, DiCE + {k} DC {rows['dice_dc']['psnr']:.2f} dB (mean of {len(files)})")
+    if args.only_if_better and out.exists():
+        better, why = _better(card, out)
+        if not better:
+            print(f"kept {out}: {why}")
+            emit("result", written=False, reason=why)
+            return 0
+    path = write_bundled(model, out, card)
+    if args.markdown:
+        from ..atomic import write_text
+
+        write_text(args.markdown, card_markdown(path.name, card))
+    print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.2f} MiB, data consistency {k})")
+    emit("result", written=True, path=str(path), data_consistency=k)
+    return 0
+
+
+def add_bundle_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("bundle", help="score a trained model on held-out CTs and write it with its model card",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="trained model file (a run's last.safetensors or best.safetensors)")
+    p.add_argument("--held-out", nargs="+", required=True, metavar="DATA",
+                   help="held-out candidate caches or a prepared folder (its test split, else val)")
+    p.add_argument("--info", metavar="FILE.json", help="card fields: data, augmentation, licences, commands, ...")
+    p.add_argument("--views", nargs="+", type=int, help="view counts to score (default: the model's range ends and middle)")
+    p.add_argument("--data-consistency", default="auto", metavar="K|auto",
+                   help=f"recommended passes, or auto: the best of {', '.join(map(str, DC_CANDIDATES))} (default auto)")
+    p.add_argument("--sart-iterations", type=int, default=20, help="SART iterations of the baseline (default 20)")
+    p.add_argument("--only-if-better", action="store_true",
+                   help="keep an existing --out unless the new model scores higher at every view count")
+    p.add_argument("--markdown", metavar="FILE.md", help="also write the card as Markdown")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--out", required=True, help="bundled model file (float16 .safetensors)")
+    p.set_defaults(func=cmd_bundle)
+    return p
