@@ -21,6 +21,8 @@ from DeepSparseSlicerLib import dependencies, engine, parameters
 from DeepSparseSlicerLib.jobs import SUCCEEDED
 from DeepSparseSlicerLib.logic import DeepSparseLogic
 
+IMPORT_VALUE_LABELS = ("Line integrals -log(I/I0)", "Intensities: flat (+ dark) field files",
+                       "Intensities: I0 (+ dark)")  # engine.IMPORT_VALUES, in order
 PROJECT_URL = "https://github.com/DeepSparseSlicer/DeepSparseSlicer"  # = DEEPSPARSE_REPOSITORY_URL in CMakeLists.txt
 DOCUMENTATION_URL = f"{PROJECT_URL}/blob/main/docs/slicer.md"
 
@@ -41,8 +43,10 @@ class DeepSparseSlicer(ScriptedLoadableModule):
             "<li><b>Input</b>: choose a CT volume (HU), or load a sample CT.</li>"
             "<li><b>Projections</b>: simulate 6/8/10 (or any number of) views over an arc, with noise, "
             "for a geometry preset or a custom scanner; or import a projections file of "
-            "<code>deepsparse simulate</code> or an image stack with its geometry file. Scroll "
-            "through the views with <i>Show view</i>.</li>"
+            "<code>deepsparse simulate</code>, or scanner projections (an image stack or a folder of "
+            "images with RTK's geometry XML or a geometry file; line integrals, flat/dark fields or I0; "
+            "resampled to the <code>fast</code> detector for the bundled models) through "
+            "<code>deepsparse import</code>. Scroll through the views with <i>Show view</i>.</li>"
             "<li><b>Reconstruct</b>: pick DiCE (bundled or finetuned models, or a model file), FDK or "
             "SART, the device and the output units; the result is a new volume overlaying the CT.</li>"
             "<li><b>Compare</b>: side-by-side linked views with the same window/level, optional "
@@ -109,6 +113,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadSampleButton.connect("clicked()", self.onLoadSample)
         self.ui.simulateButton.connect("clicked()", self.onSimulate)
         self.ui.importButton.connect("clicked()", self.onImport)
+        self.ui.projectionsFolderButton.connect("clicked()", self.onChooseProjectionsFolder)
         self.ui.reconstructButton.connect("clicked()", self.onReconstruct)
         self.ui.compareButton.connect("clicked()", self.onCompare)
         self.ui.startFinetuneButton.connect("clicked()", self.onStartFinetune)
@@ -128,7 +133,10 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                   self.ui.geometryPresetComboBox: [(p, p) for p in engine.preset_names()]
                   + [(parameters.CUSTOM_GEOMETRY, "custom...")],
                   self.ui.deviceComboBox: [("auto", "auto"), ("cuda", "GPU (CUDA)"), ("cpu", "CPU")],
-                  self.ui.outputUnitsComboBox: [("hu", "Hounsfield units"), ("normalized", "[0, 1] attenuation")]}
+                  self.ui.outputUnitsComboBox: [("hu", "Hounsfield units"), ("normalized", "[0, 1] attenuation")],
+                  self.ui.importValuesComboBox: list(zip(engine.IMPORT_VALUES, IMPORT_VALUE_LABELS)),
+                  self.ui.detectorLikeComboBox: [(p, p) for p in engine.preset_names()]
+                  + [(parameters.NO_DETECTOR_PRESET, "none (keep the scanner's detector)")]}
         for combo, items in combos.items():
             for key, text in items:
                 combo.addItem(text, key)
@@ -235,8 +243,18 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sartIterationsSpinBox.enabled = s["method"] == "sart"
         self.ui.dataConsistencySpinBox.enabled = s["method"].startswith("dice")
         self.ui.baseModelFilePathLineEdit.enabled = s["baseModel"] == "file"
+        scanner = not s["projectionsFile"].lower().endswith(".safetensors")  # converted by `deepsparse import`
+        for widget in (self.ui.geometryFilePathLineEdit, self.ui.importValuesComboBox, self.ui.importViewsSpinBox,
+                       self.ui.importArcSpinBox, self.ui.viewIndicesLineEdit, self.ui.importPixelSpacingSpinBox,
+                       self.ui.detectorLikeComboBox):
+            widget.enabled = scanner
+        self.ui.flatFilePathLineEdit.enabled = scanner and s["importValues"] == "flat-dark"
+        self.ui.i0ValueSpinBox.enabled = scanner and s["importValues"] == "i0"
+        self.ui.darkFilePathLineEdit.enabled = self.ui.darkValueSpinBox.enabled = \
+            scanner and s["importValues"] != "line-integrals"
         busy = self.jobs["main"] is not None and self.jobs["main"].running
         self.ui.simulateButton.enabled = s["InputVolume"] is not None and not busy
+        self.ui.importButton.enabled = bool(s["projectionsFile"]) and not busy
         self.ui.reconstructButton.enabled = s["Projections"] is not None and not busy
         self.ui.compareButton.enabled = s["GroundTruth"] is not None and s["Reconstruction"] is not None and not busy
         projections = s["Projections"]
@@ -353,15 +371,27 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.track(self.logic.start_simulation(self._parameterNode.GetNodeReference("InputVolume"),
                                                    on_done=lambda j: self.onJobDone(j, then), on_progress=self.onProgress))
 
+    def onChooseProjectionsFolder(self):
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder of projection images",
+                                                     self._parameterNode.GetParameter("projectionsFile"))
+        if folder:
+            self._parameterNode.SetParameter("projectionsFile", folder)
+
     def onImport(self):
+        """A projections file is read at once; scanner projections run ``deepsparse import`` in the
+        background, whose summary line and warnings end in the status line."""
         with self.userErrors():
             if not self.engineReady():
                 return
             s = self.logic.settings()
-            nodes = self.logic.import_projections(s["projectionsFile"], s["geometryFile"], s["outputUnits"])
-            self.select("Projections", nodes["projections"])
-            self.select("GroundTruth", nodes["reference"])
-            self.showStatus(f"Imported {nodes['projections'].GetName()}.")
+            if s["projectionsFile"].lower().endswith(".safetensors"):
+                nodes = self.logic.import_projections(s["projectionsFile"], units=s["outputUnits"])
+                self.select("Projections", nodes["projections"])
+                self.select("GroundTruth", nodes["reference"])
+                self.showStatus(f"Imported {nodes['projections'].GetName()}.")
+                return
+            self.track(self.logic.start_import(on_done=lambda j: self.onJobDone(
+                j, lambda j: self.select("Projections", j.outputs["projections"])), on_progress=self.onProgress))
 
     def onShowProjection(self, value):
         self.logic.show_projection(self._parameterNode.GetNodeReference("Projections"), int(value))

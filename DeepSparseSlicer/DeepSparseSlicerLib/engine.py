@@ -237,5 +237,34 @@ def finetune_commands(cts, work_dir, geometry_path, n_candidates: int, n_views: 
     return commands, runs["step2"] / "model.safetensors"
 
 
+IMPORT_VALUES = ("line-integrals", "flat-dark", "i0")  # what the images hold: the values options of import
+
+
+def import_command(projections_path, geometry_path, out_path, values: str, flat_path=None, dark=None,
+                   i0: float | None = None, n_views: int | None = None, view_indices: str | None = None,
+                   arc_degrees: float | None = None, pixel_spacing: float | None = None,
+                   detector_like: str | None = None) -> list[str]:
+    """``import``: scanner projections (a stack or a folder) with RTK's geometry XML or a geometry
+    YAML/JSON. ``values``: ``line-integrals`` (-log(I/I0)), ``flat-dark`` (intensities with the
+    flat field file ``flat_path``) or ``i0`` (intensities with the scalar ``i0``); ``dark`` (file or
+    number, None: 0) with either intensity mode. None (or 0 views/arc/spacing) leaves an option to
+    the engine; ``detector_like``: a preset whose models should accept the data (None: keep the detector)."""
+    if values not in IMPORT_VALUES:
+        raise ValueError(f"values must be one of {IMPORT_VALUES}, got {values!r}")
+    args = ["import", projections_path, "--geometry", geometry_path, "--out", out_path]
+    if values == "line-integrals":
+        args.append("--line-integrals")
+    else:
+        args += ["--flat", flat_path] if values == "flat-dark" else ["--i0", i0]
+        args += ["--dark", dark] if dark is not None else []
+    if view_indices:
+        args += ["--view-indices", view_indices]
+    args += ["--views", int(n_views)] if n_views else []
+    args += ["--arc", arc_degrees] if arc_degrees else []
+    args += ["--pixel-spacing", pixel_spacing] if pixel_spacing else []
+    args += ["--detector-like", detector_like] if detector_like else []
+    return core_command(*args)
+
+
 def sample_command(name: str) -> list[str]:
     return core_command("samples", "--fetch", name)

@@ -8,7 +8,8 @@ nodes; if anything fails, the nodes made so far are removed. User errors raise
 ``deepsparse_core.errors.DeepSparseError`` with a one-line message for the panel.
 
 Parts: :mod:`.nodes` (parameter node, volume nodes), :mod:`.catalog` (models, devices),
-:mod:`.projections`, :mod:`.reconstruction` (simulate, reconstruct), :mod:`.compare`,
+:mod:`.projections`, :mod:`.scanner_import` (``deepsparse import``), :mod:`.reconstruction`
+(simulate, reconstruct), :mod:`.compare`,
 :mod:`.views` (layout, slice views), :mod:`.finetune`.
 """
 
@@ -25,6 +26,7 @@ from .jobs import SUCCEEDED, Job
 from .nodes import SceneNodes, error
 from .projections import Projections, geometry_from_settings
 from .reconstruction import Reconstruction
+from .scanner_import import ScannerImport, is_projections_file
 from .views import Views
 
 
@@ -47,6 +49,7 @@ class DeepSparseLogic:
         self.nodes = SceneNodes(scene)
         self.catalog = Catalog(self.user_models_dir, self.background)
         self.projections = Projections(self.nodes)
+        self.scanner_import = ScannerImport(self.nodes, self.projections, self.background)
         self.reconstruction = Reconstruction(self.nodes, self.projections, self.catalog, self.background)
         self.comparison = Comparison(self.nodes, self.background)
         self.views = Views(self.nodes, app_logic)
@@ -122,8 +125,23 @@ class DeepSparseLogic:
                          on_log=None) -> Job:
         return self.reconstruction.start_simulation(ct_node, settings, seed, on_done, on_progress, on_log)
 
-    def import_projections(self, path, geometry_path=None, units: str = "hu") -> dict:
-        return self.projections.import_file(path, geometry_path, units)
+    def start_import(self, settings=None, on_done=None, on_progress=None, on_log=None) -> Job:
+        """``deepsparse import`` of the Import settings (scanner projections) in the background."""
+        return self.scanner_import.start(settings, on_done, on_progress, on_log)
+
+    def import_projections(self, path, geometry_path=None, units: str = "hu", timeout_s: float = 600.0,
+                           **options) -> dict:
+        """Nodes of a projections file (.safetensors, read at once), or of scanner projections with
+        their geometry (:meth:`start_import` waited for, scripts and tests; ``options``: Import
+        settings, e.g. ``importValues="i0", i0Value=4000.0``)."""
+        if is_projections_file(path):
+            return self.projections.import_file(path, units)
+        s = {**self.settings(), **options, "projectionsFile": str(path or ""),
+             "geometryFile": str(geometry_path or ""), "outputUnits": units}
+        job = self.start_import(s)
+        if job.wait(timeout_s) != SUCCEEDED:
+            raise error(job.error or f"the import {job.status}")
+        return job.outputs
 
     def projection_data(self, node):
         return self.projections.data(node)

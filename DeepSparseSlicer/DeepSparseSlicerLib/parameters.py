@@ -26,9 +26,19 @@ DEFAULTS = {
     "voxelSize": "3.2",
     "noise": "true",
     "photons": "100000.0",
-    # Projections: import
-    "projectionsFile": "",
-    "geometryFile": "",
+    # Projections: import (a .safetensors file as is; scanner projections through `deepsparse import`)
+    "projectionsFile": "",      # projections file, stack or folder of images
+    "geometryFile": "",         # RTK geometry XML, or a geometry YAML/JSON
+    "importValues": "line-integrals",  # line-integrals | flat-dark | i0 (engine.IMPORT_VALUES)
+    "flatFile": "",
+    "darkFile": "",
+    "darkValue": "0.0",         # dark field as a number when no dark file; 0: none
+    "i0Value": "65535.0",
+    "importViews": "0",         # pick N views nearest to uniform; 0: all
+    "importArc": "0.0",         # only views within this arc from the first (degrees); 0: the whole arc
+    "viewIndices": "",          # e.g. 0,45,90 or 0-360:60, instead of importViews
+    "importPixelSpacing": "0.0",  # detector pitch (mm) for files without one (TIFF, PNG); 0: the files'
+    "detectorLike": "fast",     # resample to this preset's detector (its models accept the data); none: keep
     # Reconstruct
     "method": "fdk",
     "modelFile": "",
@@ -56,6 +66,7 @@ NODE_REFERENCES = ("InputVolume", "Projections", "GroundTruth", "Reconstruction"
 CUSTOM_GEOMETRY = "custom"  # geometryPreset value for the custom DSO/DSD/detector fields
 DEVICES = ("auto", "cuda", "cpu")
 UNITS = ("hu", "normalized")
+NO_DETECTOR_PRESET = "none"  # detectorLike value keeping the scanner's detector
 
 # widget class -> (PythonQt property it edits, value type, change signal)
 WIDGET_BINDINGS = {

@@ -1,5 +1,6 @@
 """Projections in the scene: the acquisition geometry of the settings, projections nodes made from
-``deepsparse_core`` projection data (simulated or imported), and projection data read back.
+``deepsparse_core`` projection data (simulated or imported: projections files here, scanner
+projections in :mod:`.scanner_import`), and projection data read back.
 
 A projections node is a scalar volume (views, rows, columns) not in patient space: views along k,
 detector rows (v, up) along A and columns along L, so an axial slice view shows each projection
@@ -73,34 +74,20 @@ class Projections:
                 outputs["reference"] = ref
         return outputs
 
-    def import_file(self, path, geometry_path=None, units: str = "hu") -> dict:
-        """Nodes for a projections file of ``deepsparse simulate`` (.safetensors), or for an image
-        stack (views, rows, columns) with its geometry file (YAML/JSON)."""
+    def import_file(self, path, units: str = "hu") -> dict:
+        """Nodes for a projections file of ``deepsparse simulate`` or ``import`` (.safetensors);
+        scanner projections (stacks, folders of images) go through ``deepsparse import``
+        (:mod:`.scanner_import`)."""
         engine.core_location()
-        import torch
-
-        from deepsparse_core.geometry import Geometry
-        from deepsparse_core.projections_file import ProjectionData, load_projections
+        from deepsparse_core.projections_file import load_projections
 
         path = Path(path) if path else None
         if path is None or not path.is_file():
             raise error(f"projections file not found: {path or '(none chosen)'}")
-        if path.suffix == ".safetensors":
-            data = load_projections(path)
-        else:
-            if not geometry_path:
-                raise error("an image stack needs its geometry file (YAML or JSON)")
-            import SimpleITK as sitk
-
-            try:
-                stack = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
-            except RuntimeError:
-                raise error(f"{path}: cannot read as an image stack") from None
-            if stack.ndim != 3:
-                raise error(f"{path}: the stack is {stack.ndim}D, expected (views, rows, columns)")
-            data = ProjectionData(torch.from_numpy(stack), Geometry.load(geometry_path))
-        name = re.sub(r"\.(safetensors|nii\.gz|nii|nrrd|mha|mhd|tiff?)$", "", path.name, flags=re.I)
-        return self.add_nodes(data, name, None, units)
+        if path.suffix != ".safetensors":
+            raise error(f"{path.name} is not a projections file (.safetensors): import scanner projections "
+                        "with their geometry file")
+        return self.add_nodes(load_projections(path), re.sub(r"\.safetensors$", "", path.name), None, units)
 
     def data(self, node):
         """``ProjectionData`` of a projections node (its voxels with the geometry it carries)."""

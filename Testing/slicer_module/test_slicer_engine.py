@@ -36,10 +36,26 @@ def _every_command(tmp_path):
                 for model in (None, "m.safetensors"):
                     commands.append(engine.reconstruct_command("p.safetensors", "o.nrrd", method, "cpu", "hu",
                                                                model, 7, resolution, k))
+    commands += _import_commands()
     finetune, _ = engine.finetune_commands(tmp_path / "cts", tmp_path, tmp_path / "g.json", 24, 6, 4, 3,
                                            "base.safetensors", 2, "cpu", 500)
     finetune_default, _ = engine.finetune_commands("cts", tmp_path, "g.json", 200, 8, 1, 1, "b.safetensors")
     return commands + finetune + finetune_default
+
+
+def _import_commands():
+    """``import`` over its value modes and options (what the panel's Import section can ask)."""
+    commands = []
+    for values, extra in (("line-integrals", {}), ("flat-dark", {"flat_path": "flat.mha"}),
+                          ("flat-dark", {"flat_path": "flat.mha", "dark": "dark.mha"}), ("i0", {"i0": 4000.0}),
+                          ("i0", {"i0": 65535.0, "dark": 100.0})):
+        commands.append(engine.import_command("proj.mha", "geometry.xml", "p.safetensors", values, **extra))
+    commands += [engine.import_command("folder", "g.yaml", "p.safetensors", "line-integrals", n_views=6,
+                                       arc_degrees=180.0, pixel_spacing=0.4, detector_like="fast"),
+                 engine.import_command("proj.mha", "g.xml", "p.safetensors", "i0", i0=1e4, view_indices="0-360:60"),
+                 engine.import_command("proj.mha", "g.xml", "p.safetensors", "line-integrals", n_views=0,
+                                       arc_degrees=0.0, pixel_spacing=0.0, detector_like=None)]
+    return commands
 
 
 def test_every_command_line_parses_with_the_engine_parsers(tmp_path):
@@ -61,6 +77,28 @@ def test_every_command_line_parses_with_the_engine_parsers(tmp_path):
         else:
             assert cmd[1:3] == ["-m", "deepsparse_core.training"], cmd
             train.parse_args(cmd[3:])
+
+
+def test_import_command_values_parse_to_the_import_options():
+    from deepsparse_core.cli import build_parser
+
+    parse = lambda cmd: build_parser().parse_args(cmd[3:])  # noqa: E731
+    li = parse(engine.import_command("proj.mha", "g.xml", "p.safetensors", "line-integrals", n_views=6,
+                                     arc_degrees=180.0, detector_like="fast"))
+    assert li.func.__name__ == "cmd_import" and li.projections == "proj.mha" and li.geometry == "g.xml"
+    assert li.line_integrals and li.flat is None and li.i0 is None and li.dark is None
+    assert (li.views, li.arc, li.detector_like, li.view_indices, li.pixel_spacing) == (6, 180.0, "fast", None, None)
+    flat = parse(engine.import_command("proj.mha", "g.xml", "p.safetensors", "flat-dark", flat_path="f.mha",
+                                       dark="d.mha", pixel_spacing=0.4))
+    assert not flat.line_integrals and (flat.flat, flat.dark, flat.pixel_spacing) == ("f.mha", "d.mha", [0.4])
+    i0 = parse(engine.import_command("proj.mha", "g.xml", "p.safetensors", "i0", i0=4000.0, dark=100.0,
+                                     view_indices="0,45,90"))
+    assert (i0.i0, i0.dark, i0.view_indices, i0.views, i0.flat) == (4000.0, 100.0, "0,45,90", None, None)
+    plain = parse(engine.import_command("proj.mha", "g.xml", "p.safetensors", "line-integrals", n_views=0,
+                                        arc_degrees=0.0, pixel_spacing=0.0))  # 0: the engine's defaults
+    assert (plain.views, plain.arc, plain.pixel_spacing, plain.detector_like) == (None, None, None, None)
+    with pytest.raises(ValueError, match="values must be one of"):
+        engine.import_command("proj.mha", "g.xml", "p.safetensors", "intensities")
 
 
 def test_reconstruct_command_values():

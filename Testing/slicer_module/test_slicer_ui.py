@@ -177,3 +177,39 @@ def test_module_script_has_module_widget_logic_and_test():
                    for a in n.names} | {n.module.split(".")[0] for n in tree.body
                                         if isinstance(n, ast.ImportFrom) and n.module}
     assert not top_imports & {"torch", "deepsparse_core", "numpy", "SimpleITK"}
+
+
+IMPORT_KEYS = {"projectionsFile", "geometryFile", "importValues", "flatFile", "darkFile", "darkValue", "i0Value",
+               "importViews", "importArc", "viewIndices", "importPixelSpacing", "detectorLike"}
+
+
+def _string_list(widget, name):
+    prop = widget.find(f"property[@name='{name}']")
+    return [] if prop is None else [s.text for s in prop.iter("string")]
+
+
+def test_import_tab_takes_the_inputs_of_deepsparse_import(widgets):
+    """Issue 12, item 5: projections (stack, folder), geometry (RTK XML or YAML), values (line
+    integrals, flat/dark, I0), views, arc or indices, pixel size, detector preset."""
+    from deepsparse_core.scanner_io import IMAGE_SUFFIXES
+
+    tab = widgets["importTab"]
+    in_tab = {_parameter_name(w): w for w in tab.iter("widget") if _parameter_name(w)}
+    assert set(in_tab) == IMPORT_KEYS
+    assert IMPORT_KEYS <= set(parameters.DEFAULTS)
+    assert parameters.DEFAULTS["detectorLike"] == "fast"  # the bundled models' detector
+    assert parameters.DEFAULTS["importValues"] == "line-integrals"
+    projections = " ".join(_string_list(in_tab["projectionsFile"], "nameFilters"))
+    assert all(f"*{suffix}" in projections for suffix in IMAGE_SUFFIXES + (".safetensors",)), projections
+    assert "Dirs" in in_tab["projectionsFile"].find("property[@name='filters']/set").text
+    assert "projectionsFolderButton" in {w.get("name") for w in tab.iter("widget")}
+    geometry = " ".join(_string_list(in_tab["geometryFile"], "nameFilters"))
+    assert all(pattern in geometry for pattern in ("*.xml", "*.yaml", "*.yml", "*.json"))
+    # 0 means "the engine's default" and the spin boxes say so
+    for key in ("importViews", "importArc", "importPixelSpacing", "darkValue"):
+        widget = in_tab[key]
+        assert widget.find("property[@name='specialValueText']") is not None, key
+        assert float(widget.find("property[@name='minimum']")[0].text) == 0.0, key
+        assert float(parameters.DEFAULTS[key]) == 0.0, key
+    assert float(in_tab["i0Value"].find("property[@name='minimum']")[0].text) > 0
+

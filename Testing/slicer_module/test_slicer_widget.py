@@ -450,3 +450,77 @@ def test_the_registered_ctest_is_self_contained(module, monkeypatch):
     mod.DeepSparseSlicerTest().runTest()
     table = scene.GetFirstNode("DeepSparse metrics", "vtkMRMLTableNode")
     assert table is not None and float(table.GetCellText(0, 2)) > 10.0
+
+
+def test_import_section_runs_deepsparse_import_in_the_background_with_its_messages(module, monkeypatch, tmp_path):
+    """Issue 12, item 5: the Import tab's choices are the engine's, the widgets that do not apply to the
+    value mode are disabled, a folder can be chosen, scanner projections go through a background job
+    (the engine's summary and warnings in the status line), a projections file is read at once."""
+    import SimpleITK as sitk
+    import slicer
+    import torch
+
+    from DeepSparseSlicerLib import engine
+    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.projections_file import ProjectionData, save_projections
+
+    mod, scene, app, w = module
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    monkeypatch.setattr(sys.modules["qt"], "QFileDialog", types.SimpleNamespace(
+        getExistingDirectory=lambda parent, caption, start: str(folder)), raising=False)
+    monkeypatch.setattr(slicer.util, "mainWindow", lambda: None)
+    widget = mod.make_widget()
+    node = widget.logic.getParameterNode()
+    assert [d for _, d in w["importValuesComboBox"].items] == list(engine.IMPORT_VALUES)
+    assert w["detectorLikeComboBox"].currentData == "fast" and w["detectorLikeComboBox"].findData("none") >= 0
+    assert not w["importButton"].enabled  # nothing chosen yet
+    w["projectionsFolderButton"].emit("clicked()")
+    assert node.GetParameter("projectionsFile") == str(folder) and w["projectionsFilePathLineEdit"].currentPath == str(folder)
+    enabled = lambda *names: [w[n].enabled for n in names]  # noqa: E731
+    value_widgets = ("flatFilePathLineEdit", "darkFilePathLineEdit", "darkValueSpinBox", "i0ValueSpinBox")
+    assert enabled(*value_widgets) == [False, False, False, False]  # line integrals
+    node.SetParameter("importValues", "flat-dark")
+    assert enabled(*value_widgets) == [True, True, True, False]
+    node.SetParameter("importValues", "i0")
+    assert enabled(*value_widgets) == [False, True, True, True] and w["importButton"].enabled
+
+    # a scanner stack with intensities and a dark value, through the real engine in a child process
+    g = Geometry.preset("fast", 4, arc_degrees=360.0).with_grid((16,) * 3, (12.0,) * 3)
+    g.save(tmp_path / "geometry.yaml")
+    intensities = np.full((4,) + g.detector_shape, 1000.0, np.float32)
+    intensities[0, :2, :2] = 50.0  # below the dark value: clamped, with the engine's warning
+    image = sitk.GetImageFromArray(intensities)
+    image.SetSpacing(g.detector_spacing[::-1] + (1.0,))
+    sitk.WriteImage(image, str(folder / "raw.mha"))
+    for key, value in {"projectionsFile": str(folder / "raw.mha"), "geometryFile": str(tmp_path / "geometry.yaml"),
+                       "i0Value": "2000.0", "darkValue": "100.0", "detectorLike": "none"}.items():
+        node.SetParameter(key, value)
+    widget.onImport()
+    assert widget.jobs["main"] is not None and w["jobProgressBar"].visible and not w["importButton"].enabled
+    run_timer(widget, timeout=120)
+    status = w["statusLabel"].text
+    imported = node.GetNodeReference("Projections")
+    assert imported is not None and imported.GetName() == "raw projections (4 views)", status
+    assert "done" in status and f"4 views of {g.detector_shape[0]}x{g.detector_shape[1]}" in status, status
+    assert "warning: " in status and "at or below the dark" in status, status
+    assert w["importButton"].enabled
+    # the engine's one-line error, as the job's message
+    node.SetParameter("viewIndices", "0,7")
+    widget.onImport()
+    run_timer(widget, timeout=120)
+    assert "out of range" in w["statusLabel"].text and node.GetNodeReference("Projections") is imported
+    # what the panel checks itself
+    previous = widget.jobs["main"]
+    node.SetParameter("projectionsFile", str(tmp_path / "missing.mha"))
+    widget.onImport()
+    assert "projections not found" in w["statusLabel"].text and widget.jobs["main"] is previous
+
+    # a projections file: read at once, the scanner options disabled
+    path = save_projections(tmp_path / "p.safetensors", ProjectionData(torch.zeros(4, *g.detector_shape), g))
+    node.SetParameter("projectionsFile", str(path))
+    assert not w["geometryFilePathLineEdit"].enabled and not w["importValuesComboBox"].enabled
+    assert not w["detectorLikeComboBox"].enabled and not w["i0ValueSpinBox"].enabled
+    widget.onImport()
+    assert node.GetNodeReference("Projections").GetName() == "p projections (4 views)"
+    assert w["statusLabel"].text == "Imported p projections (4 views)."
