@@ -141,3 +141,10 @@ def test_demo_writes_volumes_metrics_and_figure(tmp_path):
     assert results["SART"]["psnr"] > results["FDK"]["psnr"]
     png = np.asarray(Image.open(out / "comparison.png"))
     assert png.shape[1] >= 3 * 128 and png.std() > 10
+    from deepsparse_core import figures
+    from deepsparse_core.inference import bundled_model_path
+
+    methods = ["FDK", "SART"] + (["DiCE"] if bundled_model_path(6) else [])   # a DiCE row and column once bundled
+    assert [r["method"] for r in rows] == methods and png.shape[1::-1] == figures.figure_size(len(methods))
+    if "DiCE" in methods:
+        assert (out / "dice.nii.gz").is_file() and results["DiCE"]["psnr"] > results["FDK"]["psnr"]

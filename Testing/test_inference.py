@@ -172,7 +172,8 @@ def test_model_file_is_loaded_once_and_reused(model_file, data, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- errors and warnings
-def test_step2_model_rejects_another_view_count(tmp_path):
+def test_step2_model_rejects_another_view_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(inference, "MODELS_DIR", tmp_path / "none")   # the hint must not depend on bundled files
     path = save_model(tmp_path / "six.safetensors", tiny_model(denoise=True), small_geometry(), n_views=6)
     rec = DiceReconstructor(path, "cpu")
     assert rec.reconstruct(scan(small_geometry(6)), resolution=8).shape == (8, 8, 8)

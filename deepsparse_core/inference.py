@@ -341,7 +341,8 @@ class DiceReconstructor:
         n_model, n = self.meta.get("n_views"), data.geometry.n_views
         if n_model is not None and n != n_model:
             other = bundled_model_path(n)
-            hint = f"use the {n}-view model ({other})" if other else f"use a model finetuned for {n} views"
+            hint = f"use the bundled model for {n} views ({other.name})" if other else \
+                f"use a model finetuned for {n} views"
             raise InputError(f"this model was finetuned for {n_model} views, got {n}: {hint} or a "
                              f"step-1 (not view-specific) model")
         if self.view_range is not None and n_model is None and not self.view_range[0] <= n <= self.view_range[1]:

@@ -40,7 +40,7 @@ DEFAULTS = {
     "importPixelSpacing": "0.0",  # detector pitch (mm) for files without one (TIFF, PNG); 0: the files'
     "detectorLike": "fast",     # resample to this preset's detector (its models accept the data); none: keep
     # Reconstruct
-    "method": "fdk",
+    "method": "dice",           # the bundled DiCE model for the view count (the engine's lookup)
     "modelFile": "",
     "device": "auto",
     "resolution": "0",

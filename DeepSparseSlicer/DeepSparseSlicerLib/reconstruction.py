@@ -23,10 +23,14 @@ from .projections import Projections, geometry_from_settings
 
 @dataclass(frozen=True)
 class MethodChoice:
-    key: str          # stored in the parameter node: fdk, sart, dice-file or dice:<model path>
+    key: str          # stored in the parameter node: dice (the bundled model for the view count),
+    #                   dice:<model path>, dice-file, fdk or sart
     label: str
     method: str       # fdk | sart | dice
     model: engine.ModelInfo | None = None
+
+
+BUNDLED = MethodChoice("dice", "DiCE (bundled model for the view count)", "dice")  # the panel's default
 
 
 class Reconstruction:
@@ -69,11 +73,15 @@ class Reconstruction:
     # ------------------------------------------------------------------ methods
     def methods(self) -> list:
         """Reconstruction methods: DiCE models (bundled, finetuned), a model file, FDK, SART."""
-        choices = [MethodChoice(f"dice:{m.path}", m.label, "dice", m) for m in self.catalog.models()]
+        models = self.catalog.models()
+        choices = [BUNDLED] if any(m.bundled for m in models) else []
+        choices += [MethodChoice(f"dice:{m.path}", m.label, "dice", m) for m in models]
         choices.append(MethodChoice("dice-file", "DiCE (model file...)", "dice"))
         return choices + [MethodChoice("fdk", "FDK", "fdk"), MethodChoice("sart", "SART", "sart")]
 
     def method_choice(self, key: str, model_file: str = "") -> MethodChoice:
+        if key == BUNDLED.key:  # the engine picks the bundled model for the projections' view count
+            return BUNDLED
         if key == "dice-file":
             if not model_file or not Path(model_file).is_file():
                 raise error("choose a DiCE model file (.safetensors)")

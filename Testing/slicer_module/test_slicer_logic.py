@@ -74,6 +74,7 @@ def workflow(tmp_path_factory):
     params = logic.parameter_node()
     for key, value in SMALL_GEOMETRY.items():
         params.SetParameter(key, value)
+    params.SetParameter("method", "fdk")  # the panel's default is the bundled DiCE
     sim = logic.start_simulation(ct)
     assert sim.wait(JOB_TIMEOUT_S) == SUCCEEDED, sim.error
     rec = logic.start_reconstruction(sim.outputs["projections"])
@@ -486,8 +487,11 @@ def test_dice_reconstruction_with_a_bundled_model(workflow):
               and 6 in m.model.view_counts]
     if not models:
         pytest.skip("no bundled 6-view DiCE model in deepsparse_core/models yet")
+    from DeepSparseSlicerLib import parameters
+
+    assert parameters.DEFAULTS["method"] == "dice" == logic.methods()[0].key   # the panel offers it first
     params = logic.parameter_node()
-    params.SetParameter("method", models[0].key)
+    params.SetParameter("method", "dice")          # no model file: the engine's bundled lookup
     try:
         job = logic.start_reconstruction(workflow["projections"])
         assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, job.error

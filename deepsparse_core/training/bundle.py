@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import emit, progress
 
-DC_CANDIDATES = (0, 1, 2, 3, 5, 8, 12)   # data-consistency passes tried by --data-consistency auto
+DC_CANDIDATES = (0, 1, 2, 3, 5, 8, 12, 16, 20)   # data-consistency passes tried by --data-consistency auto
 METRICS = ("psnr", "ssim", "vif")
 
 
