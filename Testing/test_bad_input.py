@@ -340,16 +340,21 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, ws, tmp_path, capfd):
     assert after == before, f"left in the output folder: {sorted(after.items() - before.items())}"
 
 
+def _writing_into(command: str, ws, folder) -> list:
+    """The command line of ``command`` with its output in ``folder``."""
+    return {"simulate": lambda: _sim(ws, ws / "ct.nii.gz", folder),
+            "reconstruct": lambda: _rec(ws, folder),
+            "evaluate": lambda: ["evaluate", "--reference", ws / "ct.nii.gz", "--reconstruction", ws / "ct.nii.gz",
+                                 "--json", folder / "s.json"],
+            "prepare": lambda: _prep(ws, ws / "ct.nii.gz", folder),
+            "train": lambda: _train(ws, folder, "--stage", "scratch")}[command]()
+
+
 @pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
 @pytest.mark.parametrize("command", ["simulate", "reconstruct", "evaluate", "prepare", "train"])
 def test_read_only_output_folder(command, ws, tmp_path, capfd):
     ro = _mkdir(tmp_path / "ro")
-    argv = {"simulate": lambda: _sim(ws, ws / "ct.nii.gz", ro),
-            "reconstruct": lambda: _rec(ws, ro),
-            "evaluate": lambda: ["evaluate", "--reference", ws / "ct.nii.gz", "--reconstruction", ws / "ct.nii.gz",
-                                 "--json", ro / "s.json"],
-            "prepare": lambda: _prep(ws, ws / "ct.nii.gz", ro),
-            "train": lambda: _train(ws, ro, "--stage", "scratch")}[command]()
+    argv = _writing_into(command, ws, ro)
     ro.chmod(0o555)
     try:
         rc = main([str(a) for a in argv])
@@ -365,12 +370,7 @@ def test_unwritable_output_folder_is_refused_before_work(command, ws, tmp_path, 
     from deepsparse_core import outputs
 
     ro = _mkdir(tmp_path / "ro")
-    argv = {"simulate": lambda: _sim(ws, ws / "ct.nii.gz", ro),
-            "reconstruct": lambda: _rec(ws, ro),
-            "evaluate": lambda: ["evaluate", "--reference", ws / "ct.nii.gz", "--reconstruction", ws / "ct.nii.gz",
-                                 "--json", ro / "s.json"],
-            "prepare": lambda: _prep(ws, ws / "ct.nii.gz", ro),
-            "train": lambda: _train(ws, ro, "--stage", "scratch")}[command]()
+    argv = _writing_into(command, ws, ro)
     real_access = os.access
     monkeypatch.setattr(outputs.os, "access", lambda p, mode: Path(p) != ro and real_access(p, mode))
     rc = main([str(a) for a in argv])

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from deepsparse_core.geometry import Geometry
 from deepsparse_core.model import DiCE
@@ -67,9 +66,7 @@ def bare_step_seconds(stage_args: dict, config, data: Path, steps: int, batch_si
 
     def one():
         out = model(b.projections, train_set.geometry, b.points, b.view_mask_2d, b.view_mask_3d, b.angles)
-        loss = F.mse_loss(out["pred"], b.targets) + stage.lambda_q * out["vq_loss"]
-        if stage.denoise:
-            loss = loss + stage.lambda_d * out["denoise_loss"]
+        loss, _ = stage.loss(out, b.targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

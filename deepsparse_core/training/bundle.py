@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..progress import emit, progress
+from ..progress import dumps, emit, progress
 
 DC_CANDIDATES = (0, 1, 2, 3, 5, 8, 12, 16, 20)   # data-consistency passes tried by --data-consistency auto
 METRICS = ("psnr", "ssim", "vif")
@@ -79,17 +79,6 @@ def _mean(values) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def _finite(obj):
-    """``obj`` with every non-finite float replaced by None (strict JSON in the card)."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def recommended_k(means: dict, ks) -> int:
     """The smallest K within 0.05 dB of the best mean PSNR at the lowest scored view count."""
     lowest = means[min(means)]
@@ -125,7 +114,7 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
             "held_out_volumes": [Path(f).stem for f in files], "held_out_rows": scores["rows"],
             "inference": {"data_consistency": int(k), "seconds_128": round(scores["dice_seconds"], 2)},
             "init_card": run_card.get("init_card")}
-    return json.loads(json.dumps(_finite(card), allow_nan=False, default=float))
+    return json.loads(dumps(card, default=float))   # strict JSON: non-finite scores become null
 
 
 def _better(card: dict, existing: Path) -> tuple[bool, str]:

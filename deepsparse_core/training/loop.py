@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import DeepSparseError, GeometryError, InputError
@@ -267,12 +266,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             b = train_set.batch(rng, cfg.batch_size, sampler, cfg.points, cfg.edge_fraction).to(device)
             with amp:
                 out = model(b.projections, geometry, b.points, b.view_mask_2d, b.view_mask_3d, b.angles)
-            mse = F.mse_loss(out["pred"].float(), b.targets)                       # Eq. 9
-            loss = mse
-            if stage.lambda_q:
-                loss = loss + stage.lambda_q * out["vq_loss"].float()             # Eq. 10
-            if stage.denoise:
-                loss = loss + stage.lambda_d * out["denoise_loss"].float()        # Eq. 12-13
+            loss, mse = stage.loss(out, b.targets)                                 # Eq. 9-13
             optimizer.zero_grad(set_to_none=True)
             loss.backward()                                                        # DDP averages gradients here
             if cfg.grad_clip:
@@ -313,10 +307,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
                 log.validation(step, val_scores)
                 model_card = {**card, "stage": stage.name, "step": step, "val": val_scores,
                               "bn_batches": cfg.bn_batches, **effort()}
-                if stage.fixed_views is None and not stage.denoise:  # trained on n uniform in [n_min, n_max]
-                    model_card["views"] = {"min": stage.n_min, "max": stage.n_max}
-                elif stage.fixed_views is not None:
-                    model_card["views"] = {"min": stage.fixed_views, "max": stage.fixed_views}
+                model_card["views"] = {"min": stage.n_min, "max": stage.n_max}  # n uniform in [n_min, n_max]
                 save_model(run_dir / "last.safetensors", evaluated, geometry, n_views, card=model_card)
                 if best_psnr is None or val_scores["psnr"] > best_psnr:
                     best_psnr = val_scores["psnr"]

@@ -77,6 +77,18 @@ class Stage:
             return sparse, None
         return sparse, np.concatenate([sparse, auxiliary_indices(sparse, self.m_total, n_candidates, arc)])
 
+    def loss(self, out: dict, targets):
+        """(total loss, MSE) of a model output (``DiCE.forward``) against the (B, N) targets."""
+        import torch.nn.functional as F
+
+        mse = F.mse_loss(out["pred"].float(), targets)                            # Eq. 9
+        loss = mse
+        if self.lambda_q:
+            loss = loss + self.lambda_q * out["vq_loss"].float()                 # Eq. 10
+        if self.denoise:
+            loss = loss + self.lambda_d * out["denoise_loss"].float()            # Eq. 12-13
+        return loss, mse
+
     def describe(self) -> str:
         n = f"{self.n_min}" if self.n_min == self.n_max else f"{self.n_min}~{self.n_max}"
         views = f"[{n} | {self.m_total or n}]"

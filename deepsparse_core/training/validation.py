@@ -35,7 +35,6 @@ def calibrated_copy(model: DiCE, train_set: CandidateSet, sampler, batches: int 
         return model
     from ..model.vq import EMAVectorQuantizer
 
-    was_training = model.training
     clone = copy.deepcopy(model).train()
     norms = [m for m in clone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     for m in norms:
@@ -52,7 +51,6 @@ def calibrated_copy(model: DiCE, train_set: CandidateSet, sampler, batches: int 
             clone(b.projections, train_set.geometry, b.points, b.view_mask_2d, b.view_mask_3d, b.angles)
     for m in norms:
         m.momentum = 0.1
-    model.train(was_training)
     return clone.eval()
 
 
