@@ -9,7 +9,7 @@ from deepsparse_core.errors import DeepSparseError
 @pytest.fixture(scope="session")
 def sample_file():
     """``sample_file(name, part="image")`` -> cached path, fetching once; skips when offline."""
-    from deepsparse_core.samples import fetch_sample
+    from deepsparse_core.data.samples import fetch_sample
 
     failed = {}  # name -> reason, so an offline run tries each sample once
 

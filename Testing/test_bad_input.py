@@ -24,9 +24,9 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from deepsparse_core.cli import main
-from deepsparse_core.geometry import Geometry
-from deepsparse_core.phantoms import phantom_volume
-from deepsparse_core.volume_io import write_volume
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.data.phantoms import phantom_volume
+from deepsparse_core.data.volume_io import write_volume
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -466,7 +466,7 @@ def test_sample_sdist_is_pinned_and_never_built(tmp_path, monkeypatch):
     import io
     import tarfile
 
-    from deepsparse_core import samples
+    from deepsparse_core.data import samples
     from deepsparse_core.errors import DeepSparseError
 
     member = "pkg-1.0/data/ct.nrrd"

@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from deepsparse_core.cli import main
-from deepsparse_core.geometry import Geometry
-from deepsparse_core.phantoms import phantom_volume
-from deepsparse_core.volume_io import read_volume, write_volume
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.data.phantoms import phantom_volume
+from deepsparse_core.data.volume_io import read_volume, write_volume
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_demo_writes_volumes_metrics_and_figure(tmp_path):
     assert results["SART"]["psnr"] > results["FDK"]["psnr"]
     png = np.asarray(Image.open(out / "comparison.png"))
     assert png.shape[1] >= 3 * 128 and png.std() > 10
-    from deepsparse_core import figures
+    from deepsparse_core.evaluation import figures
     from deepsparse_core.inference import bundled_model_path
 
     methods = ["FDK", "SART"] + (["DiCE"] if bundled_model_path(6) else [])   # a DiCE row and column once bundled

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from deepsparse_core import figures
+from deepsparse_core.evaluation import figures
 
 
 def test_diverging_map_is_white_at_zero_red_positive_blue_negative():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepsparse_core.errors import GeometryError
-from deepsparse_core.geometry import Geometry, preset_names, uniform_angles
+from deepsparse_core.physics.geometry import Geometry, preset_names, uniform_angles
 
 
 def small(**kw):

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from deepsparse_core import inference
-from deepsparse_core.data_consistency import projection_residual, refine
+from deepsparse_core.reconstruct import reconstruct
+from deepsparse_core.physics.data_consistency import projection_residual, refine
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.geometry import Geometry, uniform_angles
+from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.inference import DiceReconstructor, chunk_size_for, get_reconstructor
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model
 from deepsparse_core.progress import Cancelled
-from deepsparse_core.projections_file import ProjectionData
-from deepsparse_core.projector import forward_project
+from deepsparse_core.data.projections_file import ProjectionData
+from deepsparse_core.physics.projector import forward_project
 
 VIEWS = 6
 
@@ -80,11 +81,11 @@ def test_output_on_the_data_grid_in_unit_range(plain):
 
 def test_voxels_equal_model_reconstruct_on_default_and_custom_grids(reconstructor, data, plain):
     model, p = reconstructor.model, data.projections[None]
-    torch.testing.assert_close(plain, model.reconstruct(p, data.geometry)[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(plain, model.predict_volume(p, data.geometry)[0], rtol=0, atol=1e-6)
     shape = (20, 24, 18)  # another grid over the same physical extent
     vol = reconstructor.reconstruct(data, resolution=shape)
     assert vol.shape == shape
-    expected = model.reconstruct(p, data.geometry.with_grid(shape))[0]
+    expected = model.predict_volume(p, data.geometry.with_grid(shape))[0]
     torch.testing.assert_close(vol, expected, rtol=0, atol=1e-6)
 
 
@@ -167,7 +168,7 @@ def test_model_file_is_loaded_once_and_reused(model_file, data, monkeypatch):
     first = get_reconstructor(model_file, "cpu")
     first.reconstruct(data, resolution=8)
     assert get_reconstructor(model_file, "cpu") is first and len(loads) == 1
-    out = inference.reconstruct_dice(data, model=model_file, device="cpu", resolution=8)
+    out = reconstruct(data, "dice", device="cpu", resolution=8, model=model_file)
     assert out.shape == (8, 8, 8) and len(loads) == 1
 
 
@@ -270,21 +271,25 @@ def test_a_model_trained_over_a_view_range_serves_every_count_in_it(tmp_path, mo
 
 
 # ---------------------------------------------------------------------------- data consistency
+def residual(volume, data) -> float:
+    return projection_residual(volume, data.projections, data.geometry.with_resolution(tuple(volume.shape)))
+
+
 @pytest.mark.parametrize("views_per_subset", [1, VIEWS])
 def test_data_consistency_lowers_the_residual_within_the_bound(views_per_subset):
     g = small_geometry()
     data = scan(g)
     start = (0.7 * ball(g) + 0.15 * torch.rand(g.volume_shape, generator=torch.Generator().manual_seed(0)))
     start = start.clamp(0, 1)
-    before = projection_residual(start, data)
-    out = refine(start, data, iterations=3, max_change=0.1, views_per_subset=views_per_subset)
-    after = projection_residual(out, data)
+    before = residual(start, data)
+    out = refine(start, data.projections, data.geometry, iterations=3, max_change=0.1, views_per_subset=views_per_subset)
+    after = residual(out, data)
     assert after < 0.8 * before
     assert float((out - start).abs().max()) <= 0.1 + 1e-6
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert float((out - start).abs().max()) > 0.05  # the bound is reached, not vacuous
-    more = refine(start, data, iterations=6, max_change=0.1, views_per_subset=views_per_subset)
-    assert projection_residual(more, data) <= after + 1e-4
+    more = refine(start, data.projections, data.geometry, iterations=6, max_change=0.1, views_per_subset=views_per_subset)
+    assert residual(more, data) <= after + 1e-4
 
 
 def test_data_consistency_inside_reconstruct_stays_near_the_network_output(reconstructor, data):
@@ -292,11 +297,11 @@ def test_data_consistency_inside_reconstruct_stays_near_the_network_output(recon
     refined = reconstructor.reconstruct(data, resolution=12, data_consistency=2)
     assert refined.shape == (12, 12, 12)
     assert float((refined - plain).abs().max()) <= 0.1 + 1e-6
-    assert projection_residual(refined, data) < projection_residual(plain, data)
+    assert residual(refined, data) < residual(plain, data)
 
 
 def test_data_consistency_rejects_bad_parameters(data):
     with pytest.raises(InputError):
-        refine(torch.zeros(16, 16, 16), data, relaxation=2.5)
+        refine(torch.zeros(16, 16, 16), data.projections, data.geometry, relaxation=2.5)
     with pytest.raises(InputError):
-        refine(torch.zeros(16, 16), data)
+        refine(torch.zeros(16, 16), data.projections, data.geometry)

@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from deepsparse_core.errors import InputError
-from deepsparse_core.metrics import evaluate, psnr, ssim, vif
+from deepsparse_core.evaluation.metrics import evaluate, psnr, ssim, vif
 
 
 def _phantom(shape, seed=0):

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.geometry import Geometry, uniform_angles
+from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.model import DiCE, DiceConfig
-from deepsparse_core.model.sampling import backproject, lowres_grid, sample_views, sample_volume
+from deepsparse_core.model.sampling import grid_features, lowres_grid, pixel_features, sample_volume
 from deepsparse_core.model.vq import EMAVectorQuantizer
 
 
@@ -160,7 +160,7 @@ def test_hybrid_view_sampling_uses_more_views_for_the_volume():
 
 
 def test_view_features_read_only_the_used_slots_and_match_a_per_view_brute_force():
-    """sample_views gathers the used view slots first (6 of 24 in step 1); the max over views, its
+    """pixel_features gathers the used view slots first (6 of 24 in step 1); the max over views, its
     gradient and the all-masked case must equal a plain loop over every view."""
     g = torch.Generator().manual_seed(3)
     maps = torch.randn(3, 9, 4, 6, 5, generator=g, requires_grad=True)
@@ -168,7 +168,7 @@ def test_view_features_read_only_the_used_slots_and_match_a_per_view_brute_force
     mask = torch.zeros(3, 9, dtype=torch.bool)
     mask[0, [1, 4, 8]] = True
     mask[1, [0, 2, 3, 5, 6]] = True                                  # samples with different counts
-    out = sample_views(maps, uv, mask)
+    out = pixel_features(maps, uv, mask)
     (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
     grad = maps.grad.clone()
     maps.grad = None
@@ -189,7 +189,7 @@ def test_sample_without_any_view_gets_zero_features():
     maps = torch.randn(2, 3, 5, 4, 4)
     uv = torch.rand(2, 3, 7, 2) * 2 - 1
     mask = torch.tensor([[True, False, True], [False, False, False]])
-    out = sample_views(maps, uv, mask)
+    out = pixel_features(maps, uv, mask)
     assert torch.equal(out[1], torch.zeros(5, 7))
     assert torch.isfinite(out).all()
     model, geometry = make_model().train(), make_geometry(8)
@@ -313,7 +313,7 @@ def test_eval_is_deterministic_and_chunking_is_exact():
     reloaded = DiCE(model.config)
     reloaded.load_state_dict(state)  # codebooks travel in the state dict
     assert torch.equal(reloaded.eval()(projections, geometry, points)["pred"], first)
-    volume = model.reconstruct(projections, geometry)
+    volume = model.predict_volume(projections, geometry)
     assert volume.shape == (2, 16, 16, 16) and volume.min() >= 0 and volume.max() <= 1
 
 
@@ -359,5 +359,5 @@ def test_voxel_and_point_features_sit_at_the_detector_projection_of_the_same_poi
         start += c
     # the low-resolution back-projection samples the very same place
     finest = features.maps[0]
-    volume = backproject(finest, geometry, 8, torch.ones(1, 1, dtype=torch.bool))
+    volume = grid_features(finest, geometry, 8, torch.ones(1, 1, dtype=torch.bool))
     assert torch.allclose(volume.reshape(4, -1)[:, pick].t().double(), feats[:, :4], atol=1e-5)

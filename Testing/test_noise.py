@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deepsparse_core.errors import DeepSparseError
-from deepsparse_core.noise import NoiseModel, add_noise, attenuation_scale
+from deepsparse_core.physics.noise import NoiseModel, add_noise, attenuation_scale
 
 
 def test_noise_is_unbiased_with_the_expected_variance():

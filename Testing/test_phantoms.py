@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepsparse_core.errors import InputError
-from deepsparse_core.phantoms import (BONE, LIVER, LUNG, PHANTOM_KINDS, label_phantom,
+from deepsparse_core.data.phantoms import (BONE, LIVER, LUNG, PHANTOM_KINDS, label_phantom,
                                       make_phantom, phantom_volume, shepp_logan_phantom)
 
 PROCEDURAL = ["head", "pelvis", "knee", "chest"]
@@ -90,3 +90,11 @@ def test_label_phantom_from_the_chest_mask(sample_file):
     np.testing.assert_array_equal(a, label_phantom((48, 56, 56), seed=0))
     assert np.mean(np.abs(a - label_phantom((48, 56, 56), seed=1)) > 50) > 0.02
     assert "labels" in PHANTOM_KINDS
+
+
+def test_every_phantom_kind_has_a_generator_and_a_field_of_view():
+    from deepsparse_core.data.phantoms import FIELD_OF_VIEW_MM, PHANTOM_KINDS
+    from deepsparse_core.training.synthetic import KINDS
+
+    assert set(PHANTOM_KINDS) == set(FIELD_OF_VIEW_MM)
+    assert set(KINDS) <= set(PHANTOM_KINDS)  # the procedural ones, usable without the sample CTs

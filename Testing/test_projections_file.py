@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from deepsparse_core.errors import DeepSparseError, GeometryError, InputError
-from deepsparse_core.geometry import Geometry
-from deepsparse_core.noise import NoiseModel
-from deepsparse_core.projections_file import ProjectionData, load_projections, save_projections
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.physics.noise import NoiseModel
+from deepsparse_core.data.projections_file import ProjectionData, load_projections, save_projections
 
 
 def data(n_views=5):
@@ -49,8 +49,12 @@ def test_float16_cache_error_is_below_the_documented_bound(tmp_path):
 
 def test_mismatched_shapes_are_rejected():
     d = data()
-    with pytest.raises(GeometryError, match="expects"):
+    with pytest.raises(GeometryError, match="3 projections but the geometry has"):
         ProjectionData(d.projections[:3], d.geometry)
+    with pytest.raises(GeometryError, match="detector is"):
+        ProjectionData(d.projections[:, :-1], d.geometry)
+    with pytest.raises(InputError, match="views, rows, columns"):
+        ProjectionData(d.projections[None], d.geometry)
     with pytest.raises(GeometryError, match="reference volume shape"):
         ProjectionData(d.projections, d.geometry, reference=torch.zeros(4, 4, 4))
 
@@ -80,8 +84,9 @@ def test_corrupt_metadata_is_reported(tmp_path):
 
 
 def test_candidate_cache_from_a_phantom(tmp_path):
-    from deepsparse_core.candidates import N_CANDIDATES, build_candidates, load_candidate_views
-    from deepsparse_core.phantoms import phantom_volume
+    from deepsparse_core.data.candidates import build_candidates, load_candidate_views
+    from deepsparse_core.data.view_selection import N_CANDIDATES
+    from deepsparse_core.data.phantoms import phantom_volume
 
     assert N_CANDIDATES == 200
     g = Geometry.preset("fast", 12).with_grid((24, 24, 24))
@@ -93,7 +98,7 @@ def test_candidate_cache_from_a_phantom(tmp_path):
     sub = load_candidate_views(path, [0, 5], with_reference=False)
     assert torch.equal(sub.projections, full.projections[[0, 5]]) and sub.reference is None
     # the stored projections are the reference's projections up to float16 rounding
-    from deepsparse_core.projector import forward_project
+    from deepsparse_core.physics.projector import forward_project
 
     exact = forward_project(full.reference, g)
     assert float((full.projections - exact).norm() / exact.norm()) < 2e-3

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from deepsparse_core.backends import rtk
-from deepsparse_core.geometry import Geometry, uniform_angles
-from deepsparse_core.projector import back_project, back_project_voxel_driven, forward_project, ray_lengths
+from deepsparse_core.errors import GeometryError
+from deepsparse_core.physics.backends import rtk
+from deepsparse_core.physics.geometry import Geometry, uniform_angles
+from deepsparse_core.physics.projector import back_project, back_project_voxel_driven, forward_project, ray_lengths
 
 needs_rtk = pytest.mark.skipif(not rtk.available(), reason="itk-rtk not installed")
 
@@ -90,10 +91,12 @@ def test_voxel_driven_back_projection_of_ones_counts_views():
 
 def test_shape_mismatches_are_errors():
     g = odd_geometry()
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(GeometryError, match="does not match"):
         forward_project(torch.zeros(3, 3, 3), g)
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(GeometryError, match="2 projections but the geometry has"):
         back_project(torch.zeros(2, *g.detector_shape), g)
+    with pytest.raises(GeometryError, match="detector is"):
+        back_project_voxel_driven(torch.zeros(g.n_views, 3, 3), g)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
@@ -124,8 +127,8 @@ def test_back_projection_matches_rtk_joseph():
 @pytest.mark.rtk
 @pytest.mark.samples
 def test_forward_projection_matches_rtk_on_the_real_chest_ct(sample_file):
-    from deepsparse_core.simulate import prepare_reference
-    from deepsparse_core.volume_io import read_volume
+    from deepsparse_core.data.simulate import prepare_reference
+    from deepsparse_core.data.volume_io import read_volume
 
     g = Geometry.preset("fast", 8).with_grid((64, 64, 64))
     g = Geometry(**{**g.to_dict(), "detector_shape": (96, 96), "detector_spacing": (6.4, 6.4)})

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepsparse_core import figures, quality
+from deepsparse_core.evaluation import figures, quality
 from deepsparse_core.errors import InputError
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from deepsparse_core.backends import rtk
+from deepsparse_core.physics.backends import rtk
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.fdk import fdk
-from deepsparse_core.metrics import psnr
-from deepsparse_core.projector import forward_project
-from deepsparse_core.sart import rtk_view_order, sart
+from deepsparse_core.physics.fdk import fdk
+from deepsparse_core.evaluation.metrics import psnr
+from deepsparse_core.physics.projector import forward_project
+from deepsparse_core.physics.sart import rtk_view_order, sart
 
 from baseline_case import needs_rtk, rel_l2, shepp_logan, small_geometry
 

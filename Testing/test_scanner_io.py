@@ -11,11 +11,12 @@ import torch
 
 from deepsparse_core import cli
 from deepsparse_core.errors import DeepSparseError, GeometryError, InputError
-from deepsparse_core.fdk import fdk
-from deepsparse_core.geometry import Geometry
-from deepsparse_core.noise import NoiseModel, attenuation_scale
-from deepsparse_core.projections_file import ProjectionData, load_projections, save_projections
-from deepsparse_core.scanner_io import (export_projections, import_projections, line_integrals, parse_indices,
+from deepsparse_core.physics.fdk import fdk
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.physics.noise import NoiseModel, attenuation_scale
+from deepsparse_core.data.placement import Placement
+from deepsparse_core.data.projections_file import ProjectionData, load_projections, save_projections
+from deepsparse_core.data.scanner_io import (export_projections, import_projections, line_integrals, parse_indices,
                                         pick_views)
 
 from baseline_case import needs_rtk, rel_l2
@@ -126,7 +127,7 @@ def test_export_then_import_reproduces_the_projections_file(tmp_path):
     torch.testing.assert_close(back.projections, data.projections, rtol=2.0 ** -22, atol=0)
     for f in dataclasses.fields(Geometry):
         assert getattr(back.geometry, f.name) == pytest.approx(getattr(g, f.name), abs=1e-9), f.name
-    assert back.noise == data.noise and back.placement == placement and back.reference is None
+    assert back.noise == data.noise and back.placement == Placement.from_dict(placement) and back.reference is None
     # the exported values are physical line integrals -log(I/I0), RTK's layout with the offset in the origin
     img = sitk.ReadImage(str(tmp_path / "x" / "projections.mha"))
     np.testing.assert_allclose(sitk.GetArrayFromImage(img), data.projections.numpy() * SCALE, rtol=1e-6)
@@ -139,7 +140,7 @@ def _rtk_projections(tmp_path, g: Geometry, volume: torch.Tensor, projection_off
     import itk
     from itk import RTK as rtk
 
-    from deepsparse_core.backends import rtk as backend
+    from deepsparse_core.physics.backends import rtk as backend
 
     geo = rtk.ThreeDCircularProjectionGeometry.New()
     for a in g.angles:
@@ -164,7 +165,7 @@ def _rtk_fdk_of_files(projections, geometry_xml, g: Geometry, i0, dark):
     import itk
     from itk import RTK as rtk
 
-    from deepsparse_core.backends import rtk as backend
+    from deepsparse_core.physics.backends import rtk as backend
 
     image = itk.Image[itk.F, 3]
     reader = rtk.ThreeDCircularProjectionGeometryXMLFileReader.New()
@@ -300,7 +301,7 @@ def test_truncated_mislabelled_and_inconsistent_files_give_one_clear_error(tmp_p
 
 
 def test_missing_itk_rtk_is_named(tmp_path, monkeypatch):
-    from deepsparse_core.backends import rtk as backend
+    from deepsparse_core.physics.backends import rtk as backend
 
     monkeypatch.setattr(backend, "available", lambda: False)
     write_stack(tmp_path / "p.mha", np.ones((2, NV, NU)))

@@ -18,9 +18,10 @@ from deepsparse_core.model.model_file import load_model, read_model_metadata
 from deepsparse_core.progress import set_mode
 from deepsparse_core.training import (CandidateSet, CheckpointError, TrainConfig, check_model_views,
                                       learning_rate, load_run, make_stage, make_synthetic_cache, small_geometry,
-                                      train, write_splits)
+                                      train)
+from deepsparse_core.data.splits import write_splits
 from deepsparse_core.training.command import add_train_parser, config_from_args
-from deepsparse_core.training.models import initial_model
+from deepsparse_core.training.initial_model import initial_model
 from deepsparse_core.training.synthetic import ellipsoid_phantom
 
 N_CANDIDATES = 16
@@ -306,12 +307,12 @@ def test_step2_model_refuses_another_view_count(runs, data, tmp_path):
 def test_tiny_model_overfits_one_volume_far_above_fdk(tmp_path):
     """One chest phantom, 4 views: ~150 CPU steps (~15 s on one thread) reach ~26 dB; FDK gives ~18 dB."""
     try:
-        from deepsparse_core.fdk import fdk
+        from deepsparse_core.physics.fdk import fdk
     except ImportError:
-        pytest.skip("deepsparse_core.fdk is not available yet: cannot compare with FDK")
-    from deepsparse_core.metrics import psnr
-    from deepsparse_core.projections_file import load_projections
-    from deepsparse_core.view_sampling import uniform_sparse_indices
+        pytest.skip("deepsparse_core.physics.fdk is not available yet: cannot compare with FDK")
+    from deepsparse_core.evaluation.metrics import psnr
+    from deepsparse_core.data.projections_file import load_projections
+    from deepsparse_core.data.view_selection import uniform_sparse_indices
 
     g = small_geometry(32, 16, N_CANDIDATES)
     [path] = make_synthetic_cache(tmp_path / "one", 1, g, seed=3, kinds=("chest",))

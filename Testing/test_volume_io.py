@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from deepsparse_core import volume_io
+from deepsparse_core.data import volume_io
 from deepsparse_core.errors import InputError
-from deepsparse_core.volume_io import Volume, read_volume, write_volume
+from deepsparse_core.data.volume import Volume
+from deepsparse_core.data.volume_io import read_volume, write_volume
 
 
 def rotation_z(degrees):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from deepsparse_core.inference import DiceReconstructor
-from deepsparse_core.metrics import psnr, ssim
-from deepsparse_core.quality import held_out_files, sparse_views
+from deepsparse_core.evaluation.metrics import psnr, ssim
+from deepsparse_core.evaluation.quality import held_out_files, sparse_views
 
 
 def scores(model: Path, files, n_views: int) -> tuple[float, float]:

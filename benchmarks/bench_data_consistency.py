@@ -6,7 +6,7 @@ Usage:
 
 DATA: cache files or a prepared folder (its test split, else val), each reconstructed from ``n``
 uniform views (candidate offset 0). For each volume and view count the network output is computed
-once and refined with K bounded SART passes (:func:`deepsparse_core.data_consistency.refine` with its
+once and refined with K bounded SART passes (:func:`deepsparse_core.physics.data_consistency.refine` with its
 defaults: relaxation 0.5, |change| <= 0.1), next to FDK and SART of the same views
 (:func:`deepsparse_core.training.bundle.held_out_scores`, what ``deepsparse bundle`` records in a
 model card). Prints the per-K means, the margin over SART and the K that ``bundle`` would recommend.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from deepsparse_core.quality import held_out_files
+from deepsparse_core.evaluation.quality import held_out_files
 from deepsparse_core.training.bundle import held_out_scores, recommended_k
 
 

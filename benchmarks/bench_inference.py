@@ -27,22 +27,22 @@ from pathlib import Path
 
 import torch
 
-from deepsparse_core.geometry import Geometry
+from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.inference import DiceReconstructor
-from deepsparse_core.metrics import psnr
+from deepsparse_core.evaluation.metrics import psnr
 from deepsparse_core.model import DiCE, DiceConfig
-from deepsparse_core.noise import NoiseModel, add_noise
-from deepsparse_core.phantoms import make_phantom
-from deepsparse_core.preprocess import normalize_hu
-from deepsparse_core.projections_file import ProjectionData
-from deepsparse_core.projector import forward_project
+from deepsparse_core.physics.noise import NoiseModel, add_noise
+from deepsparse_core.data.phantoms import make_phantom
+from deepsparse_core.data.hu import normalize_hu
+from deepsparse_core.data.projections_file import ProjectionData
+from deepsparse_core.physics.projector import forward_project
 
 TARGETS = {("cuda", 256): 0.5, ("cpu", 128): 10.0}  # seconds, 6 views (issue 8: 128^3 within 10 s on 2 CPU cores)
 
 
 def fdk_or_none():
     try:
-        from deepsparse_core.fdk import fdk
+        from deepsparse_core.physics.fdk import fdk
     except ImportError:
         return None
     return fdk

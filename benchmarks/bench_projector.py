@@ -14,10 +14,10 @@ import time
 import numpy as np
 import torch
 
-from deepsparse_core.backends import rtk, tigre
-from deepsparse_core.fdk import fdk
-from deepsparse_core.geometry import Geometry
-from deepsparse_core.projector import back_project, forward_project
+from deepsparse_core.physics.backends import rtk, tigre
+from deepsparse_core.physics.fdk import fdk
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.physics.projector import back_project, forward_project
 
 
 def timed(fn, repeat: int, sync=None) -> float:
@@ -81,7 +81,7 @@ def main():
             else:
                 pg = forward_project(vg, gg)
                 ours = timed(lambda: fdk(pg, gg), args.repeat, sync)
-                ref = (timed(lambda: tigre.reconstruct(pg.cpu().numpy(), gg, "fdk"), args.repeat)
+                ref = (timed(lambda: tigre.fdk(pg.cpu().numpy(), gg), args.repeat)
                        if tigre.available() else None)
             row(name, ours, ref, "TIGRE")
 

@@ -23,7 +23,7 @@ from .progress import Cancelled, dumps, emit, progress, say, set_mode
 
 # ---------------------------------------------------------------------------- helpers
 def _geometry(args, n_views: int | None = None):
-    from .geometry import Geometry
+    from .physics.geometry import Geometry
 
     if getattr(args, "geometry", None):
         g = Geometry.load(args.geometry)
@@ -36,7 +36,7 @@ def _geometry(args, n_views: int | None = None):
 
 
 def _add_geometry_args(p):
-    from .geometry import preset_names
+    from .physics.geometry import preset_names
 
     p.add_argument("--preset", default="fast", choices=preset_names(),
                    help="geometry preset (default: fast, 128^3 for CPU use)")
@@ -55,14 +55,14 @@ def _add_noise_args(p):
 
 
 def _noise(args):
-    from .noise import NoiseModel
+    from .physics.noise import NoiseModel
 
     return NoiseModel(enabled=args.noise, photons=args.photons, electronic_sigma=args.electronic_sigma)
 
 
 def _check_volume_path(path) -> None:
     """An output volume path: a known extension, in an existing writable folder (before any work)."""
-    from .volume_io import WRITE_EXTENSIONS
+    from .data.volume_io import WRITE_EXTENSIONS
 
     if not str(path).lower().endswith(WRITE_EXTENSIONS):
         raise InputError(f"cannot write {path}: use one of {', '.join(WRITE_EXTENSIONS)}")
@@ -82,42 +82,40 @@ def _at_least(value, minimum: int, option: str) -> None:
 
 
 def _recon_options(args) -> dict:
+    """The options of ``args.method`` (:data:`~deepsparse_core.reconstruct.OPTIONS`) from the command line."""
     if args.method == "fdk":
-        if args.backend == "rtk":
-            return {"hann_cut": 0.5 if args.filter == "hann" else 0.0}
-        return {"filter": args.filter}
+        return {"filter": args.filter, "cutoff": args.cutoff}
     if args.method == "dice":
         return {"model": args.model, "data_consistency": args.data_consistency}
-    return {"iterations": args.iterations}
+    return {"iterations": args.iterations, "relaxation": args.relaxation}
 
 
-def _resolution(values):
-    if values is None:
-        return None
-    if len(values) not in (1, 3) or min(values) < 2:
-        raise InputError("--resolution takes one size or three (nz ny nx), each >= 2")
-    shape = tuple(values) if len(values) == 3 else (values[0],) * 3
-    from .resources import require_memory
+def _output_geometry(args, data):
+    """The geometry of the output grid (``--resolution``), checked against the free memory first."""
+    values = args.resolution
+    geometry = data.geometry.with_resolution(None if values is None else tuple(values))
+    if values is not None:
+        from .resources import require_memory
 
-    # the output grid, its copy written to disk and the method's work arrays: about 3 float32 volumes
-    require_memory(3 * 4.0 * math.prod(shape), f"--resolution {' '.join(map(str, values))}")
-    return values[0] if len(values) == 1 else shape
+        # the output grid, its copy written to disk and the method's work arrays: about 3 float32 volumes
+        require_memory(3 * 4.0 * math.prod(geometry.volume_shape), f"--resolution {' '.join(map(str, values))}")
+    return geometry
 
 
-def _steps(args, data) -> int:
+def _steps(args, data, shape) -> int:
     if args.method == "sart":
         return args.iterations
     if args.method == "dice":
         from .inference import default_model_for, get_reconstructor
 
         model = args.model or default_model_for(data)
-        return get_reconstructor(model, args.device).steps(data, _resolution(args.resolution), args.data_consistency)
+        return get_reconstructor(model, args.device).steps(data, shape, args.data_consistency)
     return 1
 
 
 # ---------------------------------------------------------------------------- commands
 def cmd_samples(args) -> int:
-    from . import samples
+    from .data import samples
 
     if args.fetch:
         names = [s.name for s in samples.list_samples()] if args.fetch == ["all"] else args.fetch
@@ -133,9 +131,9 @@ def cmd_samples(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .projections_file import save_projections
-    from .simulate import grid_volume, simulate
-    from .volume_io import write_volume
+    from .data.projections_file import save_projections
+    from .data.simulate import simulate
+    from .data.volume_io import write_volume
 
     _check_projections_path(args.out)  # outputs first: no work for a path that cannot be written
     if args.reference_out:
@@ -146,7 +144,7 @@ def cmd_simulate(args) -> int:
     save_projections(args.out, data)
     if args.reference_out:
         try:
-            write_volume(grid_volume(data.reference, data), args.reference_out)
+            write_volume(data.to_volume(data.reference), args.reference_out)
         except Exception:
             Path(args.out).unlink(missing_ok=True)
             raise
@@ -160,36 +158,36 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from .projections_file import load_projections
+    from .data.projections_file import load_projections
     from .reconstruct import reconstruct
-    from .simulate import grid_volume
-    from .volume_io import write_volume
+    from .data.volume_io import write_volume
 
     _check_volume_path(args.out)
     _at_least(args.iterations, 1, "--iterations")
     _at_least(args.data_consistency, 0, "--data-consistency")
     data = load_projections(args.projections, with_reference=False)
-    _resolution(args.resolution)  # sizes are checked before any work
+    shape = _output_geometry(args, data).volume_shape  # sizes are checked before any work
     t0 = time.perf_counter()
-    with progress(_steps(args, data), args.method) as bar:
+    with progress(_steps(args, data, shape), args.method) as bar:
         vol = reconstruct(data, args.method, device=args.device, backend=args.backend, progress=bar,
-                          resolution=_resolution(args.resolution), **_recon_options(args))
+                          resolution=shape, **_recon_options(args))
     dt = time.perf_counter() - t0
-    write_volume(grid_volume(vol.clamp(0, 1) if args.units == "hu" else vol, data, args.units), args.out)
+    write_volume(data.to_volume(vol.clamp(0, 1) if args.units == "hu" else vol, args.units), args.out)
     say(f"wrote {args.out} ({args.method}, {data.geometry.n_views} views, {dt:.1f} s)")
     emit("result", volume=str(args.out), method=args.method, seconds=dt)
     return 0
 
 
 def _load_normalized(path, window, units):
-    from .preprocess import normalize_hu
-    from .volume_io import read_volume
+    """(the volume, its voxels in [0, 1]): HU through ``window``; ``units`` 'auto' guesses them."""
+    from .data.hu import guess_units, normalize_hu
+    from .data.volume_io import read_volume
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # [0, 1] volumes are expected here, not HU
         v = read_volume(path, check_hu=False, allow_constant=True)
     if units == "auto":
-        units = "hu" if float(v.array.min()) < -100 or float(v.array.max()) > 10 else "normalized"
+        units = guess_units(v.array)
     if units == "hu":
         return v, normalize_hu(v.array, window)
     if units != "normalized":
@@ -201,7 +199,7 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from .atomic import write_text
-    from .metrics import evaluate
+    from .evaluation.metrics import evaluate
 
     if args.json:
         check_output_file(args.json, create_folder=False)
@@ -237,7 +235,7 @@ def cmd_demo(args) -> int:
 
 def _announce_download(name: str) -> None:
     """Say so on stderr when a sample CT must be downloaded first (the demo's first run)."""
-    from . import samples
+    from .data import samples
 
     info = next((s for s in samples.list_samples() if s.name == name), None)
     if info is not None and not info.cached:
@@ -246,7 +244,7 @@ def _announce_download(name: str) -> None:
 
 
 def cmd_candidates(args) -> int:
-    from .candidates import build_candidates
+    from .data.candidates import build_candidates
 
     _check_projections_path(args.out)
     g = _geometry(args)
@@ -260,8 +258,8 @@ def cmd_candidates(args) -> int:
 def cmd_phantoms(args) -> int:
     """Write seeded synthetic CTs (HU, NIfTI) for training corpora: ``<kind>-<seed>.nii.gz``."""
     from .errors import InputError
-    from .phantoms import PHANTOM_KINDS, phantom_volume
-    from .volume_io import write_volume
+    from .data.phantoms import PHANTOM_KINDS, phantom_volume
+    from .data.volume_io import write_volume
 
     kinds = PHANTOM_KINDS if args.kinds == ["all"] else args.kinds
     unknown = sorted(set(kinds) - set(PHANTOM_KINDS))
@@ -304,6 +302,8 @@ def cmd_geometry(args) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .reconstruct import BACKENDS, FILTERS, METHODS, OPTIONS
+
     parser = argparse.ArgumentParser(prog="deepsparse", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"deepsparse {__version__}")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="reconstruct a volume from a projections file")
     p.add_argument("projections")
-    p.add_argument("--method", choices=("fdk", "sart", "dice"), default="fdk",
+    p.add_argument("--method", choices=METHODS, default="fdk",
                    help="fdk (default: analytic, fast), sart (iterative, --iterations) or dice (learned, --model)")
     p.add_argument("--model", help="DiCE model file (default: the bundled model for the view count)")
     p.add_argument("--data-consistency", type=int, default=None, metavar="K",
@@ -336,11 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "alone (default: the model card's recommendation, measured on held-out CTs)")
     p.add_argument("--resolution", type=int, nargs="+", metavar="N",
                    help="output grid: N (cube) or NZ NY NX over the geometry's extent (default: its grid)")
-    p.add_argument("--backend", choices=("torch", "rtk", "tigre"), default="torch",
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch (default, CPU or CUDA), rtk (itk-rtk, CPU) or tigre (CUDA); fdk and sart only")
-    p.add_argument("--filter", default="ram-lak", choices=("ram-lak", "shepp-logan", "cosine", "hann"),
-                   help="FDK ramp filter window")
-    p.add_argument("--iterations", type=int, default=20, help="SART iterations, >= 1 (default 20)")
+    p.add_argument("--filter", default=OPTIONS["fdk"]["filter"], choices=FILTERS,
+                   help="FDK ramp filter window (default ram-lak), the same on every backend")
+    p.add_argument("--cutoff", type=float, default=OPTIONS["fdk"]["cutoff"],
+                   help="FDK: the window's cut-off, a fraction of the Nyquist frequency in (0, 1] (default 1)")
+    p.add_argument("--iterations", type=int, default=OPTIONS["sart"]["iterations"],
+                   help="SART iterations, >= 1 (default 20)")
+    p.add_argument("--relaxation", type=float, default=OPTIONS["sart"]["relaxation"],
+                   help="SART relaxation lambda, > 0 (default 0.3, RTK's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--units", choices=("normalized", "hu"), default="normalized",
                    help="output in [0, 1] attenuation (default) or HU")
@@ -380,16 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("phantoms", help="write seeded synthetic CTs (NIfTI, HU) of every body region")
     p.add_argument("--kinds", nargs="+", default=["all"], metavar="KIND",
-                   help="head, pelvis, knee, chest, shepp_logan, labels, or all (default)")
+                   help="phantom kinds of deepsparse_core.data.phantoms (an unknown one lists them), or all (default)")
     p.add_argument("--count", type=int, default=1, help="phantoms per kind (seeds SEED ... SEED+COUNT-1)")
     p.add_argument("--shape", type=int, default=128, help="voxels per side (default 128)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_phantoms)
 
-    from .prepare import add_prepare_parser
-    from .quality import add_quality_parser
-    from .scanner_io import add_export_parser, add_import_parser
+    from .data.prepare import add_prepare_parser
+    from .evaluation.quality import add_quality_parser
+    from .data.scanner_io import add_export_parser, add_import_parser
     from .training.bundle import add_bundle_parser
     from .training.command import add_train_parser
 

@@ -15,23 +15,23 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, write_text
-from .figures import comparison_figure
-from .geometry import Geometry
+from .evaluation.figures import comparison_figure
+from .physics.geometry import Geometry
 from .inference import bundled_model_path
-from .metrics import evaluate
-from .noise import NoiseModel
+from .evaluation.metrics import evaluate
+from .physics.noise import NoiseModel
 from .progress import emit, progress
-from .projections_file import save_projections
+from .data.projections_file import save_projections
 from .reconstruct import reconstruct
-from .simulate import grid_volume, simulate
-from .volume_io import write_volume
+from .data.simulate import simulate
+from .data.volume_io import write_volume
 
 
 def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: str = "fast",
              noise: NoiseModel = NoiseModel(), seed: int = 0, device: str = "auto",
              sart_iterations: int = 20, ct_path: str | Path | None = None) -> dict:
     """Run the whole pipeline; returns {method: {psnr, ssim, vif, seconds}}. ``ct_path`` overrides ``sample``."""
-    from . import samples
+    from .data import samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
     data = simulate(ct, geometry, noise, seed=seed, device=device)
     save_projections(out / "projections.safetensors", data)
     reference = data.reference.numpy()
-    write_volume(grid_volume(reference, data), out / "reference.nii.gz")
+    write_volume(data.to_volume(reference), out / "reference.nii.gz")
 
     runs = {"FDK": dict(method="fdk"), "SART": dict(method="sart", iterations=sart_iterations)}
     model = bundled_model_path(n_views)
@@ -64,7 +64,7 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
         scores = evaluate(vol, reference)
         results[name] = {**scores, "seconds": round(seconds, 3)}
         volumes[name] = vol
-        write_volume(grid_volume(vol, data), out / f"{name.lower()}.nii.gz")
+        write_volume(data.to_volume(vol), out / f"{name.lower()}.nii.gz")
         print(f"{name:5s} PSNR {scores['psnr']:6.2f} dB  SSIM {scores['ssim']:.3f}  VIF {scores['vif']:.3f}  "
               f"({seconds:.1f} s)")
         emit("result", method=name, **results[name])

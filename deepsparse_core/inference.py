@@ -34,13 +34,13 @@ from pathlib import Path
 
 import torch
 
-from .data_consistency import grid_geometry, refine
+from .physics.data_consistency import refine
 from .devices import resolve_device
 from .errors import GeometryError, InputError
-from .geometry import Geometry
-from .preprocess import AIR_HU
+from .physics.geometry import Geometry
+from .data.hu import AIR_HU, UNITS, to_units
 from .progress import Cancelled
-from .projections_file import ProjectionData
+from .data.projections_file import ProjectionData
 
 MODELS_DIR = Path(__file__).parent / "models"
 
@@ -274,16 +274,6 @@ def chunk_size_for(config, n_views: int, device: torch.device, free_bytes: int |
 
 
 # ---------------------------------------------------------------------------- reconstruction
-def output_shape(data: ProjectionData, resolution=None) -> tuple[int, int, int]:
-    """(nz, ny, nx) of the output: the data's grid, ``r`` -> (r, r, r), or a 3-tuple."""
-    if resolution is None:
-        return data.geometry.volume_shape
-    shape = (resolution,) * 3 if isinstance(resolution, int) else tuple(resolution)
-    if len(shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in shape):
-        raise InputError(f"resolution must be a positive integer or (nz, ny, nx), got {resolution!r}")
-    return shape
-
-
 def _grid_points(geometry: Geometry, axes: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:
     """(stop - start, 3) voxel centres (x, y, z) mm of flat voxel indices [start, stop), (z, y, x) order."""
     _, ny, nx = geometry.volume_shape
@@ -375,7 +365,7 @@ class DiceReconstructor:
         ``total`` to give a Progress bar."""
         if data_consistency is None:
             data_consistency = self.recommended_data_consistency
-        n = math.prod(output_shape(data, resolution))
+        n = math.prod(data.geometry.with_resolution(resolution).volume_shape)
         chunk = chunk_size or self.chunk_size(data.geometry.n_views)
         return 1 + -(-n // chunk) + int(data_consistency)
 
@@ -393,7 +383,7 @@ class DiceReconstructor:
                 each data-consistency pass (``steps`` gives the total).
             cancel: callable returning True to stop; checked between chunks, raises ``Cancelled``.
             data_consistency: bounded SART passes against the measured views afterwards (beyond the
-                paper, see :mod:`deepsparse_core.data_consistency`); 0 = the network output as is;
+                paper, see :mod:`deepsparse_core.physics.data_consistency`); 0 = the network output as is;
                 None = the model card's recommendation (:attr:`recommended_data_consistency`).
             units: 'normalized' ([0, 1] in the data's HU window) or 'hu'.
             chunk_size: points per chunk; None sizes chunks from the free memory.
@@ -401,13 +391,13 @@ class DiceReconstructor:
         Returns:
             (nz, ny, nx) CPU float32 tensor.
         """
-        if units not in ("normalized", "hu"):
+        if units not in UNITS:
             raise InputError(f"unknown units {units!r}: use normalized or hu")
         if data_consistency is None:
             data_consistency = self.recommended_data_consistency
         if data_consistency < 0:
             raise InputError(f"data consistency iterations must be >= 0, got {data_consistency}")
-        shape = output_shape(data, resolution)
+        out_geometry = data.geometry.with_resolution(resolution)
         scale = self.check(data)
 
         def tick(**fields):
@@ -421,28 +411,23 @@ class DiceReconstructor:
         was_training = self.model.training
         self.model.eval()  # BatchNorm running statistics, frozen codebooks
         try:
-            volume = self._reconstruct(data, shape, scale, chunk_size, tick)
+            volume = self._reconstruct(data, out_geometry, scale, chunk_size, tick)
         finally:
             self.model.train(was_training)
         if data_consistency:
-            volume = refine(volume, data, iterations=data_consistency, geometry=grid_geometry(data, shape),
+            volume = refine(volume, data.projections, out_geometry, iterations=data_consistency,
                             progress=progress, cancel=cancel)
-        volume = volume.float().cpu()
-        if units == "hu":
-            from .preprocess import denormalize
+        return torch.from_numpy(to_units(volume.float().cpu().numpy(), data.geometry.hu_window, units))
 
-            volume = torch.from_numpy(denormalize(volume.numpy(), data.geometry.hu_window))
-        return volume
-
-    def _reconstruct(self, data, shape, scale, chunk_size, tick) -> torch.Tensor:
-        """Encode once, decode the grid's voxel centres chunk by chunk: (nz, ny, nx) on the device."""
+    def _reconstruct(self, data, out_geometry, scale, chunk_size, tick) -> torch.Tensor:
+        """Encode once, decode ``out_geometry``'s voxel centres chunk by chunk: (nz, ny, nx) on the device."""
         dev, model = self.device, self.model
         proj = data.projections.to(dev, torch.float32)
         features = model.encode((proj * scale if scale != 1.0 else proj).unsqueeze(0), data.geometry)
         tick(stage="encode")
 
-        out_geometry = grid_geometry(data, shape)
         axes = [out_geometry.axis_centres(a, torch.float32, dev) for a in range(3)]
+        shape = out_geometry.volume_shape
         n = math.prod(shape)
         chunk = int(chunk_size or self.chunk_size(data.geometry.n_views))
         out = torch.empty(n, dtype=torch.float32, device=dev)
@@ -486,17 +471,7 @@ def get_reconstructor(model: str | Path, device: str = "auto") -> DiceReconstruc
     return _CACHE[key]
 
 
-def reconstruct_dice(data: ProjectionData, model: str | Path | None = None, device: str = "auto",
-                     resolution=None, data_consistency: int | None = None, progress=None, cancel=None,
-                     units: str = "normalized") -> torch.Tensor:
-    """One call for the method dispatcher: ``model`` None picks the bundled model for the view count;
-    ``data_consistency`` None follows the model card's recommendation."""
-    rec = get_reconstructor(model if model is not None else default_model_for(data), device)
-    return rec.reconstruct(data, resolution=resolution, progress=progress, cancel=cancel,
-                           data_consistency=data_consistency, units=units)
-
-
 __all__ = ["DiceReconstructor", "bundled_model_path", "bundled_models", "bundled_view_counts", "default_model_for",
            "model_view_range",
            "check_compatibility", "check_magnitudes", "chunk_size_for", "get_reconstructor",
-           "reconstruct_dice", "output_shape", "isocentre_pitch", "hu_window_factor"]
+           "isocentre_pitch", "hu_window_factor"]

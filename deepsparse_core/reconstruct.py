@@ -1,76 +1,80 @@
-"""One entry point for every reconstruction method: ``reconstruct(data, method, ...)``."""
+"""One entry point for every reconstruction method: ``reconstruct(data, method, ...)``.
+
+This module owns the choices the command line and the Slicer module offer (:data:`METHODS`,
+:data:`BACKENDS`, :data:`FILTERS`) and which options each method takes (:data:`OPTIONS`). It imports
+torch only when it reconstructs, so listing the choices stays fast.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import DeepSparseError, InputError
-from .projections_file import ProjectionData
-from .devices import resolve_device
+from .physics.backends import BACKENDS, FILTERS
+
+if TYPE_CHECKING:
+    import torch
+
+    from .data.projections_file import ProjectionData
 
 METHODS = ("fdk", "sart", "dice")
-BACKENDS = ("torch", "rtk", "tigre")
+# The options of each method, with their defaults; the backends share fdk's and sart's.
+OPTIONS = {
+    "fdk": {"filter": "ram-lak", "cutoff": 1.0},
+    "sart": {"iterations": 20, "relaxation": 0.3, "views_per_subset": 1, "nonnegative": True},
+    "dice": {"model": None, "data_consistency": None, "cancel": None},
+}
+__all__ = ["METHODS", "BACKENDS", "FILTERS", "OPTIONS", "reconstruct"]
 
 
 def reconstruct(data: ProjectionData, method: str = "fdk", device: str = "auto", backend: str = "torch",
                 progress=None, resolution=None, **options) -> torch.Tensor:
-    """Reconstruct ``data`` over its geometry's grid; returns a (nz, ny, nx) CPU tensor in [0, 1] units.
+    """Reconstruct ``data`` over its geometry's grid extent; a (nz, ny, nx) CPU tensor in [0, 1] units.
 
     Args:
-        method: 'fdk' (options: filter, short_scan), 'sart' (options: iterations, relaxation,
+        method: 'fdk' (options: filter, cutoff), 'sart' (options: iterations, relaxation,
             views_per_subset, nonnegative) or 'dice' (options: model (default: the bundled model
-            for the view count), data_consistency, cancel).
-        resolution: None (the geometry's grid) or an int / (nz, ny, nx) grid over the same extent.
+            for the view count), data_consistency (default: the model card's), cancel).
+        resolution: None (the geometry's grid), N (N^3) or (nz, ny, nx) over the same extent.
         device: 'auto', 'cpu' or 'cuda' (torch backend).
-        backend: 'torch' (always available), 'rtk' (itk-rtk, CPU) or 'tigre' (CUDA only).
+        backend: 'torch' (always available), 'rtk' (itk-rtk, CPU) or 'tigre' (CUDA only); see
+            :mod:`deepsparse_core.physics.backends`. DiCE runs on torch.
         progress: a :class:`~deepsparse_core.progress.Progress`-like object or None.
     """
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if method == "sart" and options.get("iterations", 20) < 1:
-        raise InputError(f"SART needs at least one iteration, got {options['iterations']}")
+    unknown = sorted(set(options) - set(OPTIONS[method]))
+    if unknown:
+        raise InputError(f"{method} has no option {', '.join(unknown)}; it takes {', '.join(OPTIONS[method])}")
+    options = {**OPTIONS[method], **options}
+    geometry = data.geometry.with_resolution(resolution)
     if method == "dice":
         if backend != "torch":
             raise InputError("dice runs on the torch backend")
-        from .inference import reconstruct_dice
+        from .inference import default_model_for, get_reconstructor
 
-        return reconstruct_dice(data, model=options.get("model"), device=device, resolution=resolution,
-                                data_consistency=options.get("data_consistency"), progress=progress,
-                                cancel=options.get("cancel"))
-    if resolution is not None:
-        shape = (resolution,) * 3 if isinstance(resolution, int) else tuple(resolution)
-        data = dataclasses.replace(data, geometry=data.geometry.with_grid(shape), reference=None)
-    g = data.geometry
-    if backend == "rtk":
-        from .backends import rtk
+        model = options["model"] if options["model"] is not None else default_model_for(data)
+        return get_reconstructor(model, device).reconstruct(
+            data, resolution=geometry.volume_shape, progress=progress, cancel=options["cancel"],
+            data_consistency=options["data_consistency"])
+    if method == "sart" and (isinstance(options["iterations"], bool) or not isinstance(options["iterations"], int)
+                             or options["iterations"] < 1):
+        raise InputError(f"SART needs at least one iteration, got {options['iterations']!r}")
+    import torch
 
-        p = data.projections.cpu().numpy()
-        if method == "fdk":
-            out = rtk.fdk(p, g, hann_cut=options.get("hann_cut", 0.0), short_scan=options.get("short_scan"))
-        else:
-            out = rtk.sart(p, g, iterations=options.get("iterations", 20), lam=options.get("relaxation", 0.3),
-                           nonnegative=options.get("nonnegative", True),
-                           views_per_subset=options.get("views_per_subset", 1))
-        return torch.from_numpy(out)
-    if backend == "tigre":
-        from .backends import tigre
+    from .devices import resolve_device
+    from .physics.backends import get_backend
 
-        return torch.from_numpy(tigre.reconstruct(data.projections.cpu().numpy(), g, method, **options))
-    dev = resolve_device(device)
-    proj = data.projections.to(dev, torch.float32)
-    if method == "fdk":
-        from .fdk import fdk
-
-        out = fdk(proj, g, **options)
+    ops = get_backend(backend)
+    if backend == "torch":
+        projections = data.projections.to(resolve_device(device), torch.float32)
+        if method == "sart" and progress is not None:
+            options["progress"] = lambda iteration, volume: progress.update()
     else:
-        from .sart import sart
-
-        callback = None if progress is None else (lambda iteration, volume: progress.update())
-        out = sart(proj, g, progress=callback, **options)
+        projections = data.projections.detach().cpu().numpy()
+    out = torch.as_tensor(getattr(ops, method)(projections, geometry, **options))
     if not torch.isfinite(out).all():
         raise DeepSparseError(f"{method} produced non-finite values; check the projections and geometry")
     return out.cpu()

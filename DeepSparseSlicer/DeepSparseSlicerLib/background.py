@@ -64,7 +64,7 @@ class Background:
 def write_step(files: dict):
     """A thread step writing ``{path: Volume}`` as uncompressed NIfTI (LPS, ``write_volume``)."""
     def write():
-        from deepsparse_core.volume_io import write_volume
+        from deepsparse_core.data.volume_io import write_volume
 
         for path, volume in files.items():
             write_volume(volume, path, compress=False)

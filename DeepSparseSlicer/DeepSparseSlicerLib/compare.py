@@ -3,7 +3,7 @@
 The GUI thread copies the volumes out of the scene; a thread step writes them; the module's
 worker (``python -m DeepSparseSlicerLib.worker compare``) resamples the ground truth onto each
 reconstruction's grid (physical LPS space, linear), scores PSNR/SSIM (and VIF) in [0, 1] units
-with ``deepsparse_core.metrics`` and writes the difference volumes; the done callback fills the
+with ``deepsparse_core.evaluation.metrics`` and writes the difference volumes; the done callback fills the
 metrics table node and makes the difference nodes (reconstruction - ground truth, in the ground
 truth's units, under the reconstruction's parent transform).
 """
@@ -78,7 +78,7 @@ class Comparison:
         return node.GetName() if node is not None else node_id
 
     def _difference(self, row, rec_node, gt_name, units, window, created):
-        from deepsparse_core.volume_io import read_volume
+        from deepsparse_core.data.volume_io import read_volume
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

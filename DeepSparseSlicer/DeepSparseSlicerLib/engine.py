@@ -38,18 +38,18 @@ def core_location() -> Path:
 
 def preset_names() -> list[str]:
     """Geometry presets shipped with deepsparse_core (read from its files: no torch import)."""
-    return sorted(p.stem for p in (core_location() / "deepsparse_core" / "presets").glob("*.yaml"))
+    return sorted(p.stem for p in (core_location() / "deepsparse_core" / "physics" / "presets").glob("*.yaml"))
 
 
 def sample_names() -> list[str]:
-    """Real sample CTs deepsparse_core can fetch (``deepsparse_core.samples``, no torch import)."""
+    """Real sample CTs deepsparse_core can fetch (``deepsparse_core.data.samples``, no torch import)."""
     core_location()
-    from deepsparse_core.samples import SAMPLES
+    from deepsparse_core.data.samples import SAMPLES
 
     return list(SAMPLES)
 
 
-# synthetic CTs of deepsparse_core.phantoms offered offline (a test checks they exist there)
+# synthetic CTs of deepsparse_core.data.phantoms offered offline (a test checks they exist there)
 PHANTOMS = ("chest", "head", "pelvis", "knee")
 
 

@@ -55,7 +55,7 @@ class Finetuning:
         if not folder or not Path(folder).is_dir():
             raise error("choose a folder of CTs (or check volume nodes) to finetune on")
         engine.core_location()
-        from deepsparse_core.prepare import find_cts
+        from deepsparse_core.data.prepare import find_cts
 
         return Path(folder), len(find_cts(folder)), []  # InputError names prepare's CT_SUFFIXES
 

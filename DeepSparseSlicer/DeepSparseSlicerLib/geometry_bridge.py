@@ -2,7 +2,7 @@
 
 Slicer places voxels in patient **RAS** (IJKToRAS matrix: spacing, origin, axis directions);
 ``deepsparse_core`` (like ITK, SimpleITK and the files on disk) uses patient **LPS**
-(:class:`deepsparse_core.volume_io.Volume`: ``spacing`` (sz, sy, sx) mm, ``origin`` (x, y, z) LPS
+(:class:`deepsparse_core.data.volume_io.Volume`: ``spacing`` (sz, sy, sx) mm, ``origin`` (x, y, z) LPS
 mm of voxel [0, 0, 0], ``direction`` whose columns are the LPS unit vectors of the i, j, k axes).
 The two frames differ by ``RAS = diag(-1, -1, 1) LPS`` (its own inverse), applied here to the
 origin and to the direction columns; the voxel arrays are (k, j, i) = (z, y, x) in both.
@@ -66,7 +66,7 @@ def volume_from_node(node):
     import slicer
 
     from deepsparse_core.errors import InputError
-    from deepsparse_core.volume_io import Volume
+    from deepsparse_core.data.volume import Volume
 
     check_scalar_3d(node)
     array = np.array(slicer.util.arrayFromVolume(node), dtype=np.float32)  # (k, j, i), a copy

@@ -84,9 +84,9 @@ class DeepSparseLogic:
         return self.nodes.load_volume_file(path, name)
 
     def load_phantom(self, kind: str = "chest", size: int = 128):
-        """A synthetic CT (HU) of ``deepsparse_core.phantoms``, for use without downloads."""
+        """A synthetic CT (HU) of ``deepsparse_core.data.phantoms``, for use without downloads."""
         engine.core_location()
-        from deepsparse_core.phantoms import phantom_volume
+        from deepsparse_core.data.phantoms import phantom_volume
 
         with self.nodes.new_nodes() as created:
             return self.nodes.add_volume(phantom_volume(kind, (size,) * 3), f"{kind} phantom", created,
@@ -96,7 +96,7 @@ class DeepSparseLogic:
         """The sample CT node when the sample is already cached, else None (start a download)."""
         engine.core_location()
         from deepsparse_core.errors import DeepSparseError
-        from deepsparse_core.samples import fetch_sample
+        from deepsparse_core.data.samples import fetch_sample
 
         try:
             path = fetch_sample(name, download=False)

@@ -4,7 +4,7 @@ Node bookkeeping (saved with the scene):
 
 * projections node (a scalar volume (views, rows, columns), to scroll through): attributes
   ``DeepSparse.Role=projections``, ``DeepSparse.Geometry``, ``DeepSparse.Noise`` and
-  ``DeepSparse.Placement`` (JSON, see ``deepsparse_core.projections_file``); node references
+  ``DeepSparse.Placement`` (JSON, see ``deepsparse_core.data.projections_file``); node references
   ``DeepSparseSource`` (the CT) and ``DeepSparseReference`` (the ground truth on the grid).
 * reference / reconstruction / difference nodes: ``DeepSparse.Role``, ``DeepSparse.Units``
   (hu | normalized), ``DeepSparse.HUWindow`` ("lo,hi") and ``DeepSparse.Method``; reference
@@ -152,10 +152,10 @@ class SceneNodes:
     @staticmethod
     def units_and_window(node, array: np.ndarray | None = None) -> tuple[str, tuple[float, float]]:
         """(hu | normalized, HU window) of a volume node: its attributes, else the engine's guess
-        (``deepsparse_core.preprocess.guess_units``) and the standard window."""
+        (``deepsparse_core.data.preprocess.guess_units``) and the standard window."""
         units = node.GetAttribute(UNITS)
         if units not in parameters.UNITS:
-            from deepsparse_core.preprocess import guess_units
+            from deepsparse_core.data.hu import guess_units
 
             if array is None:
                 import slicer

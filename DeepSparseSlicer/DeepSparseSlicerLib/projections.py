@@ -23,7 +23,7 @@ from .nodes import GEOMETRY, NOISE, PLACEMENT, REF_PROJECTIONS, REF_REFERENCE, R
 def geometry_from_settings(s: dict):
     """The acquisition geometry of the settings (a preset, or the custom fields; mm, degrees)."""
     engine.core_location()
-    from deepsparse_core.geometry import Geometry, uniform_angles
+    from deepsparse_core.physics.geometry import Geometry, uniform_angles
 
     views, arc = int(s["views"]), float(s["arcDegrees"])
     if views < 1:
@@ -39,7 +39,7 @@ def geometry_from_settings(s: dict):
 
 
 class Projections:
-    """Projections nodes <-> ``deepsparse_core.projections_file.ProjectionData``."""
+    """Projections nodes <-> ``deepsparse_core.data.projections_file.ProjectionData``."""
 
     def __init__(self, nodes: SceneNodes):
         self.nodes = nodes
@@ -47,8 +47,7 @@ class Projections:
     def add_nodes(self, data, name: str, source=None, units: str = "hu") -> dict:
         """Nodes for a ``ProjectionData``: ``{"projections": node, "reference": node or None}``
         (the reference, the ground truth on the reconstruction grid, follows ``source``'s transform)."""
-        from deepsparse_core.simulate import grid_volume
-        from deepsparse_core.volume_io import Volume
+        from deepsparse_core.data.volume import Volume
 
         g = data.geometry
         proj = data.projections.detach().cpu().numpy().astype(np.float32)
@@ -60,13 +59,13 @@ class Projections:
                                          f"{name} projections ({g.n_views} views)", created, role="projections")
             node.SetAttribute(GEOMETRY, json.dumps(g.to_dict()))
             node.SetAttribute(NOISE, json.dumps(data.noise.to_dict()))
-            node.SetAttribute(PLACEMENT, json.dumps(data.placement))
+            node.SetAttribute(PLACEMENT, json.dumps(data.placement.to_dict() if data.placement else None))
             node.GetDisplayNode().AutoWindowLevelOn()
             if source is not None:
                 node.SetNodeReferenceID(REF_SOURCE, source.GetID())
             outputs = {"projections": node, "reference": None}
             if data.reference is not None:
-                ref = self.nodes.add_volume(grid_volume(data.reference, data, units), f"{name} reference",
+                ref = self.nodes.add_volume(data.to_volume(data.reference, units), f"{name} reference",
                                             created, units=units, window=g.hu_window, role="reference")
                 ref.SetNodeReferenceID(REF_PROJECTIONS, node.GetID())
                 self.nodes.same_parent_transform(ref, source)
@@ -79,7 +78,7 @@ class Projections:
         scanner projections (stacks, folders of images) go through ``deepsparse import``
         (:mod:`.scanner_import`)."""
         engine.core_location()
-        from deepsparse_core.projections_file import load_projections
+        from deepsparse_core.data.projections_file import load_projections
 
         path = Path(path) if path else None
         if path is None or not path.is_file():
@@ -94,9 +93,9 @@ class Projections:
         engine.core_location()
         import torch
 
-        from deepsparse_core.geometry import Geometry
-        from deepsparse_core.noise import NoiseModel
-        from deepsparse_core.projections_file import ProjectionData
+        from deepsparse_core.physics.geometry import Geometry
+        from deepsparse_core.physics.noise import NoiseModel
+        from deepsparse_core.data.projections_file import ProjectionData
 
         if node is None:
             raise error("no projections selected: simulate or import projections first")

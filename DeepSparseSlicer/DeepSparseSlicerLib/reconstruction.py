@@ -59,7 +59,7 @@ class Reconstruction:
         ct_id, units = ct_node.GetID(), s["outputUnits"]
 
         def finish(job: Job):
-            from deepsparse_core.projections_file import load_projections
+            from deepsparse_core.data.projections_file import load_projections
 
             source = self.nodes.by_id(ct_id)
             name = source.GetName() if source is not None else "CT"
@@ -99,7 +99,7 @@ class Reconstruction:
         """Reconstruct; the job makes a new scalar volume node (``job.outputs["volume"]``) in the
         same physical space as the CT the projections came from. The engine checks a DiCE model
         against the projections (view count, geometry) and its message is the job's error."""
-        from deepsparse_core.projections_file import save_projections
+        from deepsparse_core.data.projections_file import save_projections
 
         s = settings or self.nodes.settings()
         data = self.projections.data(projections_node)
@@ -117,7 +117,7 @@ class Reconstruction:
         label = f"{choice.label} {data.geometry.n_views} views"
 
         def finish(job: Job):
-            from deepsparse_core.volume_io import read_volume
+            from deepsparse_core.data.volume_io import read_volume
 
             proj = self.nodes.by_id(proj_id)
             source = proj.GetNodeReference(REF_SOURCE) if proj is not None else None

@@ -99,7 +99,7 @@ class ScannerImport:
         wrote = f"wrote {out}: "
 
         def finish(job: Job):
-            from deepsparse_core.projections_file import load_projections
+            from deepsparse_core.data.projections_file import load_projections
 
             warnings = [line.strip() for line in job.log if line.startswith(WARNING_PREFIX)]
             summary = next((line[len(wrote):] for line in job.log if line.startswith(wrote)), "")

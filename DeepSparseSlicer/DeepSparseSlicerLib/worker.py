@@ -7,7 +7,7 @@ No MRML, no Qt: files in, files out.
 * ``catalog [--user-models DIR]``: :func:`.engine.catalog` (torch version, devices, models).
 * ``compare SPEC.json``: PSNR/SSIM (and VIF) of reconstructions against a ground truth, with the
   engine's metrics, after resampling the ground truth onto each reconstruction's grid; optional
-  difference volumes. Volumes are LPS files (``deepsparse_core.volume_io``).
+  difference volumes. Volumes are LPS files (``deepsparse_core.data.volume_io``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 
 def _read(path):
-    from deepsparse_core.volume_io import read_volume
+    from deepsparse_core.data.volume_io import read_volume
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # [0, 1] volumes are not HU, on purpose
@@ -46,7 +46,7 @@ def on_grid(volume, grid) -> np.ndarray:
 
 def normalized(array: np.ndarray, units: str, window) -> np.ndarray:
     """[0, 1] attenuation: HU through the window (``normalize_hu``), [0, 1] volumes clipped."""
-    from deepsparse_core.preprocess import normalize_hu
+    from deepsparse_core.data.hu import normalize_hu
 
     if units == "hu":
         return normalize_hu(array, tuple(window))
@@ -55,9 +55,9 @@ def normalized(array: np.ndarray, units: str, window) -> np.ndarray:
 
 def compare(spec: dict) -> list[dict]:
     """Scores per reconstruction of ``spec`` (see :meth:`.compare.Comparison.start`)."""
-    from deepsparse_core.metrics import psnr, ssim, vif
+    from deepsparse_core.evaluation.metrics import psnr, ssim, vif
     from deepsparse_core.progress import emit, progress
-    from deepsparse_core.volume_io import write_volume
+    from deepsparse_core.data.volume_io import write_volume
 
     gt = _read(spec["ground_truth"]["path"])
     units, window = spec["ground_truth"]["units"], spec["window"]

@@ -16,7 +16,7 @@ def _rotation(axis, degrees):
 
 
 def _oblique_volume():
-    from deepsparse_core.volume_io import Volume
+    from deepsparse_core.data.volume import Volume
 
     rng = np.random.default_rng(0)
     array = rng.normal(0, 300, (7, 9, 11)).astype(np.float32)  # (k, j, i): all sizes differ
@@ -46,7 +46,7 @@ def test_round_trip_keeps_voxels_and_lps_geometry_with_an_oblique_direction(scen
 
 
 def test_identity_lps_volume_gets_negated_x_and_y_in_ras(scene_and_app):
-    from deepsparse_core.volume_io import Volume
+    from deepsparse_core.data.volume import Volume
     from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras, update_node_from_volume
 
     scene, _ = scene_and_app
@@ -74,7 +74,7 @@ def test_bridge_agrees_with_slicer_own_file_readers(logic, tmp_path, suffix):
     """A file written by deepsparse_core (SimpleITK, LPS) and read by Slicer's storage node (its own
     readers, which convert to RAS themselves) holds the same image at the same place as the bridge
     says: every voxel at the same physical point with the same value."""
-    from deepsparse_core.volume_io import write_volume
+    from deepsparse_core.data.volume_io import write_volume
     from DeepSparseSlicerLib.geometry_bridge import volume_from_node
 
     volume = _oblique_volume()

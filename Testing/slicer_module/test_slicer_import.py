@@ -26,7 +26,7 @@ JOB_TIMEOUT_S = 300
 
 
 def small_geometry(n_views=12, arc=360.0, offset=(0.0, 0.0)):
-    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.physics.geometry import Geometry
 
     g = Geometry.preset("fast", n_views, arc_degrees=arc).with_grid((32,) * 3, (6.0,) * 3)
     return dataclasses.replace(g, detector_shape=(NV, NU), detector_spacing=(PITCH, PITCH), detector_offset=offset)
@@ -52,7 +52,7 @@ def write_stack(path, array):
 
 
 def scale(geometry) -> float:
-    from deepsparse_core.noise import attenuation_scale
+    from deepsparse_core.physics.noise import attenuation_scale
 
     return attenuation_scale(geometry.hu_window)
 
@@ -68,7 +68,7 @@ def node_array(node) -> np.ndarray:
 
 
 def node_geometry(node):
-    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.physics.geometry import Geometry
 
     return Geometry.from_dict(json.loads(node.GetAttribute("DeepSparse.Geometry")))
 
@@ -80,7 +80,7 @@ def test_defaults_resample_to_the_fast_detector_of_the_bundled_models(logic):
 
 
 def _rtk_available() -> bool:
-    from deepsparse_core.backends import rtk
+    from deepsparse_core.physics.backends import rtk
 
     return rtk.available()
 
@@ -92,10 +92,10 @@ def test_exported_files_imported_in_the_panel_equal_the_command_line_import(logi
     the engine's own import gives, the job runs in a child process, and the bundled models' check passes."""
     import torch
 
-    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.physics.geometry import Geometry
     from deepsparse_core.inference import check_compatibility
-    from deepsparse_core.projections_file import ProjectionData
-    from deepsparse_core.scanner_io import export_projections, import_projections
+    from deepsparse_core.data.projections_file import ProjectionData
+    from deepsparse_core.data.scanner_io import export_projections, import_projections
     from DeepSparseSlicerLib.jobs import SUCCEEDED
 
     g = small_geometry(12, 360.0, offset=(3.0, 12.0))

@@ -31,8 +31,9 @@ JOB_TIMEOUT_S = 300
 def marker_phantom_file(folder: Path) -> Path:
     """Chest phantom (HU, 64^3 at 5 mm) plus a bright sphere at MARKER_LPS, written as NIfTI with
     the i and j axes reversed (direction diag(-1, -1, 1) in LPS, i.e. identity in RAS)."""
-    from deepsparse_core.phantoms import phantom_volume
-    from deepsparse_core.volume_io import Volume, write_volume
+    from deepsparse_core.data.phantoms import phantom_volume
+    from deepsparse_core.data.volume import Volume
+    from deepsparse_core.data.volume_io import write_volume
 
     v = phantom_volume("chest", (64, 64, 64), spacing=(5.0, 5.0, 5.0))
     kji = np.stack(np.meshgrid(*[np.arange(n) for n in v.shape], indexing="ij"), -1)
@@ -188,7 +189,7 @@ def test_compare_fills_a_metrics_table_and_makes_difference_volumes(workflow):
 
 def test_compare_runs_in_the_background_and_leaves_the_gui_thread_free(workflow, monkeypatch):
     """The metrics, the resampling and VIF run in the worker process: nothing is scored in this one."""
-    from deepsparse_core import metrics
+    from deepsparse_core.evaluation import metrics
 
     def not_here(*args, **kwargs):
         raise AssertionError("scored on the GUI thread")
@@ -350,7 +351,7 @@ def test_projections_that_do_not_match_their_geometry_are_refused(workflow, tmp_
     import slicer
 
     from deepsparse_core.errors import DeepSparseError
-    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.physics.geometry import Geometry
 
     logic, scene = workflow["logic"], workflow["scene"]
     before = count_nodes(scene)
@@ -367,7 +368,7 @@ def test_projections_that_do_not_match_their_geometry_are_refused(workflow, tmp_
     cropped = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "cropped")
     slicer.util.updateVolumeFromArray(cropped, stack)
     cropped.SetAttribute("DeepSparse.Geometry", workflow["projections"].GetAttribute("DeepSparse.Geometry"))
-    with pytest.raises(DeepSparseError, match="geometry expects"):
+    with pytest.raises(DeepSparseError, match="but the geometry has"):
         logic.start_reconstruction(cropped)
     scene.RemoveNode(cropped)
     assert count_nodes(scene) == before
@@ -376,7 +377,7 @@ def test_projections_that_do_not_match_their_geometry_are_refused(workflow, tmp_
 def test_imported_projections_file_gives_the_same_nodes(workflow, tmp_path):
     import slicer
 
-    from deepsparse_core.projections_file import save_projections
+    from deepsparse_core.data.projections_file import save_projections
 
     logic = workflow["logic"]
     data = logic.projection_data(workflow["projections"])
@@ -390,7 +391,7 @@ def test_imported_projections_file_gives_the_same_nodes(workflow, tmp_path):
 
 def test_a_model_for_another_view_count_is_refused_by_the_engine(workflow, tmp_path):
     """The step-2 view check is the engine's (DiceReconstructor.check): its message is the job's error."""
-    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.physics.geometry import Geometry
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
     from DeepSparseSlicerLib import engine
@@ -466,7 +467,7 @@ def test_a_failed_reconstruction_leaves_no_half_made_nodes(workflow, monkeypatch
 
 
 def test_new_nodes_are_removed_when_making_the_outputs_fails(logic, scene_and_app):
-    from deepsparse_core.volume_io import Volume
+    from deepsparse_core.data.volume import Volume
 
     scene, _ = scene_and_app
     before = count_nodes(scene)
@@ -507,7 +508,7 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
     """The 'DiCE (model file...)' choice runs the engine's DiCE in the background process and makes
     a node on the same RAS grid as FDK's (a random tiny model: this checks the plumbing, not quality)."""
     import slicer
-    from deepsparse_core.geometry import Geometry
+    from deepsparse_core.physics.geometry import Geometry
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
     from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
@@ -533,7 +534,7 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
 def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_path):
     """The CT node exported on a worker thread, ``prepare``, step 1 and step 2 as one background
     job, one step each; the new model lands in the user models folder and is listed."""
-    from deepsparse_core.geometry import Geometry, uniform_angles
+    from deepsparse_core.physics.geometry import Geometry, uniform_angles
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
     from DeepSparseSlicerLib import engine

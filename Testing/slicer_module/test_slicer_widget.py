@@ -461,8 +461,8 @@ def test_import_section_runs_deepsparse_import_in_the_background_with_its_messag
     import torch
 
     from DeepSparseSlicerLib import engine
-    from deepsparse_core.geometry import Geometry
-    from deepsparse_core.projections_file import ProjectionData, save_projections
+    from deepsparse_core.physics.geometry import Geometry
+    from deepsparse_core.data.projections_file import ProjectionData, save_projections
 
     mod, scene, app, w = module
     folder = tmp_path / "scan"

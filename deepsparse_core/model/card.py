@@ -63,7 +63,7 @@ def write_bundled(source: str | Path, out: str | Path, card: dict) -> Path:
 
 
 def _geometry(meta: dict):
-    from ..geometry import Geometry
+    from ..physics.geometry import Geometry
 
     g = meta.get("geometry")
     return Geometry.from_dict({**g, "n_views": 1, "arc_degrees": 180.0}) if g else None

@@ -7,8 +7,10 @@ Numbers marked "released" come from the authors' code (github.com/xmed-lab/DeepS
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -128,3 +130,37 @@ class DiceConfig:
             return cls(**d)
         except TypeError as e:
             raise InputError(f"bad DiCE config: {e}") from None
+
+
+PRESETS = ("paper", "small", "tiny")  # DiceConfig class methods: --config NAME
+
+
+def model_config(spec: str | dict | DiceConfig) -> DiceConfig:
+    """'paper' | 'small' | 'tiny' | a JSON file of DiceConfig fields (a preset name under "preset" may be
+    combined with overrides) | a dict of the same | a DiceConfig."""
+    if isinstance(spec, DiceConfig):
+        return spec
+    if isinstance(spec, str) and spec in PRESETS:
+        return getattr(DiceConfig, spec)()
+    if isinstance(spec, str):
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError(f"--config must be one of {', '.join(PRESETS)} or a JSON file; {spec} not found")
+        try:
+            spec = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot parse model config {path}: {e}") from None
+    if not isinstance(spec, dict):
+        raise InputError("a model config file must hold a JSON object of DiceConfig fields")
+    spec = dict(spec)
+    preset = spec.pop("preset", "paper")
+    if preset not in PRESETS:
+        raise InputError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = getattr(DiceConfig, preset)().to_dict()
+    unknown = set(spec) - set(base)
+    if unknown:
+        raise InputError(f"unknown DiCE config fields: {', '.join(sorted(unknown))}")
+    try:
+        return DiceConfig.from_dict({**base, **spec})
+    except TypeError as e:
+        raise InputError(f"bad model config: {e}") from None

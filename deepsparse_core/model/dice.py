@@ -2,7 +2,7 @@
 
     projections (B, V, nv, nu), line integrals in mm / projection_scale
       -> ProjectionEncoder: S per-view 2D maps (B, V, C_s, nv/2^s, nu/2^s), finest first
-      -> backproject (views of view_mask_3d): S low-res volumes (B, C_s, M, M, M)    [Eq. 1]
+      -> grid_features (views of view_mask_3d): S low-res volumes (B, C_s, M, M, M)    [Eq. 1]
       -> per-scale QuantizationLayer (EMA codebook) [-> DenoiseLayer, finetuning step 2]
       -> CrossScaleDecoder, coarsest scale first: volume (B, decoder_channels, M, M, M)  [Eq. 2-4]
     points (B, N, 3) mm
@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GeometryError, InputError
-from ..geometry import Geometry
+from ..physics.geometry import Geometry
 from .config import DiceConfig
 from .decoder3d import CrossScaleDecoder
 from .denoise import DenoiseLayer
 from .encoder import ProjectionEncoder
 from .point_decoder import PointDecoder
-from .sampling import backproject, project_to_views, sample_views, sample_volume
+from .sampling import grid_features, project_to_views, pixel_features, sample_volume
 from .vq import QuantizationLayer
 
 GROUPS = ("encoder", "quantization", "decoder3d", "point_decoder", "denoise")
@@ -98,7 +98,7 @@ class DiCE(nn.Module):
         m = self.config.volume_resolution
 
         def quantize(mask):
-            out = [q(backproject(f, geometry, m, mask, angles)) for q, f in zip(self.quantizers, maps)]
+            out = [q(grid_features(f, geometry, m, mask, angles)) for q, f in zip(self.quantizers, maps)]
             return [o[0] for o in out], torch.stack([o[1] for o in out]).mean()
 
         dense = denoise_loss = None
@@ -172,7 +172,7 @@ class DiCE(nn.Module):
         b = features.volume.shape[0]
         points = points.to(self._dtype)
         uv = project_to_views(features.geometry, points, features.angles, batch=b)  # (B, V, N, 2)
-        feats = [sample_views(maps, uv, features.view_mask) for maps in features.maps]
+        feats = [pixel_features(maps, uv, features.view_mask) for maps in features.maps]
         batched = points if points.dim() == 3 else points.expand(b, *points.shape)
         feats.append(sample_volume(features.volume, features.geometry, batched))
         return torch.cat(feats, dim=1).transpose(1, 2)
@@ -194,7 +194,7 @@ class DiCE(nn.Module):
         return pred.clamp(0.0, 1.0) if clamp else pred
 
     @torch.no_grad()
-    def reconstruct(self, projections: torch.Tensor, geometry: Geometry, view_mask: torch.Tensor | None = None,
+    def predict_volume(self, projections: torch.Tensor, geometry: Geometry, view_mask: torch.Tensor | None = None,
                     angles: torch.Tensor | None = None, chunk_size: int = 16384) -> torch.Tensor:
         """(B, nz, ny, nx) attenuation in [0, 1] at the geometry's voxel centres (call in eval mode)."""
         features = self.encode(projections, geometry, view_mask, None, angles)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from ..geometry import Geometry
+from ..physics.geometry import Geometry
 from ..safetensors_io import read_metadata, save_atomic
 from .config import DiceConfig
 from .dice import DiCE

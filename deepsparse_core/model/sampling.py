@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..geometry import Geometry
+from ..physics.geometry import Geometry
 
 
 def lowres_grid(geometry: Geometry, resolution: int) -> Geometry:
@@ -45,8 +45,9 @@ def project_to_views(geometry: Geometry, points: torch.Tensor, angles: torch.Ten
     return torch.stack([geometry.project_points(p, normalized=True, angles=a) for p, a in zip(points, angles)])
 
 
-def sample_views(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
-    """Bilinear features at detector positions, max-pooled over the unmasked views (paper Eq. 1, 5).
+def pixel_features(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor) -> torch.Tensor:
+    """Pixel-aligned features: bilinear lookups at detector positions, max-pooled over the unmasked
+    views (paper Eq. 1, 5). A max, not a sum: nothing here is a tomographic back-projection.
 
     Args:
         maps: (B, V, C, h, w) per-view feature maps spanning the detector.
@@ -72,9 +73,12 @@ def sample_views(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor) 
     return torch.where(view_mask.any(dim=1)[:, None, None], feats, torch.zeros_like(feats))
 
 
-def backproject(maps: torch.Tensor, geometry: Geometry, resolution: int, view_mask: torch.Tensor,
+def grid_features(maps: torch.Tensor, geometry: Geometry, resolution: int, view_mask: torch.Tensor,
                 angles: torch.Tensor | None = None) -> torch.Tensor:
-    """Low-resolution 3D features: view-max of the maps at the projected M^3 voxel centres (Eq. 1).
+    """Low-resolution 3D features: :func:`pixel_features` at the projected M^3 voxel centres (Eq. 1).
+
+    The paper calls this back-projection; it is the max over views of the sampled maps, not the sum
+    of :func:`deepsparse_core.physics.projector.back_project`.
 
     Returns:
         (B, C, M, M, M) indexed (z, y, x) like every volume in this package.
@@ -82,7 +86,7 @@ def backproject(maps: torch.Tensor, geometry: Geometry, resolution: int, view_ma
     b, c, m = maps.shape[0], maps.shape[2], resolution
     centres = lowres_grid(geometry, m).voxel_centres(dtype=maps.dtype, device=maps.device)  # (M, M, M, 3)
     uv = project_to_views(geometry, centres.reshape(-1, 3), angles, batch=b)
-    return sample_views(maps, uv, view_mask).reshape(b, c, m, m, m)
+    return pixel_features(maps, uv, view_mask).reshape(b, c, m, m, m)
 
 
 def sample_volume(volume: torch.Tensor, geometry: Geometry, points: torch.Tensor) -> torch.Tensor:

@@ -40,10 +40,10 @@ def held_out_scores(model, files, views, ks=(0,), sart_iterations: int = 20, dev
     The network output is computed once per volume and view count; each K refines that output.
     ``vif=False`` skips VIF (NaN), the slow metric (seconds per 128^3 volume), for sweeps.
     """
-    from ..data_consistency import refine
+    from ..physics.data_consistency import refine
     from ..inference import DiceReconstructor
-    from ..metrics import evaluate, psnr, ssim
-    from ..quality import sparse_views
+    from ..evaluation.metrics import evaluate, psnr, ssim
+    from ..evaluation.quality import sparse_views
     from ..reconstruct import reconstruct
 
     rec = DiceReconstructor(model, device)
@@ -60,7 +60,7 @@ def held_out_scores(model, files, views, ks=(0,), sart_iterations: int = 20, dev
                 cases = {"fdk": reconstruct(data, "fdk").clamp(0, 1),
                          "sart": reconstruct(data, "sart", iterations=sart_iterations)}
                 for k in ks:
-                    cases[k] = refine(net, data, iterations=k) if k else net
+                    cases[k] = refine(net, data.projections, data.geometry, iterations=k) if k else net
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="VIF needs")
                     for name, vol in cases.items():
@@ -136,7 +136,7 @@ def cmd_bundle(args) -> int:
     from ..model.model_file import read_model_metadata
     from ..outputs import check_output_file
     from ..progress import mode
-    from ..quality import held_out_files
+    from ..evaluation.quality import held_out_files
 
     model = Path(args.model)
     meta = read_model_metadata(model)

@@ -1,9 +1,9 @@
 """Training data: a folder of candidate cache files, loaded once, sampled into batches on the device.
 
-A *training set* is a folder of candidate caches (:mod:`deepsparse_core.candidates`: K = 200 float16
+A *training set* is a folder of candidate caches (:mod:`deepsparse_core.data.candidates`: K = 200 float16
 projections over [0, 180) degrees + the [0, 1] reference volume + the geometry) and optional split
-files ``train.txt``, ``val.txt``, ``test.txt`` (one cache file name per line; written by
-:func:`write_splits`). Without split files every cache is a training volume.
+files ``train.txt``, ``val.txt``, ``test.txt`` (:mod:`deepsparse_core.data.splits`). Without split
+files every cache is a training volume.
 
 :class:`CandidateSet` reads the chosen caches once into two device tensors (projections
 (F, K, nv, nu) and references (F, nz, ny, nx), both float16 as stored, so values are bit-exact to
@@ -25,63 +25,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..atomic import write_text
 from ..errors import GeometryError, InputError
-from ..geometry import Geometry
-from ..projections_file import load_projections
+from ..physics.geometry import Geometry
+from ..data.projections_file import load_projections
+from ..data.splits import split_files
 
-SPLITS = ("train", "val", "test")
 POINTS_PER_VOLUME = 10_000  # released train.py --num_points (uniform voxels, without replacement)
 
 # view_sampler(rng) -> (sparse candidate indices (n,), all candidate indices (M,), sparse first)
 ViewSampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
-
-
-def cache_files(folder: str | Path) -> list[str]:
-    """Names of the candidate cache files (``*.safetensors``) in ``folder``, sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"training data folder not found: {folder}")
-    return sorted(p.name for p in folder.glob("*.safetensors") if not p.name.startswith("."))
-
-
-def write_splits(folder: str | Path, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[str]]:
-    """Shuffle the cache files of ``folder`` (seeded) into train/val/test by ``fractions``; write
-    ``train.txt``, ``val.txt``, ``test.txt`` and return the lists.
-
-    Rounding gives val and test at least one volume each when their fraction is > 0 and there are
-    enough files; the rest is training data.
-    """
-    names = cache_files(folder)
-    if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
-        raise InputError(f"split fractions must be 3 non-negative numbers (train, val, test), got {fractions}")
-    if not names:
-        raise InputError(f"no candidate cache files (*.safetensors) in {folder}")
-    total = float(sum(fractions))
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    n_val, n_test = (max(1, round(len(names) * f / total)) if f > 0 else 0 for f in fractions[1:])
-    if n_val + n_test >= len(names) and fractions[0] > 0:
-        raise InputError(f"{len(names)} volumes are too few for train/val/test fractions {fractions}")
-    splits = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    for split, files in splits.items():
-        write_text(Path(folder) / f"{split}.txt", "".join(f"{n}\n" for n in sorted(files)))
-    return {k: sorted(v) for k, v in splits.items()}
-
-
-def split_files(folder: str | Path, split: str) -> list[str]:
-    """Cache file names of ``split``; without split files, all files are 'train' and the others empty."""
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    folder = Path(folder)
-    names = cache_files(folder)
-    if not any((folder / f"{s}.txt").exists() for s in SPLITS):
-        return names if split == "train" else []
-    path = folder / f"{split}.txt"
-    listed = [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    missing = sorted(set(listed) - set(names))
-    if missing:
-        raise InputError(f"{path} lists files that are not in {folder}: {', '.join(missing[:5])}")
-    return listed
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """The DiCE training loop: one loop, four stages (scratch, HyViP pretraining, finetuning steps 1 and 2).
 
-Everything is in :func:`train`, top to bottom: processes and device, run folder (new or resumed),
-data, model, optimizer, DDP, mixed precision, then the loop with its schedule, loss, clipping, stop
-rule, validation and checkpoints. The stages differ only in their :class:`~.stages.Stage`: views,
-frozen groups and loss weights.
+:func:`train` sets up the processes and the device; ``_train`` then reads top to bottom: run folder
+(new or resumed, ``_open_run``), data, optimizer, random streams, DDP, mixed precision, and the one
+loop with its schedule, loss (:meth:`~.stages.Stage.loss`), clipping, stop rule, validation and
+checkpoints. What the run writes (checkpoints, exported models, their card and CPU-hours) is
+``_Run``'s. The stages differ only in their :class:`~.stages.Stage`: views, frozen groups and loss
+weights.
 
 Defaults are the released training script's (``code/train.py``): AdamW lr 1e-4, weight decay 1e-3,
 gradient clipping 1.0, 10,000 points per volume, constant learning rate; batch size 2 per process
@@ -35,7 +37,7 @@ from . import distributed
 from .checkpoint import load_optimizer_state, load_run, read_state, restore_rng, rng_state, run_lock, save_run
 from .data import POINTS_PER_VOLUME, CandidateSet
 from .log import TrainLog
-from .models import initial_model
+from .initial_model import initial_model
 from .stages import LAMBDA_D, LAMBDA_Q, STAGES, Stage, make_stage
 from .validation import BN_BATCHES, calibrated_copy, validate
 
@@ -152,27 +154,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    # ------------------------------------------------------------------ run folder: new or resumed
-    run_dir = Path(cfg.out)
-    saved = init_meta = None
-    if cfg.resume:
-        stored = TrainConfig.from_dict(read_state(run_dir).config)
-        if cfg.stage not in (None, stored.stage):
-            raise InputError(f"{run_dir} is a {stored.stage} run: resume it without --stage "
-                             f"or with --stage {stored.stage}")
-        cfg = dataclasses.replace(stored, **{k: getattr(cfg, k) for k in TrainConfig.RUN_FIELDS})
-        _check_config(cfg)
-        model, run_meta, saved = load_run(run_dir)
-        stage = Stage.from_dict(saved.stage)
-        model.freeze(*stage.frozen)
-    else:
-        if (run_dir / "state.json").exists():
-            raise InputError(f"{run_dir} already holds a training run: resume it (--resume) or choose another --out")
-        if cfg.stage is None:
-            raise InputError(f"give the training stage (--stage {' | '.join(STAGES)})")
-        stage = make_stage(cfg.stage, cfg.views, cfg.min_views, cfg.max_views, cfg.lambda_q, cfg.lambda_d)
-        torch.manual_seed(cfg.seed)  # same initial weights in every process
-        model, init_meta = initial_model(stage, cfg.init, cfg.model)
+    cfg, stage, model, saved, run_meta, init_meta = _open_run(cfg)           # new or resumed
     step = saved.step if saved else 0
     model.to(device).train()
     # ------------------------------------------------------------------ data (each process holds the whole set)
@@ -180,29 +162,17 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     train_set = CandidateSet(cfg.data, "train", data_device).require("training")
     geometry = train_set.geometry
     if saved:
-        _check_same_geometry(run_meta, geometry, run_dir, cfg.data)
+        _check_same_geometry(run_meta, geometry, Path(cfg.out), cfg.data)
     sampler = stage.view_sampler(train_set.n_candidates, geometry.arc)
-    val_set = None
-    if master and cfg.val_every:
-        val_set = CandidateSet(cfg.val_data or cfg.data, "val", data_device, limit=cfg.val_limit)
-        if len(val_set) and val_set.geometry.to_dict() != geometry.to_dict():
-            raise GeometryError(f"the validation volumes of {val_set.folder} have another geometry than the training ones")
-        val_set = val_set if len(val_set) else None
+    val_set = _validation_set(cfg, geometry, data_device) if master and cfg.val_every else None
     # ------------------------------------------------------------------ optimizer (trainable groups only)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     names = {id(p): n for n, p in trainable.items()}
     optimizer = torch.optim.AdamW(trainable.values(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
     if saved:
-        load_optimizer_state(optimizer, run_dir / "optimizer.safetensors", names)
-    # ------------------------------------------------------------------ random streams: one per process
-    if saved and len(saved.rng) == world:
-        rng = restore_rng(saved.rng[rank], device)
-    else:
-        if saved:
-            warnings.warn(f"resuming a {len(saved.rng)}-process run on {world} process(es): "
-                          "new sampling streams, the continuation is not bit-identical")
-        rng = np.random.default_rng([cfg.seed, rank, step])
+        load_optimizer_state(optimizer, Path(cfg.out) / "optimizer.safetensors", names)
+    rng = _random_stream(cfg, saved, world, rank, step, device)               # one per process
     # ------------------------------------------------------------------ compile, DDP, mixed precision
     raw_model = model
     if cfg.compile:
@@ -211,55 +181,28 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp \
         else contextlib.nullcontext()
-    # ------------------------------------------------------------------ reporting
-    max_steps = cfg.steps
+    # ------------------------------------------------------------------ bookkeeping and reporting
+    run = _Run(cfg, stage, Path(cfg.out), raw_model, optimizer, names, rng, geometry, device, world, master,
+               card=saved.extra.get("card", {}) if saved else
+               {"init": cfg.init, "data": cfg.data, "val_data": cfg.val_data,
+                "init_card": (init_meta or {}).get("card")},
+               wall_before=saved.elapsed_s if saved else 0.0, cpu_before=saved.extra.get("cpu_s", 0.0) if saved else 0.0)
     if master:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    log = TrainLog(run_dir, master, step, max_steps, cfg.minutes, cfg.tensorboard and master,
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+    log = TrainLog(run.run_dir, master, step, cfg.steps, cfg.minutes, cfg.tensorboard and master,
                    callback if master else None, cancel if master else None)
     if master:
         log.message(f"{raw_model.summary()}")
         log.message(f"{stage.describe()}; {len(train_set)} training / {len(val_set) if val_set else 0} validation "
                     f"volumes, {train_set.n_candidates} candidates, batch {cfg.batch_size} x {world} process(es), "
                     f"{cfg.points} points, {device.type}" + (f", from step {step}" if step else ""))
-    elapsed_before = saved.elapsed_s if saved else 0.0
     best_psnr = saved.best_val_psnr if saved else None
     val_scores: dict = {}
-    t0 = time.perf_counter()
-    n_views = stage.fixed_views if stage.denoise else None  # step-2 models record their view count
-    card = saved.extra.get("card", {}) if saved else \
-        {"init": cfg.init, "data": cfg.data, "val_data": cfg.val_data, "init_card": (init_meta or {}).get("card")}
-    cpu_before = saved.extra.get("cpu_s", 0.0) if saved else 0.0
-    c0 = time.process_time()
-
-    def effort() -> dict:
-        """This run's work so far and the campaign totals (the init model's card totals + this run)."""
-        run = {"stage": stage.name, "steps": step, "volume_samples": step * cfg.batch_size * world,
-               "wall_hours": round((elapsed_before + time.perf_counter() - t0) / 3600, 6),
-               "cpu_hours": round((cpu_before + time.process_time() - c0) * world / 3600, 6),
-               "device": device.type, "processes": world, "threads": torch.get_num_threads()}
-        before = ((card.get("init_card") or {}).get("totals") or {})
-        totals = {k: round(before.get(k, 0) + run[k], 6) for k in ("steps", "volume_samples", "wall_hours",
-                                                                    "cpu_hours")}
-        totals["runs"] = before.get("runs", 0) + 1
-        return {"run": run, "totals": totals}
-
-    def checkpoint(best: float | None, extra: dict) -> None:  # a collective under DDP
-        states = [json.loads(b) for b in distributed.all_gather_bytes(json.dumps(rng_state(rng, device)).encode(),
-                                                                        device, world)]
-        if world > 1:
-            sums = distributed.all_gather_bytes(distributed.parameter_checksum(raw_model).encode(), device, world)
-            extra = {**extra, "rank_checksums": [s.decode() for s in sums]}
-        if master:
-            save_run(run_dir, raw_model, optimizer, names, step, stage.to_dict(), cfg.to_dict(), states, geometry,
-                     n_views, best, elapsed_before + time.perf_counter() - t0,
-                     {**extra, "card": card, "cpu_s": cpu_before + time.process_time() - c0})
-
     # ------------------------------------------------------------------ the loop
-    deadline = t0 + 60.0 * cfg.minutes if cfg.minutes else None
+    deadline = run.t0 + 60.0 * cfg.minutes if cfg.minutes else None
     start_step, loss_value, stopped = step, float("nan"), "steps"
     with _StopSignals() as signals, contextlib.closing(log):
-        while max_steps is None or step < max_steps:
+        while cfg.steps is None or step < cfg.steps:
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -275,16 +218,11 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             step += 1
             # --- report (rank 0), then one stop decision shared by all processes
             cancelled = False
-            done = max_steps is not None and step >= max_steps
+            done = cfg.steps is not None and step >= cfg.steps
             if master and (step % cfg.log_every == 0 or done):
                 loss_value = loss.item()
-                terms = {"loss": loss_value, "mse": mse.item(), "lr": lr}
-                if stage.lambda_q:
-                    terms["vq"] = out["vq_loss"].item()
-                if stage.denoise:
-                    terms["denoise"] = out["denoise_loss"].item()
                 try:
-                    log.step(step, **terms)
+                    log.step(step, **_loss_terms(stage, loss_value, mse, out, lr))
                 except Cancelled:
                     cancelled = True
             timeout = deadline is not None and time.perf_counter() >= deadline
@@ -299,26 +237,135 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             if stopping and master:
                 loss_value = loss.item()
             stopped = "time" if timeout else "signal" if signalled else "cancelled" if cancelled else "steps"
-            # --- validation (rank 0; the others wait at the next collective)
+            # --- validation and model export (rank 0; the others wait at the next collective)
             if val_set is not None and (step % cfg.val_every == 0 or stopping):
                 evaluated = calibrated_copy(raw_model, train_set, sampler, cfg.bn_batches, cfg.batch_size,
                                             cfg.points, seed=cfg.seed * 1_000_003 + step, autocast=amp)
                 val_scores = validate(evaluated, val_set, stage, cfg.val_stride, autocast=amp)
                 log.validation(step, val_scores)
-                model_card = {**card, "stage": stage.name, "step": step, "val": val_scores,
-                              "bn_batches": cfg.bn_batches, **effort()}
-                model_card["views"] = {"min": stage.n_min, "max": stage.n_max}  # n uniform in [n_min, n_max]
-                save_model(run_dir / "last.safetensors", evaluated, geometry, n_views, card=model_card)
-                if best_psnr is None or val_scores["psnr"] > best_psnr:
-                    best_psnr = val_scores["psnr"]
-                    save_model(run_dir / "best.safetensors", evaluated, geometry, n_views, card=model_card)
+                best = best_psnr is None or val_scores["psnr"] > best_psnr
+                best_psnr = val_scores["psnr"] if best else best_psnr
+                run.export(step, evaluated, val_scores, best)
                 del evaluated
             if step % cfg.checkpoint_every == 0 or stopping:
-                checkpoint(best_psnr, {"val": val_scores, "stopped": stopped if stopping else None})
+                run.checkpoint(step, best_psnr, {"val": val_scores, "stopped": stopped if stopping else None})
             if stopping:
                 break
-    seconds = time.perf_counter() - t0
-    return TrainResult(run_dir, step, step - start_step, seconds, loss_value, val_scores, best_psnr, stopped)
+    seconds = time.perf_counter() - run.t0
+    return TrainResult(run.run_dir, step, step - start_step, seconds, loss_value, val_scores, best_psnr, stopped)
+
+
+def _open_run(cfg: TrainConfig):
+    """(cfg, stage, model, saved state or None, saved model metadata or None, init model metadata or
+    None): the run folder's run to resume, or a new run from ``cfg.stage`` and ``cfg.init``."""
+    run_dir = Path(cfg.out)
+    if cfg.resume:
+        stored = TrainConfig.from_dict(read_state(run_dir).config)
+        if cfg.stage not in (None, stored.stage):
+            raise InputError(f"{run_dir} is a {stored.stage} run: resume it without --stage "
+                             f"or with --stage {stored.stage}")
+        cfg = dataclasses.replace(stored, **{k: getattr(cfg, k) for k in TrainConfig.RUN_FIELDS})
+        _check_config(cfg)
+        model, run_meta, saved = load_run(run_dir)
+        stage = Stage.from_dict(saved.stage)
+        model.freeze(*stage.frozen)
+        return cfg, stage, model, saved, run_meta, None
+    if (run_dir / "state.json").exists():
+        raise InputError(f"{run_dir} already holds a training run: resume it (--resume) or choose another --out")
+    if cfg.stage is None:
+        raise InputError(f"give the training stage (--stage {' | '.join(STAGES)})")
+    stage = make_stage(cfg.stage, cfg.views, cfg.min_views, cfg.max_views, cfg.lambda_q, cfg.lambda_d)
+    torch.manual_seed(cfg.seed)  # same initial weights in every process
+    model, init_meta = initial_model(stage, cfg.init, cfg.model)
+    return cfg, stage, model, None, None, init_meta
+
+
+def _validation_set(cfg: TrainConfig, geometry, device) -> CandidateSet | None:
+    """The validation volumes (the val split of ``val_data``, default ``data``), None if there are none."""
+    val_set = CandidateSet(cfg.val_data or cfg.data, "val", device, limit=cfg.val_limit)
+    if len(val_set) and val_set.geometry.to_dict() != geometry.to_dict():
+        raise GeometryError(f"the validation volumes of {val_set.folder} have another geometry than the training ones")
+    return val_set if len(val_set) else None
+
+
+def _random_stream(cfg: TrainConfig, saved, world: int, rank: int, step: int, device) -> np.random.Generator:
+    """This process's sampling stream: restored exactly on resume, else seeded by (seed, rank, step)."""
+    if saved and len(saved.rng) == world:
+        return restore_rng(saved.rng[rank], device)
+    if saved:
+        warnings.warn(f"resuming a {len(saved.rng)}-process run on {world} process(es): "
+                      "new sampling streams, the continuation is not bit-identical")
+    return np.random.default_rng([cfg.seed, rank, step])
+
+
+def _loss_terms(stage: Stage, loss: float, mse: torch.Tensor, out: dict, lr: float) -> dict:
+    """The logged values of a step: the loss, its MSE, the learning rate and the stage's other terms."""
+    terms = {"loss": loss, "mse": mse.item(), "lr": lr}
+    if stage.lambda_q:
+        terms["vq"] = out["vq_loss"].item()
+    if stage.denoise:
+        terms["denoise"] = out["denoise_loss"].item()
+    return terms
+
+
+@dataclass
+class _Run:
+    """What a run writes besides the weights it trains: checkpoints, exported models and their card."""
+
+    cfg: TrainConfig
+    stage: Stage
+    run_dir: Path
+    model: torch.nn.Module            # the raw model (not compiled, not DDP-wrapped)
+    optimizer: torch.optim.Optimizer
+    names: dict                       # id(parameter) -> name, of the trainable parameters
+    rng: np.random.Generator
+    geometry: object
+    device: torch.device
+    world: int
+    master: bool
+    card: dict                        # init, data, the init model's card
+    wall_before: float                # seconds of the resumed run before this invocation
+    cpu_before: float
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+    c0: float = dataclasses.field(default_factory=time.process_time)
+
+    @property
+    def n_views(self) -> int | None:
+        return self.stage.fixed_views if self.stage.denoise else None  # step-2 models record their view count
+
+    def effort(self, step: int) -> dict:
+        """This run's work so far and the campaign totals (the init model's card totals + this run)."""
+        run = {"stage": self.stage.name, "steps": step, "volume_samples": step * self.cfg.batch_size * self.world,
+               "wall_hours": round((self.wall_before + time.perf_counter() - self.t0) / 3600, 6),
+               "cpu_hours": round((self.cpu_before + time.process_time() - self.c0) * self.world / 3600, 6),
+               "device": self.device.type, "processes": self.world, "threads": torch.get_num_threads()}
+        before = ((self.card.get("init_card") or {}).get("totals") or {})
+        totals = {k: round(before.get(k, 0) + run[k], 6) for k in ("steps", "volume_samples", "wall_hours",
+                                                                    "cpu_hours")}
+        totals["runs"] = before.get("runs", 0) + 1
+        return {"run": run, "totals": totals}
+
+    def export(self, step: int, evaluated, val_scores: dict, best: bool) -> None:
+        """``last.safetensors`` (and ``best.safetensors`` when ``best``): the validated model with its card."""
+        card = {**self.card, "stage": self.stage.name, "step": step, "val": val_scores,
+                "bn_batches": self.cfg.bn_batches, **self.effort(step),
+                "views": {"min": self.stage.n_min, "max": self.stage.n_max}}  # n uniform in [n_min, n_max]
+        for name in ("last", "best") if best else ("last",):
+            save_model(self.run_dir / f"{name}.safetensors", evaluated, self.geometry, self.n_views, card=card)
+
+    def checkpoint(self, step: int, best: float | None, extra: dict) -> None:
+        """Weights, optimizer, every process's random stream and the state: a collective under DDP."""
+        device, world = self.device, self.world
+        states = [json.loads(b) for b in distributed.all_gather_bytes(
+            json.dumps(rng_state(self.rng, device)).encode(), device, world)]
+        if world > 1:
+            sums = distributed.all_gather_bytes(distributed.parameter_checksum(self.model).encode(), device, world)
+            extra = {**extra, "rank_checksums": [s.decode() for s in sums]}
+        if self.master:
+            save_run(self.run_dir, self.model, self.optimizer, self.names, step, self.stage.to_dict(),
+                     self.cfg.to_dict(), states, self.geometry, self.n_views, best,
+                     self.wall_before + time.perf_counter() - self.t0,
+                     {**extra, "card": self.card, "cpu_s": self.cpu_before + time.process_time() - self.c0})
 
 
 def _check_config(cfg: TrainConfig) -> None:

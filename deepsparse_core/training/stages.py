@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..view_sampling import N_MAX, N_MIN, auxiliary_indices, sample_hybrid_views, sample_views, uniform_sparse_indices
+from ..data.view_selection import N_MAX, N_MIN, auxiliary_indices, select_hybrid_views, select_views, uniform_sparse_indices
 from .data import ViewSampler
 
 STAGES = ("scratch", "pretrain", "step1", "step2")
@@ -61,11 +61,11 @@ class Stage:
         if need > n_candidates:
             raise InputError(f"stage {self.name} needs {need} views but the caches hold {n_candidates} candidates")
         if m == hi and lo < hi:  # HyViP [n_min~n_max | n_max]
-            return lambda rng: sample_hybrid_views(rng, n_candidates, lo, hi, arc)
+            return lambda rng: select_hybrid_views(rng, n_candidates, lo, hi, arc)
 
         def sample(rng: np.random.Generator):
             n = lo if lo == hi else int(rng.integers(lo, hi + 1))
-            return sample_views(rng, n, m or n, n_candidates, arc)
+            return select_views(rng, n, m or n, n_candidates, arc)
         return sample
 
     def validation_views(self, n_candidates: int, arc: float) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,12 +1,11 @@
 """Synthetic training sets: candidate caches of seeded phantoms, for tests and for a quick start on a
 machine with no CT data.
 
-The volumes come from :mod:`deepsparse_core.phantoms` (procedural anatomy in HU, windowed to [0, 1]).
+The volumes come from :mod:`deepsparse_core.data.phantoms` (procedural anatomy in HU, windowed to [0, 1]).
 That module (through ``volume_io``) and ``preprocess`` import SimpleITK and SciPy at import time, so
 where those are missing (a bare GPU box with torch / numpy / safetensors / pyyaml only) random
-ellipsoid phantoms are used instead, with a warning. Projections are computed directly with
-:func:`~deepsparse_core.projector.forward_project` (pure torch, on ``device``) rather than through
-``build_candidates`` / ``simulate``, which preprocess a CT file and need SimpleITK.
+ellipsoid phantoms are used instead, with a warning. Projections are made by
+:func:`~deepsparse_core.data.simulate.project` (pure torch, on ``device``), the path of every cache.
 """
 
 from __future__ import annotations
@@ -18,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..geometry import Geometry, uniform_angles
-from ..noise import NoiseModel, add_noise
-from ..projections_file import ProjectionData, save_projections
-from ..projector import forward_project
-from .data import write_splits
+from ..data.candidates import write_cache
+from ..data.simulate import project
+from ..data.splits import write_splits
+from ..physics.geometry import Geometry, uniform_angles
+from ..physics.noise import NoiseModel
 
 # The procedural kinds of phantoms.PHANTOM_KINDS (no sample file needed); named here because this
 # module must import without SciPy (phantoms needs it), see the module docstring.
@@ -52,12 +51,9 @@ def make_synthetic_cache(folder: str | Path, n_volumes: int, geometry: Geometry,
     paths = []
     for i in range(n_volumes):
         kind = kinds[i % len(kinds)]
-        reference = torch.from_numpy(volume(kind, geometry, seed + i)).to(device)
-        projections = forward_project(reference, geometry)
-        if noise is not None and noise.enabled:
-            projections = add_noise(projections, geometry.hu_window, noise, seed + i)
-        data = ProjectionData(projections.cpu(), geometry, noise or NoiseModel(enabled=False), reference.cpu())
-        paths.append(save_projections(folder / f"{kind}-{i:04d}.safetensors", data, dtype=torch.float16))
+        data = project(volume(kind, geometry, seed + i), geometry, noise or NoiseModel(enabled=False), seed + i,
+                       device=device)
+        paths.append(write_cache(folder / f"{kind}-{i:04d}.safetensors", data))
     if splits is not None:
         write_splits(folder, splits, seed)
     return paths
@@ -66,10 +62,10 @@ def make_synthetic_cache(folder: str | Path, n_volumes: int, geometry: Geometry,
 def _phantom_source():
     """kind, geometry, seed -> [0, 1] float32 volume (z, y, x)."""
     try:
-        from ..phantoms import make_phantom
-        from ..preprocess import normalize_hu
+        from ..data.phantoms import make_phantom
+        from ..data.hu import normalize_hu
     except ImportError as e:  # SimpleITK / SciPy missing
-        warnings.warn(f"deepsparse_core.phantoms is unavailable ({e}): using random ellipsoid phantoms")
+        warnings.warn(f"deepsparse_core.data.phantoms is unavailable ({e}): using random ellipsoid phantoms")
         return lambda kind, geometry, seed: ellipsoid_phantom(geometry.volume_shape, geometry.volume_spacing, seed)
 
     def volume(kind, geometry, seed):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import psnr, ssim
+from ..evaluation.metrics import psnr, ssim
 from ..model import DiCE
 from .data import CandidateSet
 from .stages import Stage

@@ -1,0 +1,501 @@
+"""``deepsparse prepare``: a folder (or list file) of CTs -> a training folder of candidate caches.
+
+For each CT (NIfTI, NRRD, MHA/MHD, MRC files and DICOM series folders, found recursively): the
+paper's preprocessing for the geometry (:func:`~deepsparse_core.data.preprocess.preprocess_ct`), each
+sub-volume piece of a long scan in its own cache ``<stem>-p<k>.safetensors`` with ``--candidates``
+(paper: 200) float16 projections and the noise model, seeded per piece. ``--augment K`` adds K
+seeded variants per CT (:func:`~deepsparse_core.data.augment.augment_ct`), ``<stem>-a<j>-p<k>``.
+
+The output folder is what ``deepsparse train --data`` reads: the caches, ``train.txt``/``val.txt``/
+``test.txt`` (all pieces and variants of one CT in the same split, so a held-out CT never leaks)
+and ``manifest.json`` (settings, counts, per file: source, piece, shape, sha256, split, bytes; the
+``failed`` inputs with a one-line reason). The manifest is rewritten (atomically) after every
+finished CT, so an interrupted run resumes: a CT whose caches are listed with the same settings
+and whose files still match their checksums is skipped.
+
+Options can come from a recipe (``--recipe FILE``, YAML with a ``prepare:`` mapping; see
+``docs/recipes/``); options given on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..atomic import sha256_file, write_text
+from ..errors import InputError
+from ..outputs import check_output_folder
+from ..progress import emit, progress, say
+from .splits import SPLITS, assign, check_fractions, write_split_lists
+
+CT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".mrc")
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "deepsparse-prepare/1"
+DEFAULTS = {"preset": "fast", "geometry": None, "candidates": 200, "noise": True, "photons": 1e5,
+            "electronic_sigma": 10.0, "splits": [0.8, 0.1, 0.1], "split_file": None, "seed": 0,
+            "workers": 1, "device": "cpu", "augment": 0, "out": None, "input": None}
+
+
+# ---------------------------------------------------------------------------- finding the CTs
+def _is_dicom_folder(folder: Path) -> bool:
+    files = [p for p in folder.iterdir() if p.is_file()]
+    return any(p.suffix.lower() == ".dcm" for p in files) or any(_has_dicm_magic(p) for p in files[:3])
+
+
+def _has_dicm_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _ct_suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in CT_SUFFIXES if name.endswith(s)), None)
+
+
+def find_cts(source: str | Path) -> list[Path]:
+    """CT inputs of ``source``: a folder (searched recursively: CT files and DICOM series folders)
+    or a list file (one path per line, relative to the list file's folder; ``#`` comments)."""
+    source = Path(source)
+    if source.is_file() and _ct_suffix(source):  # a single CT file
+        return [source]
+    if source.is_file():
+        try:
+            lines = source.read_text().splitlines()
+        except (UnicodeDecodeError, OSError):
+            raise InputError(f"{source} is neither a CT file ({', '.join(CT_SUFFIXES)}) nor a list file "
+                             "of CT paths; give a folder of CTs, a list file or one CT") from None
+        paths = []
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                p = Path(line).expanduser()
+                paths.append(p if p.is_absolute() else source.parent / p)
+        if not paths:
+            raise InputError(f"list file {source} names no CT")
+        return paths
+    if not source.is_dir():
+        raise InputError(f"input not found: {source} (give a folder of CTs or a list file)")
+    if _is_dicom_folder(source):
+        return [source]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        if folder != source and _is_dicom_folder(folder):
+            found.append(folder)
+            continue
+        for name in sorted(filenames):
+            if not name.startswith(".") and (_ct_suffix(Path(name)) or _is_image_like(Path(name))):
+                found.append(folder / name)
+    if not found:
+        raise InputError(f"no CT files ({', '.join(CT_SUFFIXES)} or DICOM folders) in {source}")
+    return found
+
+
+def _is_image_like(path: Path) -> bool:
+    """Image files that are not 3D CT formats (2D pictures, Analyze): offered to the reader so
+    they are reported as failures instead of silently ignored."""
+    return path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".img", ".hdr")
+
+
+def ct_name(path: Path) -> str:
+    """File name without its CT suffix (``a/b/ct01.nii.gz`` -> ``ct01``); a DICOM folder's name."""
+    suffix = _ct_suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.stem
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Cache stems: the CT name, prefixed with as many parent folder names as needed where names
+    collide (``BDMAP_00000001/ct.nii.gz`` -> ``BDMAP_00000001_ct``)."""
+    def name(p: Path, depth: int) -> str:
+        parts = [*p.resolve().parent.parts[1:]][-depth:] if depth else []
+        return "_".join([*parts, ct_name(p)])
+
+    depth = [0] * len(paths)
+    names = [name(p, 0) for p in paths]
+    for _ in range(64):
+        clashes = [i for i, n in enumerate(names) if names.count(n) > 1]
+        if not clashes:
+            break
+        for i in clashes:
+            depth[i] += 1
+            names[i] = name(paths[i], depth[i])
+    if len(set(names)) != len(names):
+        raise InputError(f"inputs listed twice: {sorted({n for n in names if names.count(n) > 1})[:3]}")
+    return ["".join(c if c.isalnum() or c in "-_." else "_" for c in n) for n in names]
+
+
+# ---------------------------------------------------------------------------- one CT
+def _seed(*parts) -> int:
+    """A 63-bit seed from a run seed and names (stable across runs and processes)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+
+def _prepare_unit(job: dict) -> dict:
+    """Preprocess one CT (or one augmented variant of it) and write a cache per piece.
+
+    Returns ``{"unit", "files": {name: entry}}`` or ``{"unit", "error": one line}``; never raises
+    for a bad input (the pool must carry on).
+    """
+    import torch
+
+    from ..physics.geometry import Geometry
+    from ..physics.noise import NoiseModel
+    from .candidates import write_cache
+    from .simulate import simulate_pieces
+    from .volume_io import read_volume
+
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    geometry = Geometry.from_dict(job["geometry"])
+    noise = NoiseModel.from_dict(job["noise"])
+    out = Path(job["out"])
+    name_of = lambda piece: f"{job['unit']}-p{piece}.safetensors"  # noqa: E731
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ct = read_volume(job["source"])
+            if job["variant"]:
+                from .augment import augment_ct
+
+                ct = augment_ct(ct, np.random.default_rng(_seed(job["seed"], job["name"], "augment",
+                                                                 job["variant"])))
+            pieces = simulate_pieces(ct, geometry, noise, lambda k: _seed(job["seed"], name_of(k)), job["device"])
+            files = {}
+            for data in pieces:
+                p = data.placement
+                path = write_cache(out / name_of(p.piece), data)
+                files[path.name] = {"source": job["source"], "ct": job["name"], "variant": job["variant"],
+                                    "piece": p.piece, "n_pieces": p.n_pieces,
+                                    "shape": list(data.reference.shape), "sha256": sha256_file(path),
+                                    "bytes": path.stat().st_size}
+        notes = sorted({str(w.message).splitlines()[0] for w in caught})
+        for entry in files.values():
+            entry.update({"warnings": notes} if notes else {})
+        return {"unit": job["unit"], "files": files, "warnings": notes}
+    except Exception as e:  # noqa: BLE001 (any bad input is reported and skipped, never fatal)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return {"unit": job["unit"], "error": reason}
+
+
+# ---------------------------------------------------------------------------- splits
+def read_split_file(path: str | Path) -> dict[str, str]:
+    """``{ct name: split}`` from lines ``train|val|test<TAB or spaces>name`` (``#`` comments).
+
+    A name may be the CT name, its file name or its path; it is matched by :func:`ct_name`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"split file not found: {path}")
+    table = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or parts[0] not in SPLITS:
+            raise InputError(f"{path}:{number}: expected 'train|val|test<TAB>name', got {line!r}")
+        table[ct_name(Path(parts[1].strip()))] = parts[0]
+    return table
+
+
+def assign_splits(names: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0,
+                  table: dict[str, str] | None = None) -> dict[str, str]:
+    """``{ct name: split}``: from ``table`` (names missing there go to train, with a warning) or
+    seeded by ``fractions`` over whole CTs (:func:`~deepsparse_core.data.splits.assign`)."""
+    names = sorted(names)
+    if table is None:
+        return assign(names, fractions, seed)
+    missing = [n for n in names if n not in table]
+    if missing:
+        warnings.warn(f"{len(missing)} CT(s) not in the split file go to train: {', '.join(missing[:5])}"
+                      + (" ..." if len(missing) > 5 else ""), stacklevel=2)
+    return {n: table.get(n, "train") for n in names}
+
+
+# ---------------------------------------------------------------------------- the run
+def _settings(geometry, noise, seed: int) -> dict:
+    return {"geometry": geometry.to_dict(), "noise": noise.to_dict(), "seed": seed}
+
+
+def _load_manifest(out: Path, settings: dict) -> dict[str, dict]:
+    """Finished units of an earlier run with the same settings: ``{unit: {file: entry}}``."""
+    path = out / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        warnings.warn(f"{path} is unreadable: preparing everything again", stacklevel=2)
+        return {}
+    if old.get("settings") != json.loads(json.dumps(settings)):
+        warnings.warn(f"{out} was prepared with other settings (geometry, noise or seed): "
+                      "preparing everything again", stacklevel=2)
+        return {}
+    return old.get("units", {})
+
+
+def _still_valid(out: Path, files: dict) -> bool:
+    return bool(files) and all((out / n).is_file() and (out / n).stat().st_size == e["bytes"]
+                               and sha256_file(out / n) == e["sha256"] for n, e in files.items())
+
+
+def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.1),
+            split_file=None, workers: int = 1, device: str = "cpu", augment: int = 0,
+            show_progress: bool = True) -> dict:
+    """Prepare a training folder (see the module docstring); returns the manifest.
+
+    ``inputs``: a folder or list file (str/Path) or a list of paths. ``split_file``: a file of
+    ``split<TAB>name`` lines or a ``{name: split}`` mapping (recipes). Raises :class:`InputError`
+    when no CT could be prepared.
+    """
+    if isinstance(inputs, (str, Path)):
+        paths = find_cts(inputs)
+    else:
+        paths = [Path(p) for p in inputs]
+    if augment < 0 or workers < 1:
+        raise InputError("--augment must be >= 0 and --workers >= 1")
+    if not split_file:
+        check_fractions(splits)
+    if isinstance(split_file, dict):  # an inline table from a recipe: {ct name: split}
+        bad = {v for v in split_file.values() if v not in SPLITS}
+        if bad:
+            raise InputError(f"split table values must be train, val or test, got {', '.join(map(str, bad))}")
+        table = {ct_name(Path(str(k))): v for k, v in split_file.items()}
+    else:
+        table = read_split_file(split_file) if split_file else None
+    out = check_output_folder(out)
+    names = _unique_names(paths)
+    settings = _settings(geometry, noise, seed)
+    created, had_manifest = not out.exists(), (out / MANIFEST).exists()
+    out.mkdir(parents=True, exist_ok=True)
+    done_before = _load_manifest(out, settings)
+
+    from ..devices import resolve_device
+
+    device = str(resolve_device(device))
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    jobs = []
+    for path, name in zip(paths, names):
+        for variant in range(augment + 1):
+            unit = name if variant == 0 else f"{name}-a{variant}"
+            jobs.append({"source": str(path), "name": name, "variant": variant, "unit": unit,
+                         "out": str(out), "geometry": geometry.to_dict(), "noise": noise.to_dict(),
+                         "seed": seed, "device": device, "threads": threads})
+
+    units, errors, skipped = {}, {}, 0
+    start = time.perf_counter()
+    todo = []
+    for job in jobs:
+        if _still_valid(out, done_before.get(job["unit"], {})):
+            units[job["unit"]] = done_before[job["unit"]]
+            skipped += 1
+        else:
+            todo.append(job)
+
+    def finish(result):
+        if "error" in result:
+            errors[result["unit"]] = result["error"]
+            print(f"warning: skipped {result['unit']}: {result['error']}", file=sys.stderr)
+        else:
+            units[result["unit"]] = result["files"]
+            for note in result["warnings"]:
+                print(f"warning: {result['unit']}: {note}", file=sys.stderr)
+        _write_manifest(out, settings, units, {}, errors, jobs, table, splits, seed, final=False)
+
+    with progress(len(todo), "prepare", enabled=show_progress, unit="CT") as bar:
+        if workers == 1:
+            for job in todo:
+                finish(_prepare_unit(job))
+                bar.update(1)
+        else:
+            import multiprocessing
+
+            # fork is cheap and needs no importable __main__; CUDA cannot live in forked children
+            method = "spawn" if device.startswith("cuda") else "fork"
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+                for future in as_completed([pool.submit(_prepare_unit, job) for job in todo]):
+                    finish(future.result())
+                    bar.update(1)
+
+    ct_ok = sorted({j["name"] for j in jobs if j["unit"] in units and j["variant"] == 0})
+    if not ct_ok:
+        if not had_manifest and not units:  # nothing was made: leave no manifest (nor folder) behind
+            (out / MANIFEST).unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        raise InputError(f"no CT could be prepared ({len(errors)} failed); first error: "
+                         f"{next(iter(errors.values()), 'none')}")
+    split_of = assign_splits(ct_ok, splits, seed, table)
+    manifest = _write_manifest(out, settings, units, split_of, errors, jobs, table, splits, seed, final=True)
+    manifest["elapsed_s"] = round(time.perf_counter() - start, 3)
+    manifest["skipped"] = skipped
+    return manifest
+
+
+def _write_manifest(out: Path, settings, units, split_of, errors, jobs, table, fractions, seed, final):
+    """Manifest (and, when ``final``, the split files); variants of a failed source are dropped."""
+    by_unit = {j["unit"]: j for j in jobs}
+    files = {}
+    for unit, entries in units.items():
+        ct = by_unit[unit]["name"]
+        if final and ct not in split_of:  # a variant whose original failed: cannot be split safely
+            continue
+        for name, entry in entries.items():
+            files[name] = {**entry, "split": split_of.get(ct)}
+    failed, seen = [], set()
+    for unit, reason in errors.items():
+        source = by_unit[unit]["source"]
+        if source not in seen:
+            seen.add(source)
+            failed.append({"source": source, "reason": reason})
+    counts = {"inputs": len({j["source"] for j in jobs}), "cts_prepared": len(split_of),
+              "failed": len(failed), "files": len(files),
+              "bytes": sum(e["bytes"] for e in files.values()),
+              **{s: sum(1 for e in files.values() if e["split"] == s) for s in SPLITS}}
+    manifest = {"format": MANIFEST_FORMAT, "complete": final, "settings": settings,
+                "splits": {"split_file": bool(table), "fractions": list(fractions), "seed": seed,
+                           "cts": split_of},
+                "counts": counts, "files": dict(sorted(files.items())), "failed": failed,
+                "units": {u: e for u, e in sorted(units.items())}}
+    if final:
+        write_split_lists(out, {n: e["split"] for n, e in files.items()})
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
+# ---------------------------------------------------------------------------- recipes and CLI
+def load_recipe(path: str | Path) -> dict:
+    """The ``prepare:`` options of a recipe YAML (keys as the long options, '-' or '_').
+
+    ``input`` may be a folder, a list file or a YAML list of paths; ``split_file`` a file or an
+    inline ``{CT name: train|val|test}`` mapping. ``~`` and ``$VARS`` are expanded; relative paths
+    are relative to the working directory.
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"recipe not found: {path}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot parse recipe {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("prepare"), dict):
+        raise InputError(f"recipe {path} has no 'prepare:' mapping")
+    options = {k.replace("-", "_"): v for k, v in doc["prepare"].items()}
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise InputError(f"recipe {path}: unknown prepare options {', '.join(sorted(unknown))}")
+    return options
+
+
+def resolve_options(args: argparse.Namespace) -> dict:
+    """Command line over recipe over defaults."""
+    options = dict(DEFAULTS)
+    if getattr(args, "recipe", None):
+        options.update(load_recipe(args.recipe))
+    options.update({k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None})
+    if getattr(args, "splits", None) is not None:  # --splits on the command line beats a recipe's split file
+        options["split_file"] = None
+    if not options["input"]:
+        raise InputError("give the input folder or list file (INPUT or the recipe's 'input')")
+    expand = lambda p: Path(os.path.expandvars(str(p))).expanduser()  # noqa: E731
+    inputs = options["input"]
+    options["input"] = [expand(p) for p in inputs] if isinstance(inputs, list) else expand(inputs)
+    if not options["out"]:
+        raise InputError("give the output folder (--out or the recipe's 'out')")
+    return options
+
+
+def _geometry(options: dict):
+    from ..physics.geometry import Geometry
+
+    n = _option(options, "candidates", int)
+    if n < 1:
+        raise InputError("--candidates must be >= 1")
+    g = Geometry.load(options["geometry"]).with_views(n) if options["geometry"] else \
+        Geometry.preset(options["preset"], n)
+    return g.validate()
+
+
+def _option(options: dict, name: str, kind):
+    """``options[name]`` as ``kind`` (int refuses fractions); a one-line error names the option."""
+    value = options[name]
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not math.isfinite(number) or kind is int and number != int(number):
+            raise ValueError
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a finite number"
+        raise InputError(f"--{name.replace('_', '-')} must be {what}, got {value!r}") from None
+    return kind(number)
+
+
+def cmd_prepare(args) -> int:
+    from ..physics.noise import NoiseModel
+    from ..progress import mode
+
+    o = resolve_options(args)
+    check_output_folder(o["out"])
+    geometry = _geometry(o)
+    noise = NoiseModel(enabled=bool(o["noise"]), photons=_option(o, "photons", float),
+                       electronic_sigma=_option(o, "electronic_sigma", float))
+    manifest = prepare(o["input"], o["out"], geometry, noise, seed=_option(o, "seed", int),
+                       splits=o["splits"], split_file=o["split_file"], workers=_option(o, "workers", int),
+                       device=o["device"], augment=_option(o, "augment", int), show_progress=mode() != "none")
+    c = manifest["counts"]
+    emit("result", out=str(o["out"]), **c, skipped=manifest["skipped"])
+    say(f"{o['out']}: {c['files']} cache files from {c['cts_prepared']} CT(s) "
+        f"(train {c['train']}, val {c['val']}, test {c['test']}; {c['bytes'] / 2**20:.1f} MiB), "
+        f"{manifest['skipped']} unit(s) already done, {c['failed']} failed, "
+        f"{manifest['elapsed_s']:.1f} s")
+    return 0
+
+
+def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``prepare`` subcommand on ``subparsers`` (an argparse sub-parsers object)."""
+    from ..physics.geometry import preset_names
+
+    p = subparsers.add_parser(
+        "prepare", help="turn a folder or list of CTs into a training folder of candidate caches",
+        description=__doc__.split("\n\n")[0])
+    p.add_argument("input", nargs="?", help="folder of CTs (searched recursively) or a list file")
+    p.add_argument("--out", help="output training folder")
+    p.add_argument("--recipe", metavar="FILE", help="YAML recipe (docs/recipes/) giving the options below")
+    p.add_argument("--preset", choices=preset_names(), help="geometry preset (default fast)")
+    p.add_argument("--geometry", metavar="FILE", help="geometry file (YAML/JSON), overrides --preset")
+    p.add_argument("--candidates", type=int, help="candidate projections per volume (paper: 200)")
+    p.add_argument("--noise", dest="noise", action="store_true", default=None,
+                   help="Poisson + Gaussian noise (default)")
+    p.add_argument("--no-noise", dest="noise", action="store_false", help="noiseless projections")
+    p.add_argument("--photons", type=float, help="incident photons per pixel I0 (default 1e5)")
+    p.add_argument("--electronic-sigma", type=float, help="electronic noise std, photon counts (default 10)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--splits", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                       help="seeded split fractions over CTs (default 0.8 0.1 0.1)")
+    group.add_argument("--split-file", metavar="FILE", help="lines 'train|val|test<TAB>CT name'")
+    p.add_argument("--seed", type=int, help="seed of splits, noise and augmentation (default 0)")
+    p.add_argument("--workers", type=int, help="parallel processes over CTs (default 1: in-process)")
+    p.add_argument("--device", help="cpu, cuda, auto (default cpu)")
+    p.add_argument("--augment", type=int, metavar="K", help="augmented variants per CT (default 0)")
+    p.set_defaults(func=cmd_prepare)
+    return p

@@ -1,0 +1,1 @@
+"""Scores and reports: metrics, the quality benchmark, comparison figures."""

@@ -1,0 +1,59 @@
+"""The model a stage starts from: a fresh DiCE, a model file, or a run folder's weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from ..model import DiCE, DiceConfig
+from ..model.config import model_config
+from ..model.model_file import load_model
+from .stages import Stage
+
+def model_path(init: str | Path) -> Path:
+    """A model file, or the ``model.safetensors`` of a run folder."""
+    path = Path(init)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise InputError(f"--init model not found: {path}")
+    return path
+
+
+def check_model_views(meta: dict, n_views: int, path="the model") -> None:
+    """A step-2 model (model-file ``n_views`` set) runs with exactly the views it was finetuned for."""
+    trained = meta.get("n_views")
+    if trained is not None and int(trained) != int(n_views):
+        raise InputError(f"{path} was finetuned (step 2) for {trained} views and cannot take {n_views}: "
+                         f"use {trained} projections, or finetune step 1 + step 2 for {n_views} views")
+
+
+def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfig) -> tuple[DiCE, dict | None]:
+    """(model in train mode with the stage's layers and freezing applied, metadata of ``init`` or None).
+
+    * scratch: a new DiCE from ``config``, or continue from ``init`` (a campaign of bounded runs that
+      warm-starts each day from the last model file, e.g. a bundled one).
+    * pretrain: new, or continue from ``init``.
+    * step1: from ``init`` (the pretrained model; without it, the paper's "finetuning without
+      pretraining" ablation from random weights).
+    * step2: from ``init`` (the step-1 model), required; denoise layers are added (identity at start) and
+      the encoder + quantization are frozen.
+    """
+    meta = None
+    if init is None:
+        if stage.name == "step2":
+            raise InputError("stage step2 starts from a step-1 model: give --init MODEL_OR_RUN")
+        torch_model = DiCE(model_config(config))
+    else:
+        path = model_path(init)
+        torch_model, meta = load_model(path)
+        has_denoise = torch_model.denoise is not None
+        if has_denoise and not stage.denoise:
+            raise InputError(f"{path} is a step-2 model (denoise layers); stage {stage.name} needs a model "
+                             "without them (start from the step-1 or pretrained model)")
+        if stage.denoise:
+            check_model_views(meta, stage.fixed_views, path)
+    if stage.denoise:
+        torch_model.enable_denoise()
+    torch_model.freeze(*stage.frozen)
+    return torch_model.train(), meta
