@@ -472,8 +472,9 @@ class DeepSparseSlicerTest(ScriptedLoadableModuleTest):
             self.phantom_workflow()
 
     def _reconstruct_and_compare(self, logic, ct, method_keys):
-        from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
         import numpy as np
+
+        from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
 
         job = logic.start_simulation(ct)
         self.assertEqual(job.wait(900), SUCCEEDED, job.error)

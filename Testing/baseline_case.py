@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from deepsparse_core.data import phantoms
+from deepsparse_core.data.hu import normalize_hu
 from deepsparse_core.physics.backends import rtk
 from deepsparse_core.physics.geometry import Geometry
-from deepsparse_core.data.hu import normalize_hu
 
 needs_rtk = pytest.mark.skipif(not rtk.available(), reason="itk-rtk is not installed")
 

@@ -24,9 +24,9 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from deepsparse_core.cli import main
-from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.data.phantoms import phantom_volume
 from deepsparse_core.data.volume_io import write_volume
+from deepsparse_core.physics.geometry import Geometry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

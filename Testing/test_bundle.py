@@ -74,3 +74,23 @@ def test_bundle_refuses_an_incomplete_card(campaign, capsys):
                  "--out", str(campaign / "x.safetensors")])
     assert code == 2 and "lacks" in capsys.readouterr().err
     assert not (campaign / "x.safetensors").exists()
+
+
+def test_the_final_scores_reuse_the_sweeps_reconstructions(campaign, monkeypatch):
+    """``bundle --data-consistency auto`` scores the lowest view count twice (the sweep without VIF,
+    then the card's scores): with shared volumes the second pass reconstructs nothing again."""
+    from deepsparse_core.data.splits import split_files
+    from deepsparse_core.inference import DiceReconstructor
+    from deepsparse_core.training.bundle import held_out_scores
+
+    calls = []
+    real = DiceReconstructor.reconstruct
+    monkeypatch.setattr(DiceReconstructor, "reconstruct", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    files = [campaign / "data" / name for name in split_files(campaign / "data", "val")]
+    model, volumes = campaign / "day2" / "last.safetensors", {}
+    sweep = held_out_scores(model, files, [2], (0, 1, 3), show_progress=False, vif=False, volumes=volumes)
+    assert len(calls) == len(files)
+    final = held_out_scores(model, files, [2], (0, 3), show_progress=False, volumes=volumes)
+    assert len(calls) == len(files)
+    assert final["means"][2][3]["psnr"] == sweep["means"][2][3]["psnr"]
+    assert set(final["means"][2]) == {"fdk", "sart", 0, 3}

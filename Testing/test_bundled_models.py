@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from deepsparse_core import inference
-from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.data.hu import normalize_hu
+from deepsparse_core.data.phantoms import make_phantom
+from deepsparse_core.data.projections_file import ProjectionData
 from deepsparse_core.evaluation.metrics import psnr
 from deepsparse_core.model.card import MAX_BUNDLED_BYTES, missing_card_fields
 from deepsparse_core.model.model_file import load_model, read_model_metadata
+from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.physics.noise import NoiseModel, add_noise
-from deepsparse_core.data.phantoms import make_phantom
-from deepsparse_core.data.hu import normalize_hu
-from deepsparse_core.data.projections_file import ProjectionData
 from deepsparse_core.physics.projector import forward_project
 from deepsparse_core.reconstruct import reconstruct
 

@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from deepsparse_core.cli import main
-from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.data.phantoms import phantom_volume
 from deepsparse_core.data.volume_io import read_volume, write_volume
+from deepsparse_core.physics.geometry import Geometry
 
 
 @pytest.fixture(scope="module")

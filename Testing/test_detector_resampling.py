@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from deepsparse_core import cli
-from deepsparse_core.data.detector_resampling import adapt_to_model, detector_like, overlap_weights, resample_projections
-from deepsparse_core.errors import GeometryError
-from deepsparse_core.physics.geometry import Geometry
-from deepsparse_core.inference import check_compatibility, isocentre_pitch
+from deepsparse_core.data.detector_resampling import (adapt_to_model, detector_like, overlap_weights,
+                                                      resample_projections)
 from deepsparse_core.data.projections_file import ProjectionData, load_projections
+from deepsparse_core.errors import GeometryError
+from deepsparse_core.inference import check_compatibility, isocentre_pitch
+from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.physics.projector import forward_project
 
 pytestmark = pytest.mark.usefixtures("one_thread")

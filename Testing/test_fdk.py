@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from deepsparse_core.physics.backends import rtk
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.physics.fdk import (FILTERS, angular_weights, scan_weighting, displaced_detector_weights, fdk,
-                                 parker_weights, ramp_filter)
-from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.evaluation.metrics import psnr
+from deepsparse_core.physics.backends import rtk
+from deepsparse_core.physics.fdk import (FILTERS, angular_weights, displaced_detector_weights, fdk, parker_weights,
+                                         ramp_filter, scan_weighting)
+from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.physics.projector import forward_project
 
 from baseline_case import N, needs_rtk, rel_l2, shepp_logan, small_geometry

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from deepsparse_core import inference
-from deepsparse_core.reconstruct import reconstruct
-from deepsparse_core.physics.data_consistency import projection_residual, refine
+from deepsparse_core.data.projections_file import ProjectionData
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.inference import DiceReconstructor, chunk_size_for, get_reconstructor
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model
-from deepsparse_core.progress import Cancelled
-from deepsparse_core.data.projections_file import ProjectionData
+from deepsparse_core.physics.data_consistency import projection_residual, refine
+from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.physics.projector import forward_project
+from deepsparse_core.progress import Cancelled
+from deepsparse_core.reconstruct import reconstruct
 
 VIEWS = 6
 

@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.sampling import grid_features, lowres_grid, pixel_features, sample_volume
 from deepsparse_core.model.vq import EMAVectorQuantizer
-
+from deepsparse_core.physics.geometry import Geometry, uniform_angles
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

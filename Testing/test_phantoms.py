@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
+from deepsparse_core.data.phantoms import (BONE, LIVER, LUNG, PHANTOM_KINDS, label_phantom, make_phantom,
+                                           phantom_volume, shepp_logan_phantom)
 from deepsparse_core.errors import InputError
-from deepsparse_core.data.phantoms import (BONE, LIVER, LUNG, PHANTOM_KINDS, label_phantom,
-                                      make_phantom, phantom_volume, shepp_logan_phantom)
 
 PROCEDURAL = ["head", "pelvis", "knee", "chest"]
 

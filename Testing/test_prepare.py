@@ -10,14 +10,14 @@ import SimpleITK as sitk
 import torch
 
 from deepsparse_core.data.augment import augment_ct
-from deepsparse_core.errors import InputError
-from deepsparse_core.physics.geometry import Geometry
-from deepsparse_core.physics.noise import NoiseModel
 from deepsparse_core.data.phantoms import phantom_volume
 from deepsparse_core.data.prepare import add_prepare_parser, load_recipe, prepare, resolve_options
 from deepsparse_core.data.projections_file import load_projections
 from deepsparse_core.data.volume import Volume
 from deepsparse_core.data.volume_io import write_volume
+from deepsparse_core.errors import InputError
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.physics.noise import NoiseModel
 
 RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes"
 

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from deepsparse_core.errors import InputError
 from deepsparse_core.data.hu import air_value, denormalize, normalize_hu
-from deepsparse_core.data.preprocess import center_crop_or_pad, center_offsets, preprocess_ct, reorient_to_lps, resample, split_axial
+from deepsparse_core.data.preprocess import (center_crop_or_pad, center_offsets, preprocess_ct, reorient_to_lps,
+                                             resample, split_axial)
 from deepsparse_core.data.volume import Volume
+from deepsparse_core.errors import InputError
 
 PIR = np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], float)  # i -> P, j -> I, k -> R
 

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
+from deepsparse_core.data.projections_file import ProjectionData, load_projections, save_projections
 from deepsparse_core.errors import DeepSparseError, GeometryError, InputError
 from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.physics.noise import NoiseModel
-from deepsparse_core.data.projections_file import ProjectionData, load_projections, save_projections
 
 
 def data(n_views=5):
@@ -85,8 +85,8 @@ def test_corrupt_metadata_is_reported(tmp_path):
 
 def test_candidate_cache_from_a_phantom(tmp_path):
     from deepsparse_core.data.candidates import build_candidates, load_candidate_views
-    from deepsparse_core.data.view_selection import N_CANDIDATES
     from deepsparse_core.data.phantoms import phantom_volume
+    from deepsparse_core.data.view_selection import N_CANDIDATES
 
     assert N_CANDIDATES == 200
     g = Geometry.preset("fast", 12).with_grid((24, 24, 24))

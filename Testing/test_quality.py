@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from deepsparse_core.evaluation import figures, quality
 from deepsparse_core.errors import InputError
+from deepsparse_core.evaluation import figures, quality
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model
 from deepsparse_core.training.synthetic import make_synthetic_cache, small_geometry

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from deepsparse_core.data import samples
 from deepsparse_core.atomic import sha256_file
-from deepsparse_core.errors import DeepSparseError
+from deepsparse_core.data import samples
 from deepsparse_core.data.volume_io import read_volume
+from deepsparse_core.errors import DeepSparseError
 
 
 def test_registry_pins_versions_and_checksums():

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from deepsparse_core.physics.backends import rtk
 from deepsparse_core.errors import GeometryError, InputError
-from deepsparse_core.physics.fdk import fdk
 from deepsparse_core.evaluation.metrics import psnr
+from deepsparse_core.physics.backends import rtk
+from deepsparse_core.physics.fdk import fdk
 from deepsparse_core.physics.projector import forward_project
 from deepsparse_core.physics.sart import rtk_view_order, sart
 

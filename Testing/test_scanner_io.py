@@ -10,14 +10,14 @@ import SimpleITK as sitk
 import torch
 
 from deepsparse_core import cli
+from deepsparse_core.data.placement import Placement
+from deepsparse_core.data.projections_file import ProjectionData, load_projections, save_projections
+from deepsparse_core.data.scanner_io import (export_projections, import_projections, line_integrals, parse_indices,
+                                             pick_views)
 from deepsparse_core.errors import DeepSparseError, GeometryError, InputError
 from deepsparse_core.physics.fdk import fdk
 from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.physics.noise import NoiseModel, attenuation_scale
-from deepsparse_core.data.placement import Placement
-from deepsparse_core.data.projections_file import ProjectionData, load_projections, save_projections
-from deepsparse_core.data.scanner_io import (export_projections, import_projections, line_integrals, parse_indices,
-                                        pick_views)
 
 from baseline_case import needs_rtk, rel_l2
 

@@ -13,13 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from deepsparse_core.data.splits import write_splits
 from deepsparse_core.errors import DeepSparseError, GeometryError, InputError
 from deepsparse_core.model.model_file import load_model, read_model_metadata
 from deepsparse_core.progress import set_mode
-from deepsparse_core.training import (CandidateSet, CheckpointError, TrainConfig, check_model_views,
-                                      learning_rate, load_run, make_stage, make_synthetic_cache, small_geometry,
-                                      train)
-from deepsparse_core.data.splits import write_splits
+from deepsparse_core.training import (CandidateSet, CheckpointError, TrainConfig, check_model_views, learning_rate,
+                                      load_run, make_stage, make_synthetic_cache, small_geometry, train)
 from deepsparse_core.training.command import add_train_parser, config_from_args
 from deepsparse_core.training.initial_model import initial_model
 from deepsparse_core.training.synthetic import ellipsoid_phantom
@@ -310,9 +309,9 @@ def test_tiny_model_overfits_one_volume_far_above_fdk(tmp_path):
         from deepsparse_core.physics.fdk import fdk
     except ImportError:
         pytest.skip("deepsparse_core.physics.fdk is not available yet: cannot compare with FDK")
-    from deepsparse_core.evaluation.metrics import psnr
     from deepsparse_core.data.projections_file import load_projections
     from deepsparse_core.data.view_selection import uniform_sparse_indices
+    from deepsparse_core.evaluation.metrics import psnr
 
     g = small_geometry(32, 16, N_CANDIDATES)
     [path] = make_synthetic_cache(tmp_path / "one", 1, g, seed=3, kinds=("chest",))

@@ -7,9 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from deepsparse_core.data import volume_io
-from deepsparse_core.errors import InputError
 from deepsparse_core.data.volume import Volume
 from deepsparse_core.data.volume_io import read_volume, write_volume
+from deepsparse_core.errors import InputError
 
 
 def rotation_z(degrees):

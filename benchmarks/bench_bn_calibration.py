@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsparse_core.inference import DiceReconstructor
 from deepsparse_core.evaluation.metrics import psnr, ssim
 from deepsparse_core.evaluation.quality import held_out_files, sparse_views
+from deepsparse_core.inference import DiceReconstructor
 
 
 def scores(model: Path, files, n_views: int) -> tuple[float, float]:

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from deepsparse_core.physics.geometry import Geometry
-from deepsparse_core.inference import bundled_model_path
-from deepsparse_core.evaluation.metrics import psnr
-from deepsparse_core.physics.noise import NoiseModel
 from deepsparse_core.data.phantoms import phantom_volume
-from deepsparse_core.reconstruct import reconstruct
 from deepsparse_core.data.scanner_io import export_projections, import_projections
 from deepsparse_core.data.simulate import simulate
 from deepsparse_core.data.volume_io import read_volume
+from deepsparse_core.evaluation.metrics import psnr
+from deepsparse_core.inference import bundled_model_path
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.physics.noise import NoiseModel
+from deepsparse_core.reconstruct import reconstruct
 
 
 def methods_for(n_views: int) -> list[tuple[str, dict]]:

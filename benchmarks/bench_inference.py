@@ -27,14 +27,14 @@ from pathlib import Path
 
 import torch
 
-from deepsparse_core.physics.geometry import Geometry
-from deepsparse_core.inference import DiceReconstructor
-from deepsparse_core.evaluation.metrics import psnr
-from deepsparse_core.model import DiCE, DiceConfig
-from deepsparse_core.physics.noise import NoiseModel, add_noise
-from deepsparse_core.data.phantoms import make_phantom
 from deepsparse_core.data.hu import normalize_hu
+from deepsparse_core.data.phantoms import make_phantom
 from deepsparse_core.data.projections_file import ProjectionData
+from deepsparse_core.evaluation.metrics import psnr
+from deepsparse_core.inference import DiceReconstructor
+from deepsparse_core.model import DiCE, DiceConfig
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.physics.noise import NoiseModel, add_noise
 from deepsparse_core.physics.projector import forward_project
 
 TARGETS = {("cuda", 256): 0.5, ("cpu", 128): 10.0}  # seconds, 6 views (issue 8: 128^3 within 10 s on 2 CPU cores)

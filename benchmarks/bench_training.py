@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsparse_core.physics.geometry import Geometry
 from deepsparse_core.model import DiCE
-from deepsparse_core.training.data import CandidateSet
-from deepsparse_core.training.loop import TrainConfig, train
 from deepsparse_core.model.config import model_config
+from deepsparse_core.physics.geometry import Geometry
+from deepsparse_core.training.data import CandidateSet
 from deepsparse_core.training.initial_model import initial_model
+from deepsparse_core.training.loop import TrainConfig, train
 from deepsparse_core.training.stages import make_stage
 from deepsparse_core.training.synthetic import make_synthetic_cache
 

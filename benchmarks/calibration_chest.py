@@ -18,15 +18,15 @@ import time
 import numpy as np
 import torch
 
+from deepsparse_core.data.preprocess import preprocess_ct
+from deepsparse_core.data.samples import fetch_sample
+from deepsparse_core.data.volume_io import read_volume
+from deepsparse_core.evaluation.metrics import psnr
 from deepsparse_core.physics.backends import rtk
 from deepsparse_core.physics.fdk import fdk
 from deepsparse_core.physics.geometry import Geometry
-from deepsparse_core.evaluation.metrics import psnr
-from deepsparse_core.data.preprocess import preprocess_ct
 from deepsparse_core.physics.projector import forward_project
-from deepsparse_core.data.samples import fetch_sample
 from deepsparse_core.physics.sart import sart
-from deepsparse_core.data.volume_io import read_volume
 
 GRID, SPACING = 128, 3.2
 

@@ -159,8 +159,8 @@ def cmd_simulate(args) -> int:
 
 def cmd_reconstruct(args) -> int:
     from .data.projections_file import load_projections
-    from .reconstruct import reconstruct
     from .data.volume_io import write_volume
+    from .reconstruct import reconstruct
 
     _check_volume_path(args.out)
     _at_least(args.iterations, 1, "--iterations")
@@ -257,9 +257,9 @@ def cmd_candidates(args) -> int:
 
 def cmd_phantoms(args) -> int:
     """Write seeded synthetic CTs (HU, NIfTI) for training corpora: ``<kind>-<seed>.nii.gz``."""
-    from .errors import InputError
     from .data.phantoms import PHANTOM_KINDS, phantom_volume
     from .data.volume_io import write_volume
+    from .errors import InputError
 
     kinds = PHANTOM_KINDS if args.kinds == ["all"] else args.kinds
     unknown = sorted(set(kinds) - set(PHANTOM_KINDS))
@@ -393,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_phantoms)
 
     from .data.prepare import add_prepare_parser
-    from .evaluation.quality import add_quality_parser
     from .data.scanner_io import add_export_parser, add_import_parser
+    from .evaluation.quality import add_quality_parser
     from .training.bundle import add_bundle_parser
     from .training.command import add_train_parser
 

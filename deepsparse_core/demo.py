@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, write_text
-from .evaluation.figures import comparison_figure
-from .physics.geometry import Geometry
-from .inference import bundled_model_path
-from .evaluation.metrics import evaluate
-from .physics.noise import NoiseModel
-from .progress import emit, progress
 from .data.projections_file import save_projections
-from .reconstruct import reconstruct
 from .data.simulate import simulate
 from .data.volume_io import write_volume
+from .evaluation.figures import comparison_figure
+from .evaluation.metrics import evaluate
+from .inference import bundled_model_path
+from .physics.geometry import Geometry
+from .physics.noise import NoiseModel
+from .progress import emit, progress
+from .reconstruct import reconstruct
 
 
 def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: str = "fast",

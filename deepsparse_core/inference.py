@@ -34,13 +34,13 @@ from pathlib import Path
 
 import torch
 
-from .physics.data_consistency import refine
+from .data.hu import AIR_HU, UNITS, to_units
+from .data.projections_file import ProjectionData
 from .devices import resolve_device
 from .errors import GeometryError, InputError
+from .physics.data_consistency import refine
 from .physics.geometry import Geometry
-from .data.hu import AIR_HU, UNITS, to_units
 from .progress import Cancelled
-from .data.projections_file import ProjectionData
 
 MODELS_DIR = Path(__file__).parent / "models"
 

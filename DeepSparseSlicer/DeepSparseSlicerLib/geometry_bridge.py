@@ -65,8 +65,8 @@ def volume_from_node(node):
     """A float32 :class:`Volume` (LPS) copied from a scalar volume node. Raises ``InputError``."""
     import slicer
 
-    from deepsparse_core.errors import InputError
     from deepsparse_core.data.volume import Volume
+    from deepsparse_core.errors import InputError
 
     check_scalar_3d(node)
     array = np.array(slicer.util.arrayFromVolume(node), dtype=np.float32)  # (k, j, i), a copy

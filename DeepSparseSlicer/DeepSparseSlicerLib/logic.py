@@ -95,8 +95,8 @@ class DeepSparseLogic:
     def load_sample(self, name: str = "chest"):
         """The sample CT node when the sample is already cached, else None (start a download)."""
         engine.core_location()
-        from deepsparse_core.errors import DeepSparseError
         from deepsparse_core.data.samples import fetch_sample
+        from deepsparse_core.errors import DeepSparseError
 
         try:
             path = fetch_sample(name, download=False)

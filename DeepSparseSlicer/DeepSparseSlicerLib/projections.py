@@ -93,9 +93,9 @@ class Projections:
         engine.core_location()
         import torch
 
+        from deepsparse_core.data.projections_file import ProjectionData
         from deepsparse_core.physics.geometry import Geometry
         from deepsparse_core.physics.noise import NoiseModel
-        from deepsparse_core.data.projections_file import ProjectionData
 
         if node is None:
             raise error("no projections selected: simulate or import projections first")

@@ -55,9 +55,9 @@ def normalized(array: np.ndarray, units: str, window) -> np.ndarray:
 
 def compare(spec: dict) -> list[dict]:
     """Scores per reconstruction of ``spec`` (see :meth:`.compare.Comparison.start`)."""
+    from deepsparse_core.data.volume_io import write_volume
     from deepsparse_core.evaluation.metrics import psnr, ssim, vif
     from deepsparse_core.progress import emit, progress
-    from deepsparse_core.data.volume_io import write_volume
 
     gt = _read(spec["ground_truth"]["path"])
     units, window = spec["ground_truth"]["units"], spec["window"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from slicer_helpers import MODULE_DIR, ROOT, make_scene
 
 for path in (MODULE_DIR, ROOT):  # DeepSparseSlicerLib, deepsparse_core

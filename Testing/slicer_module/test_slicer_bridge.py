@@ -27,7 +27,7 @@ def _oblique_volume():
 
 def test_round_trip_keeps_voxels_and_lps_geometry_with_an_oblique_direction(scene_and_app):
     from DeepSparseSlicerLib.geometry_bridge import (ijk_to_ras_matrix, node_ijk_to_ras, update_node_from_volume,
-                                                      volume_from_node)
+                                                     volume_from_node)
 
     scene, _ = scene_and_app
     volume = _oblique_volume()

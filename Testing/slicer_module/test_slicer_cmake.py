@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from slicer_helpers import MODULE_DIR, ROOT
 
 MODULES_DIR = "lib/Slicer-5.8/qt-scripted-modules"

@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from slicer_helpers import ROOT
 
 from DeepSparseSlicerLib import dependencies, engine
-from slicer_helpers import ROOT
 
 
 def test_the_engine_is_found_next_to_the_module():
@@ -16,9 +16,9 @@ def test_the_engine_is_found_next_to_the_module():
 
 
 def test_presets_samples_and_phantoms_offered_exist_in_the_engine():
-    from deepsparse_core.physics.geometry import preset_names
     from deepsparse_core.data.phantoms import PHANTOM_KINDS
     from deepsparse_core.data.samples import SAMPLES
+    from deepsparse_core.physics.geometry import preset_names
 
     assert engine.preset_names() == preset_names()
     assert engine.sample_names() == list(SAMPLES)

@@ -15,7 +15,6 @@ import json
 
 import numpy as np
 import pytest
-
 from slicer_helpers import count_nodes
 
 pytestmark = pytest.mark.slicer
@@ -92,10 +91,10 @@ def test_exported_files_imported_in_the_panel_equal_the_command_line_import(logi
     the engine's own import gives, the job runs in a child process, and the bundled models' check passes."""
     import torch
 
-    from deepsparse_core.physics.geometry import Geometry
-    from deepsparse_core.inference import check_compatibility
     from deepsparse_core.data.projections_file import ProjectionData
     from deepsparse_core.data.scanner_io import export_projections, import_projections
+    from deepsparse_core.inference import check_compatibility
+    from deepsparse_core.physics.geometry import Geometry
     from DeepSparseSlicerLib.jobs import SUCCEEDED
 
     g = small_geometry(12, 360.0, offset=(3.0, 12.0))

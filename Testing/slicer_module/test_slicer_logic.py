@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from slicer_helpers import ROOT, count_nodes, make_scene
 
 pytestmark = pytest.mark.slicer
@@ -391,9 +390,9 @@ def test_imported_projections_file_gives_the_same_nodes(workflow, tmp_path):
 
 def test_a_model_for_another_view_count_is_refused_by_the_engine(workflow, tmp_path):
     """The step-2 view check is the engine's (DiceReconstructor.check): its message is the job's error."""
-    from deepsparse_core.physics.geometry import Geometry
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
+    from deepsparse_core.physics.geometry import Geometry
     from DeepSparseSlicerLib import engine
 
     geometry = Geometry.from_dict(json.loads(workflow["projections"].GetAttribute("DeepSparse.Geometry")))
@@ -508,9 +507,10 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
     """The 'DiCE (model file...)' choice runs the engine's DiCE in the background process and makes
     a node on the same RAS grid as FDK's (a random tiny model: this checks the plumbing, not quality)."""
     import slicer
-    from deepsparse_core.physics.geometry import Geometry
+
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
+    from deepsparse_core.physics.geometry import Geometry
     from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras
     from DeepSparseSlicerLib.jobs import SUCCEEDED
 
@@ -534,9 +534,9 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
 def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_path):
     """The CT node exported on a worker thread, ``prepare``, step 1 and step 2 as one background
     job, one step each; the new model lands in the user models folder and is listed."""
-    from deepsparse_core.physics.geometry import Geometry, uniform_angles
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
+    from deepsparse_core.physics.geometry import Geometry, uniform_angles
     from DeepSparseSlicerLib import engine
     from DeepSparseSlicerLib.jobs import SUCCEEDED
 

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from slicer_helpers import MODULE_DIR, ROOT
 
 SOURCES = sorted([*MODULE_DIR.rglob("*.py"), *(ROOT / "deepsparse_core").rglob("*.py")])

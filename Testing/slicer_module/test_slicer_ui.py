@@ -5,9 +5,9 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from slicer_helpers import MODULE_DIR
 
 from DeepSparseSlicerLib import parameters
-from slicer_helpers import MODULE_DIR
 
 UI = MODULE_DIR / "Resources" / "UI" / "DeepSparseSlicer.ui"
 SCRIPT = MODULE_DIR / "DeepSparseSlicer.py"

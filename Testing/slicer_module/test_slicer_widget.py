@@ -18,7 +18,6 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-
 from slicer_helpers import MODULE_DIR, make_scene
 
 pytestmark = pytest.mark.slicer
@@ -460,9 +459,9 @@ def test_import_section_runs_deepsparse_import_in_the_background_with_its_messag
     import slicer
     import torch
 
-    from DeepSparseSlicerLib import engine
-    from deepsparse_core.physics.geometry import Geometry
     from deepsparse_core.data.projections_file import ProjectionData, save_projections
+    from deepsparse_core.physics.geometry import Geometry
+    from DeepSparseSlicerLib import engine
 
     mod, scene, app, w = module
     folder = tmp_path / "scan"

@@ -27,7 +27,6 @@ import numpy as np
 from scipy import ndimage
 
 from .hu import AIR_HU
-
 from .preprocess import reorient_to_lps
 from .volume import Volume
 

@@ -57,9 +57,9 @@ def simulate(ct: Volume | str, geometry: Geometry, noise: NoiseModel = NoiseMode
     """Simulate the projections of a CT (a :class:`Volume` in HU or a path) for ``geometry``.
 
     The CT is preprocessed as in the paper (HU window -> [0, 1], resampled to the grid's spacing,
-    centre crop/pad, long scans split; ``piece`` picks one, default the middle one), then
-    :func:`project` ed. The preprocessed volume is kept as the reference and its place in the
-    patient (LPS) as the placement.
+    centre crop/pad, long scans split; ``piece`` picks one, default the middle one) and passed to
+    :func:`project`. The preprocessed volume is kept as the reference and its place in the patient
+    (LPS) as the placement.
     """
     array01, meta = prepare_reference(ct, geometry, piece)
     return project(array01, geometry, noise, seed, meta["placement"], device)

@@ -25,9 +25,9 @@ import numpy as np
 
 from ..atomic import atomic_path, write_text
 from ..errors import DeepSparseError, InputError
-from .figures import comparison_figure, figure_size  # noqa: F401 (figure_size: public, re-exported)
-from ..progress import emit, progress
+from ..progress import emit, progress, strict_json
 from ..reconstruct import METHODS
+from .figures import comparison_figure, figure_size  # noqa: F401 (figure_size: public, re-exported)
 
 DEFAULT_VIEWS = (6, 8, 10)
 METRICS = ("psnr", "ssim", "vif")
@@ -136,8 +136,8 @@ def held_out_files(data, split: str = "test") -> list[Path]:
 
 def n_candidates(path: Path) -> int:
     """Number of candidate projections in a cache file (read from its metadata only)."""
-    from ..physics.geometry import Geometry
     from ..data.projections_file import FORMAT, VERSION
+    from ..physics.geometry import Geometry
     from ..safetensors_io import read_metadata
 
     meta = read_metadata(path, FORMAT, VERSION, "DeepSparse projections file")
@@ -317,13 +317,6 @@ def _row_dict(r: Result) -> dict:
             "vif": r.vif, "seconds": r.seconds, "error": r.error}
 
 
-def _clean(x):
-    """JSON-safe: NaN / inf -> None."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _fmt(value, key: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -397,11 +390,11 @@ def write_reports(bench: Benchmark, out: Path) -> None:
             w.writerow(["" if d[c] is None or (isinstance(d[c], float) and math.isnan(d[c]))
                         else (f"{d[c]:.6g}" if isinstance(d[c], float) else d[c]) for c in CSV_COLUMNS])
     write_text(out / "quality.md", markdown_report(bench))
-    summary = {str(n): {m: {k: _clean(bench.mean(n, m, k)) for k in (*METRICS, "seconds")}
+    summary = {str(n): {m: {k: strict_json(bench.mean(n, m, k)) for k in (*METRICS, "seconds")}
                         for m in bench.columns[n]} for n in bench.views}
     doc = {"settings": bench.settings, "volumes": bench.volumes, "views": bench.views,
            "methods": {str(n): cols for n, cols in bench.columns.items()}, "mean": summary,
-           "results": [{k: _clean(v) for k, v in _row_dict(r).items()} for r in bench.results],
+           "results": [{k: strict_json(v) for k, v in _row_dict(r).items()} for r in bench.results],
            "figures": {str(n): f for n, f in bench.figures.items()}}
     write_text(out / "quality.json", json.dumps(doc, indent=2) + "\n")
 

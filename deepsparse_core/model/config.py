@@ -14,7 +14,6 @@ from pathlib import Path
 
 from ..errors import InputError
 
-
 MAX_WIDTH = 4096  # channels of any layer; the paper's widest is 368, 4096 already needs GBs per batch
 
 # inclusive [lo, hi] of every integer field: refused before any layer is built (a 100-byte edit of a

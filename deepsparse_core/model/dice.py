@@ -30,7 +30,7 @@ from .decoder3d import CrossScaleDecoder
 from .denoise import DenoiseLayer
 from .encoder import ProjectionEncoder
 from .point_decoder import PointDecoder
-from .sampling import grid_features, project_to_views, pixel_features, sample_volume
+from .sampling import grid_features, pixel_features, project_to_views, sample_volume
 from .vq import QuantizationLayer
 
 GROUPS = ("encoder", "quantization", "decoder3d", "point_decoder", "denoise")

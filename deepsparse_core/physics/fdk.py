@@ -30,7 +30,6 @@ from .backends import FILTERS, check_filter
 from .geometry import Geometry, check_projections
 from .projector import back_project_voxel_driven
 
-
 # RTK's ParkerShortScanImageFilter only weights scans whose largest angular gap reaches 20 degrees.
 PARKER_GAP_THRESHOLD = math.pi / 9
 

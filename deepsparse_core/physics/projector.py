@@ -13,7 +13,6 @@ piecewise-linear interpolant of the volume and matches RTK's ``JosephForwardProj
 
 from __future__ import annotations
 
-
 import math
 
 import torch

@@ -11,8 +11,8 @@
 from .checkpoint import CheckpointError, load_run, read_state
 from .command import add_train_parser
 from .data import Batch, CandidateSet
-from .loop import TrainConfig, TrainingError, TrainResult, learning_rate, train
 from .initial_model import check_model_views
+from .loop import TrainConfig, TrainingError, TrainResult, learning_rate, train
 from .stages import STAGES, Stage, make_stage
 from .synthetic import make_synthetic_cache, small_geometry
 from .validation import validate

@@ -34,43 +34,51 @@ METRICS = ("psnr", "ssim", "vif")
 
 
 def held_out_scores(model, files, views, ks=(0,), sart_iterations: int = 20, device: str = "cpu",
-                    show_progress: bool = True, vif: bool = True) -> dict:
+                    show_progress: bool = True, vif: bool = True, volumes: dict | None = None) -> dict:
     """``{n: {"fdk" | "sart" | k: {metric: mean}}}`` and per-volume rows, see the module docstring.
 
     The network output is computed once per volume and view count; each K refines that output.
     ``vif=False`` skips VIF (NaN), the slow metric (seconds per 128^3 volume), for sweeps.
+    ``volumes``: a dict shared between calls that keeps every reconstruction (and the network's
+    time), so a second call (the final scores after the sweep that chose K) recomputes nothing.
     """
-    from ..physics.data_consistency import refine
-    from ..inference import DiceReconstructor
     from ..evaluation.metrics import evaluate, psnr, ssim
     from ..evaluation.quality import sparse_views
+    from ..inference import DiceReconstructor
+    from ..physics.data_consistency import refine
     from ..reconstruct import reconstruct
 
     rec = DiceReconstructor(model, device)
-    means, rows, seconds = {}, [], {}
+    volumes = {} if volumes is None else volumes
+    means, rows = {}, []
     with progress(len(views) * len(files), "held-out", enabled=show_progress, unit="scan") as bar:
         for n in views:
             per: dict = {}
             for path in files:
                 data = sparse_views(Path(path), n)
                 ref = data.reference
-                t0 = time.perf_counter()
-                net = rec.reconstruct(data, data_consistency=0)
-                seconds.setdefault("dice", []).append(time.perf_counter() - t0)
-                cases = {"fdk": reconstruct(data, "fdk").clamp(0, 1),
-                         "sart": reconstruct(data, "sart", iterations=sart_iterations)}
+                cases = volumes.setdefault((n, str(path)), {})
+                if 0 not in cases:
+                    t0 = time.perf_counter()
+                    cases[0] = rec.reconstruct(data, data_consistency=0)
+                    cases["seconds"] = time.perf_counter() - t0
+                    cases["fdk"] = reconstruct(data, "fdk").clamp(0, 1)
+                    cases["sart"] = reconstruct(data, "sart", iterations=sart_iterations)
                 for k in ks:
-                    cases[k] = refine(net, data.projections, data.geometry, iterations=k) if k else net
+                    if k not in cases:
+                        cases[k] = refine(cases[0], data.projections, data.geometry, iterations=k)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="VIF needs")
-                    for name, vol in cases.items():
+                    for name in ("fdk", "sart", *ks):
+                        vol = cases[name]
                         s = {m: float(v) for m, v in evaluate(vol, ref).items()} if vif else \
                             {"psnr": psnr(vol, ref), "ssim": ssim(vol, ref), "vif": float("nan")}
                         per.setdefault(name, []).append(s)
                         rows.append({"volume": Path(path).stem, "views": n, "method": str(name), **s})
                 bar.update(1)
             means[n] = {name: {m: _mean([s[m] for s in v]) for m in METRICS} for name, v in per.items()}
-    return {"means": means, "rows": rows, "dice_seconds": float(np.mean(seconds["dice"]))}
+    seconds = [volumes[(n, str(p))]["seconds"] for n in views for p in files]
+    return {"means": means, "rows": rows, "dice_seconds": float(np.mean(seconds))}
 
 
 def _mean(values) -> float | None:
@@ -132,11 +140,11 @@ def _better(card: dict, existing: Path) -> tuple[bool, str]:
 
 
 def cmd_bundle(args) -> int:
+    from ..evaluation.quality import held_out_files
     from ..model.card import card_markdown, write_bundled
     from ..model.model_file import read_model_metadata
     from ..outputs import check_output_file
     from ..progress import mode
-    from ..evaluation.quality import held_out_files
 
     model = Path(args.model)
     meta = read_model_metadata(model)
@@ -151,9 +159,10 @@ def cmd_bundle(args) -> int:
     views = meta["card"].get("views") or info.get("views") or {}
     counts = args.views or sorted({views.get("min", 6), (views.get("min", 6) + views.get("max", 6)) // 2,
                                    views.get("max", 6)})
+    volumes: dict = {}   # the sweep's reconstructions, reused by the final scores
     if args.data_consistency == "auto":   # sweep K at the lowest view count (no VIF), then score with it
         sweep = held_out_scores(model, files, counts[:1], DC_CANDIDATES, args.sart_iterations, args.device,
-                                show_progress=mode() == "bar", vif=False)
+                                show_progress=mode() == "bar", vif=False, volumes=volumes)
         ks = tuple(sorted({0, recommended_k(sweep["means"], DC_CANDIDATES)}))
     else:
         try:
@@ -163,7 +172,7 @@ def cmd_bundle(args) -> int:
         if ks[0] < 0:
             raise InputError("--data-consistency must be >= 0")
     scores = held_out_scores(model, files, counts, ks, args.sart_iterations, args.device,
-                             show_progress=mode() == "bar")
+                             show_progress=mode() == "bar", volumes=volumes)
     k = max(ks)
     card = build_card(model, info, scores, k, files)
     for n, rows in card["held_out"].items():

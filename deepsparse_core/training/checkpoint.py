@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from ..errors import InputError
 from ..model.model_file import load_model, read_model_metadata, save_model
+from ..progress import strict_json
 
 RUN_FORMAT = "deepsparse-training-run"
 RUN_VERSION = "1"
@@ -195,7 +195,7 @@ def save_run(run_dir: str | Path, model, optimizer, names: dict[int, str], step:
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    card = {"stage": stage["name"], "step": step, "best_val_psnr": _finite_or_none(best_val_psnr)}
+    card = {"stage": stage["name"], "step": step, "best_val_psnr": strict_json(best_val_psnr)}
     pending = {name: run_dir / f".{name}.pending" for name in FILES}
     try:
         save_model(pending["model.safetensors"], model, geometry=geometry, n_views=n_views, card=card)
@@ -209,7 +209,7 @@ def save_run(run_dir: str | Path, model, optimizer, names: dict[int, str], step:
         save_file(rng_tensors, str(pending["rng.safetensors"]), metadata={"format": RNG_FORMAT, "step": str(step)})
         state = {"format": RUN_FORMAT, "version": RUN_VERSION, "step": step, "stage": stage, "config": config,
                  "rng": {"numpy": [st["numpy"] for st in rng_states]},
-                 "best_val_psnr": _finite_or_none(best_val_psnr), "elapsed_s": elapsed_s, **(extra or {})}
+                 "best_val_psnr": strict_json(best_val_psnr), "elapsed_s": elapsed_s, **(extra or {})}
         pending["state.json"].write_text(json.dumps(state, indent=1))
         for path in pending.values():
             _fsync(path)
@@ -286,10 +286,6 @@ def _read_safetensors(path: Path, fmt: str, tensors: bool = True) -> tuple[dict,
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
     return out, meta
-
-
-def _finite_or_none(x):
-    return x if x is not None and math.isfinite(x) else None
 
 
 def _fsync(path: Path) -> None:

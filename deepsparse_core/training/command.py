@@ -14,7 +14,6 @@ from ..progress import emit
 from .stages import STAGES
 
 
-
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand on ``subparsers`` (an argparse sub-parsers object)."""
     p = subparsers.add_parser(

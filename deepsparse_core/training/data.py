@@ -25,10 +25,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import GeometryError, InputError
-from ..physics.geometry import Geometry
 from ..data.projections_file import load_projections
 from ..data.splits import split_files
+from ..errors import GeometryError, InputError
+from ..physics.geometry import Geometry
 
 POINTS_PER_VOLUME = 10_000  # released train.py --num_points (uniform voxels, without replacement)
 

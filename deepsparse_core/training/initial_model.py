@@ -10,6 +10,7 @@ from ..model.config import model_config
 from ..model.model_file import load_model
 from .stages import Stage
 
+
 def model_path(init: str | Path) -> Path:
     """A model file, or the ``model.safetensors`` of a run folder."""
     path = Path(init)

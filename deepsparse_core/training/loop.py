@@ -36,8 +36,8 @@ from ..progress import Cancelled
 from . import distributed
 from .checkpoint import load_optimizer_state, load_run, read_state, restore_rng, rng_state, run_lock, save_run
 from .data import POINTS_PER_VOLUME, CandidateSet
-from .log import TrainLog
 from .initial_model import initial_model
+from .log import TrainLog
 from .stages import LAMBDA_D, LAMBDA_Q, STAGES, Stage, make_stage
 from .validation import BN_BATCHES, calibrated_copy, validate
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.view_selection import (N_MAX, N_MIN, auxiliary_indices, select_hybrid_views, select_views,
+                                   uniform_sparse_indices)
 from ..errors import InputError
-from ..data.view_selection import N_MAX, N_MIN, auxiliary_indices, select_hybrid_views, select_views, uniform_sparse_indices
 from .data import ViewSampler
 
 STAGES = ("scratch", "pretrain", "step1", "step2")

@@ -62,8 +62,8 @@ def make_synthetic_cache(folder: str | Path, n_volumes: int, geometry: Geometry,
 def _phantom_source():
     """kind, geometry, seed -> [0, 1] float32 volume (z, y, x)."""
     try:
-        from ..data.phantoms import make_phantom
         from ..data.hu import normalize_hu
+        from ..data.phantoms import make_phantom
     except ImportError as e:  # SimpleITK / SciPy missing
         warnings.warn(f"deepsparse_core.data.phantoms is unavailable ({e}): using random ellipsoid phantoms")
         return lambda kind, geometry, seed: ellipsoid_phantom(geometry.volume_shape, geometry.volume_spacing, seed)

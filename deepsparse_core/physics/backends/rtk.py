@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from ...errors import DeepSparseError
-from . import check_filter
 from ..geometry import Geometry
+from . import check_filter
 
 
 def available() -> bool:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import DeepSparseError, InputError
-from . import check_filter
 from ..geometry import Geometry
+from . import check_filter
 
 
 def available() -> bool:

@@ -1,0 +1,23 @@
+"""The installed package holds its data files: every file of deepsparse_core that is not Python is
+named by pyproject's package-data (presets, bundled models), and every pattern there matches."""
+
+import fnmatch
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "deepsparse_core"
+
+
+def test_package_data_names_every_data_file_of_the_engine():
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["deepsparse_core"]
+    data = [p.relative_to(CORE).as_posix() for p in CORE.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert data, "the engine ships presets and models"
+    assert [f for f in data if not any(fnmatch.fnmatch(f, pat) for pat in patterns)] == []
+    for pattern in patterns:
+        if "safetensors" in pattern or pattern.endswith(".yaml"):
+            assert any(fnmatch.fnmatch(f, pattern) for f in data), pattern
