@@ -296,6 +296,12 @@ CASES = {
                                                w / "ct.nii.gz", "--window", "1000", "-1000"], "window"),
     "prepare-zero-candidates": (lambda w, o: _prep(w, w / "ct.nii.gz", o, "--candidates", "0"), "candidates"),
     "prepare-recipe-photons-text": (lambda w, o: ["prepare", "--recipe", _recipe(o, photons="many")], "photons"),
+    # the shared options of every backend
+    "reconstruct-fdk-cutoff-zero": (lambda w, o: _rec(w, o, "--cutoff", "0"), "cutoff"),
+    "reconstruct-rtk-cutoff-above-one": (lambda w, o: _rec(w, o, "--backend", "rtk", "--cutoff", "1.5"), "cutoff"),
+    "reconstruct-sart-relaxation-negative": (lambda w, o: _rec(w, o, "--method", "sart", "--relaxation", "-0.3"),
+                                             "relaxation"),
+    "reconstruct-resolution-two-sizes": (lambda w, o: _rec(w, o, "--resolution", "16", "16"), "resolution"),
 }
 
 

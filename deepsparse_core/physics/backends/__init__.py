@@ -7,7 +7,10 @@ Every backend has the same two operators, taking our :class:`~deepsparse_core.ph
 
 ``filter`` is one of :data:`FILTERS` (RTK's ramp windows, on bins below ``cutoff`` times the
 Nyquist frequency); ``relaxation`` is SART's lambda. The same arguments mean the same mathematics on
-every backend: ``Testing/test_fdk.py`` and ``test_sart.py`` compare the torch operators with RTK's.
+every backend (``Testing/test_reconstruct.py``, ``test_fdk.py`` and ``test_sart.py`` compare torch
+with RTK), with one exception: arcs shorter than pi + the fan angle (the paper's 6 views over 180
+degrees) get uniform view weights in the torch FDK only (see ``physics.fdk.scan_weighting``); RTK
+and TIGRE have no such weighting and use their own (angular gaps, Parker).
 
 * ``torch`` (always there; tensors on any device): :func:`deepsparse_core.physics.fdk.fdk` and
   :func:`deepsparse_core.physics.sart.sart`, which take further torch-only options (``short_scan``,
