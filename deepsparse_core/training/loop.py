@@ -182,11 +182,13 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp \
         else contextlib.nullcontext()
     # ------------------------------------------------------------------ bookkeeping and reporting
+    if saved:  # the card, wall and CPU seconds so far travel with the run
+        card, wall_before, cpu_before = saved.extra.get("card", {}), saved.elapsed_s, saved.extra.get("cpu_s", 0.0)
+    else:
+        card = {"init": cfg.init, "data": cfg.data, "val_data": cfg.val_data, "init_card": (init_meta or {}).get("card")}
+        wall_before = cpu_before = 0.0
     run = _Run(cfg, stage, Path(cfg.out), raw_model, optimizer, names, rng, geometry, device, world, master,
-               card=saved.extra.get("card", {}) if saved else
-               {"init": cfg.init, "data": cfg.data, "val_data": cfg.val_data,
-                "init_card": (init_meta or {}).get("card")},
-               wall_before=saved.elapsed_s if saved else 0.0, cpu_before=saved.extra.get("cpu_s", 0.0) if saved else 0.0)
+               card, wall_before, cpu_before)
     if master:
         run.run_dir.mkdir(parents=True, exist_ok=True)
     log = TrainLog(run.run_dir, master, step, cfg.steps, cfg.minutes, cfg.tensorboard and master,
