@@ -94,3 +94,25 @@ def test_the_final_scores_reuse_the_sweeps_reconstructions(campaign, monkeypatch
     assert len(calls) == len(files)
     assert final["means"][2][3]["psnr"] == sweep["means"][2][3]["psnr"]
     assert set(final["means"][2]) == {"fdk", "sart", 0, 3}
+
+
+def test_totals_carry_over_a_warm_start_from_a_bundled_file(campaign):
+    """A campaign day warm-starts from the committed (bundled) file, whose card keeps its totals under
+    ``training``: the next run's card and the next bundled card add them up all the same."""
+    bundled = campaign / "models" / "day2-bundled.safetensors"
+    assert main(["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--held-out",
+                 str(campaign / "data"), "--info", str(campaign / "info.json"), "--data-consistency", "0",
+                 "--views", "2", "--out", str(bundled)]) == 0
+    day2 = read_card(bundled)["training"]["totals"]
+    assert day2["steps"] == 5 and day2["runs"] == 2
+    train(TrainConfig(out=str(campaign / "day3"), steps=1, init=str(bundled), data=str(campaign / "data"),
+                      stage="scratch", model="tiny", min_views=2, max_views=4, points=256, batch_size=1, val_every=1,
+                      val_limit=1, bn_batches=2, device="cpu"))
+    day3 = read_card(campaign / "day3" / "last.safetensors")
+    assert day3["totals"]["steps"] == 6 and day3["totals"]["runs"] == 3
+    assert day3["totals"]["cpu_hours"] == pytest.approx(day2["cpu_hours"] + day3["run"]["cpu_hours"], abs=2e-6)
+    again = campaign / "models" / "day3-bundled.safetensors"
+    assert main(["--progress", "none", "bundle", str(campaign / "day3" / "last.safetensors"), "--held-out",
+                 str(campaign / "data"), "--info", str(campaign / "info.json"), "--data-consistency", "0",
+                 "--views", "2", "--out", str(again)]) == 0
+    assert read_card(again)["training"]["totals"] == day3["totals"]

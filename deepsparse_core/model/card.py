@@ -28,6 +28,25 @@ CARD_FIELDS = ("architecture", "views", "data", "training", "held_out", "inferen
 MAX_BUNDLED_BYTES = 8 * 1024 ** 2   # per bundled file (issue: at most 8 MB)
 
 
+TOTALS = ("steps", "volume_samples", "wall_hours", "cpu_hours")
+
+
+def card_totals(card: dict | None) -> dict:
+    """The campaign totals a model's card records: ``totals`` in a training run's card,
+    ``training.totals`` in a bundled one (a warm start may begin from either); {} if none."""
+    card = card or {}
+    return card.get("totals") or (card.get("training") or {}).get("totals") or {}
+
+
+def campaign_totals(init_card: dict | None, run: dict) -> dict:
+    """The totals of the model ``init_card`` started from, plus this ``run``'s work (steps,
+    volume-samples, wall and CPU hours), and one more run."""
+    before = card_totals(init_card)
+    totals = {k: round(before.get(k, 0) + run[k], 6) for k in TOTALS}
+    totals["runs"] = before.get("runs", 0) + 1
+    return totals
+
+
 def missing_card_fields(card: dict) -> list[str]:
     """The required fields a card lacks or leaves empty (also checks the nested essentials)."""
     missing = [f for f in CARD_FIELDS if not card.get(f)]

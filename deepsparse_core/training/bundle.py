@@ -96,6 +96,7 @@ def recommended_k(means: dict, ks) -> int:
 
 def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dict:
     """The bundled card: ``info`` + architecture, views, totals and held-out scores."""
+    from ..model.card import campaign_totals
     from ..model.model_file import load_model
 
     model, meta = load_model(model_path)
@@ -113,7 +114,9 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     for n, m in scores["means"].items():
         held_out[str(n)] = {"fdk": m["fdk"], "sart": m["sart"], "dice": m[0], "dice_dc": m[k]}
     training = dict(info.get("training", {}))
-    training["totals"] = run_card.get("totals") or {}
+    # recomputed from the run and the model it started from (run or bundled card), not copied
+    training["totals"] = campaign_totals(run_card.get("init_card"), run_card["run"]) if run_card.get("run") \
+        else run_card.get("totals") or {}
     training["last_run"] = run_card.get("run")
     training["checkpoint"] = {"stage": run_card.get("stage"), "step": run_card.get("step"),
                               "bn_batches": run_card.get("bn_batches")}

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..errors import DeepSparseError, GeometryError, InputError
+from ..model.card import campaign_totals
 from ..model.model_file import save_model
 from ..progress import Cancelled
 from . import distributed
@@ -341,11 +342,7 @@ class _Run:
                "wall_hours": round((self.wall_before + time.perf_counter() - self.t0) / 3600, 6),
                "cpu_hours": round((self.cpu_before + time.process_time() - self.c0) * self.world / 3600, 6),
                "device": self.device.type, "processes": self.world, "threads": torch.get_num_threads()}
-        before = ((self.card.get("init_card") or {}).get("totals") or {})
-        totals = {k: round(before.get(k, 0) + run[k], 6) for k in ("steps", "volume_samples", "wall_hours",
-                                                                    "cpu_hours")}
-        totals["runs"] = before.get("runs", 0) + 1
-        return {"run": run, "totals": totals}
+        return {"run": run, "totals": campaign_totals(self.card.get("init_card"), run)}
 
     def export(self, step: int, evaluated, val_scores: dict, best: bool) -> None:
         """``last.safetensors`` (and ``best.safetensors`` when ``best``): the validated model with its card."""
