@@ -288,7 +288,8 @@ def test_data_consistency_lowers_the_residual_within_the_bound(views_per_subset)
     assert float((out - start).abs().max()) <= 0.1 + 1e-6
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert float((out - start).abs().max()) > 0.05  # the bound is reached, not vacuous
-    more = refine(start, data.projections, data.geometry, iterations=6, max_change=0.1, views_per_subset=views_per_subset)
+    more = refine(start, data.projections, data.geometry, iterations=6, max_change=0.1,
+                  views_per_subset=views_per_subset)
     assert residual(more, data) <= after + 1e-4
 
 

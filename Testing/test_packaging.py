@@ -13,7 +13,8 @@ CORE = ROOT / "deepsparse_core"
 
 
 def test_package_data_names_every_data_file_of_the_engine():
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["deepsparse_core"]
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["deepsparse_core"]
     data = [p.relative_to(CORE).as_posix() for p in CORE.rglob("*")
             if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
     assert data, "the engine ships presets and models"

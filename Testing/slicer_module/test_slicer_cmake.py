@@ -145,7 +145,8 @@ def test_the_whole_engine_is_installed_next_to_the_module(configured):
     assert set(listed) == expected
     for target, staged in listed.items():
         assert staged.read_bytes() == (ROOT / target).read_bytes()
-    data = [p for pattern in ("physics/presets/*.yaml", "models/*.safetensors", "models/*.json") for p in core.glob(pattern)]
+    patterns = ("physics/presets/*.yaml", "models/*.safetensors", "models/*.json")
+    data = [p for pattern in patterns for p in core.glob(pattern)]
     assert any(p.suffix == ".yaml" for p in data)
     for p in data:
         installed = prefix / MODULES_DIR / "deepsparse_core" / p.relative_to(core)

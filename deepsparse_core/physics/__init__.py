@@ -1,1 +1,2 @@
-"""The scanner and its operators (no patient, no files): geometry, projector, FDK, SART, noise, data consistency, reference backends."""
+"""The scanner and its operators, in the scanner frame (no patient, no files): geometry, Joseph
+projector, FDK, SART, noise, data consistency and the reference backends behind one interface."""
