@@ -81,16 +81,18 @@ class Placement:
         """A placement from its dict (None stays None); InputError naming ``source`` when corrupt."""
         if d is None:
             return None
-        ok = isinstance(d, dict)
-        for key, n in (("origin_lps", 3), ("direction", 9)):
-            value = d.get(key) if ok else None
-            ok = ok and isinstance(value, list) and len(value) == n and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        corrupt = InputError(f"{source} has a corrupt placement: it needs origin_lps (3 numbers) and "
+                             "direction (9 numbers)")
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        ok = isinstance(d, dict) and all(isinstance(d.get(key), list) and all(map(number, d[key]))
+                                         for key in ("origin_lps", "direction"))
         pieces = [d.get(k, default) for k, default in (("piece", 0), ("n_pieces", 1))] if ok else []
         if not ok or not all(isinstance(v, int) and not isinstance(v, bool) for v in pieces):
-            raise InputError(f"{source} has a corrupt placement: it needs origin_lps (3 numbers) and "
-                             "direction (9 numbers)")
-        return cls(tuple(d["origin_lps"]), tuple(d["direction"]), *pieces)
+            raise corrupt
+        try:  # the lengths and finiteness are the constructor's checks
+            return cls(tuple(d["origin_lps"]), tuple(d["direction"]), *pieces)
+        except InputError:
+            raise corrupt from None
 
 
 __all__ = ["Placement"]

@@ -30,6 +30,14 @@ def _batched(volume: torch.Tensor) -> tuple[torch.Tensor, bool]:
     raise ValueError(f"volume must be (nz, ny, nx) or (B, nz, ny, nx), got shape {tuple(volume.shape)}")
 
 
+def _batched_projections(projections: torch.Tensor, geometry: Geometry) -> tuple[torch.Tensor, bool]:
+    """(B, V, nv, nu) projections that match ``geometry`` (``check_projections``), and whether a
+    (V, nv, nu) input was given a batch axis."""
+    check_projections(projections, geometry, finite=False)
+    squeeze = projections.dim() == 3
+    return (projections.unsqueeze(0) if squeeze else projections), squeeze
+
+
 def _view_columns(geometry: Geometry, device):
     """Per view and detector column: source (V, 3) and in-plane ray direction (V, nu, 2) (x, y).
 
@@ -212,7 +220,7 @@ def forward_project(volume: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     vol, squeeze = _batched(volume)
     if tuple(vol.shape[1:]) != geometry.volume_shape:
         raise GeometryError(f"volume shape {tuple(vol.shape[1:])} does not match the geometry's grid "
-                         f"{geometry.volume_shape}")
+                            f"{geometry.volume_shape}")
     out = _JosephProjection.apply(vol, geometry, False)
     return out[0] if squeeze else out
 
@@ -225,9 +233,7 @@ def back_project(projections: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     Returns:
         (nz, ny, nx) or (B, nz, ny, nx).
     """
-    check_projections(projections, geometry, finite=False)
-    squeeze = projections.dim() == 3
-    p = projections.unsqueeze(0) if squeeze else projections
+    p, squeeze = _batched_projections(projections, geometry)
     out = _JosephProjection.apply(p, geometry, True)
     return out[0] if squeeze else out
 
@@ -246,9 +252,7 @@ def back_project_voxel_driven(projections: torch.Tensor, geometry: Geometry,
     Returns:
         (nz, ny, nx) or (B, nz, ny, nx).
     """
-    check_projections(projections, geometry, finite=False)
-    squeeze = projections.dim() == 3
-    p = projections.unsqueeze(0) if squeeze else projections
+    p, squeeze = _batched_projections(projections, geometry)
     B, V = p.shape[:2]
     nz, ny, nx = geometry.volume_shape
     dtype, device = p.dtype, p.device
