@@ -491,7 +491,8 @@ def test_sample_sdist_is_pinned_and_never_built(tmp_path, monkeypatch):
 
     sha = hashlib.sha256(archive).hexdigest()
     sample = samples.Sample("fake", "test", "pkg", "1.0", "sdist",
-                            {"image": samples.SampleFile(member, hashlib.sha256(payload).hexdigest(), len(payload))})
+                            {"image": samples.SampleFile(member, hashlib.sha256(payload).hexdigest(), len(payload))},
+                            "MIT")
     monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(samples.SAMPLES, "fake", sample)
     monkeypatch.setattr(samples.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run for an sdist"))

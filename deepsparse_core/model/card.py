@@ -9,6 +9,8 @@ A card is the ``card`` JSON of a model file (:mod:`.model_file`). A bundled mode
 * ``training``: the stages with their settings, and ``totals`` (steps, volume-samples, CPU-hours);
 * ``held_out``: per view count, mean PSNR (dB) / SSIM / VIF of the model alone, the model with the
   recommended data consistency, FDK and SART on the held-out CTs;
+* ``held_out_rows``: the same per held-out CT; ``mean_also_without`` (optional, from ``--info``):
+  CT names left out of a second mean in the Markdown (a crop mostly in air inflates the mean);
 * ``inference``: ``{"data_consistency": K}``, the default refinement passes;
 * ``commands``: the command lines that reproduce the file.
 
@@ -18,6 +20,7 @@ A card is the ``card`` JSON of a model file (:mod:`.model_file`). A bundled mode
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -114,8 +117,51 @@ def card_markdown(name: str, card: dict) -> str:
         cell = lambda r: "n/a" if not r else f"{_fmt(r.get('psnr'))} / {_fmt(r.get('ssim'), 3)} / {_fmt(r.get('vif'), 3)}"  # noqa: E731
         lines.append(f"| {n} | {cell(rows.get('fdk'))} | {cell(rows.get('sart'))} | {cell(rows.get('dice'))} | "
                      f"{cell(rows.get('dice_dc'))} |")
+    lines += _per_ct_lines(card)
     lines += ["", "Reproduce:", "", "```bash", *card["commands"], "```", ""]
     return "\n".join(lines)
+
+
+def _per_ct_lines(card: dict) -> list[str]:
+    """Per held-out CT (PSNR dB / SSIM) and the DC margin over SART, from ``held_out_rows``; where
+    ``mean_also_without`` names CTs (e.g. a crop mostly in air), the mean without them too."""
+    rows = card.get("held_out_rows") or []
+    if not rows:
+        return []
+    k = str(card["inference"]["data_consistency"])
+    table: dict = {}
+    for r in rows:
+        table.setdefault((int(r["views"]), r["volume"]), {})[str(r["method"])] = r
+    columns = ("fdk", "sart", "0", k)
+    cell = lambda r: "n/a" if not r else f"{_fmt(r.get('psnr'))} / {_fmt(r.get('ssim'), 3)}"  # noqa: E731
+    lines = ["", f"Per held-out CT (PSNR dB / SSIM; DiCE + DC has {k} passes):", "",
+             "| views | CT | FDK | SART | DiCE alone | DiCE + DC | DC - SART | alone - SART |",
+             "|---:|---|---|---|---|---|---:|---:|"]
+    without = set(card.get("mean_also_without") or [])
+    for n in sorted({n for n, _ in table}):
+        names = sorted(v for m, v in table if m == n)
+        for name in names:
+            t = table[(n, name)]
+            lines.append(f"| {n} | {name} | " + " | ".join(cell(t.get(c)) for c in columns)
+                         + f" | {_margin(t, k)} | {_margin(t, '0')} |")
+        groups = [("mean", names)] + ([(f"mean without {', '.join(sorted(without))}",
+                                        [v for v in names if v not in without])] if without & set(names) else [])
+        for label, members in groups:
+            mean = {c: {m: _mean_of([table[(n, v)].get(c, {}).get(m) for v in members]) for m in ("psnr", "ssim")}
+                    for c in columns}
+            lines.append(f"| {n} | **{label}** ({len(members)}) | " + " | ".join(cell(mean[c]) for c in columns)
+                         + f" | {_margin(mean, k)} | {_margin(mean, '0')} |")
+    return lines
+
+
+def _mean_of(values):
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _margin(t: dict, method: str) -> str:
+    a, b = (t.get(method) or {}).get("psnr"), (t.get("sart") or {}).get("psnr")
+    return "n/a" if a is None or b is None else f"{a - b:+.2f} dB"
 
 
 def read_card(path: str | Path) -> dict:

@@ -13,13 +13,15 @@ PSNR / SSIM sweep first; VIF, which takes seconds per volume, only for the final
 The card (:mod:`deepsparse_core.model.card`) gets the scores, K, the campaign totals from the
 training run's card, and what ``--info`` says (data, augmentation, licences, commands). With
 ``--only-if-better`` an existing bundled file is kept unless the new model's mean PSNR (with its K)
-is higher at every scored view count.
+is higher at every scored view count, on the same held-out CTs: a bundled file whose card was scored
+on another set is scored again on this one (with its own K) before the comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -128,18 +130,31 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     return json.loads(dumps(card, default=float))   # strict JSON: non-finite scores become null
 
 
-def _better(card: dict, existing: Path) -> tuple[bool, str]:
+def _better(card: dict, existing: Path, rescore=None) -> tuple[bool, str]:
+    """Whether ``card``'s mean PSNR with DC beats the bundled file's at every scored view count.
+
+    The two are compared on the same held-out CTs: when the bundled card was scored on another set
+    (or lacks a view count), ``rescore(model_path, k)`` scores the bundled model now, with its own K,
+    and returns ``{n: {"dice_dc": {metric: mean}}}``.
+    """
     from ..model.card import read_card
 
     try:
-        old = read_card(existing).get("held_out") or {}
+        old_card = read_card(existing)
     except InputError:
         return True, f"{existing} is unreadable"
+    old = old_card.get("held_out") or {}
+    same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(card["held_out"]) <= set(old)
+    if not same_set:
+        if rescore is None:
+            return False, f"{existing} was scored on other held-out CTs; cannot compare"
+        k_old = int((old_card.get("inference") or {}).get("data_consistency", 0))
+        old = rescore(existing, k_old)
     for n, rows in card["held_out"].items():
         if n in old and rows["dice_dc"]["psnr"] <= old[n]["dice_dc"]["psnr"]:
             return False, (f"{n} views: {rows['dice_dc']['psnr']:.2f} dB is not above the bundled "
-                           f"{old[n]['dice_dc']['psnr']:.2f} dB")
-    return True, "better at every scored view count"
+                           f"{old[n]['dice_dc']['psnr']:.2f} dB" + ("" if same_set else " (rescored on these CTs)"))
+    return True, "better at every scored view count" + ("" if same_set else " (bundled model rescored on these CTs)")
 
 
 def cmd_bundle(args) -> int:
@@ -182,7 +197,16 @@ def cmd_bundle(args) -> int:
         print(f"{n} views: FDK {rows['fdk']['psnr']:.2f}, SART {rows['sart']['psnr']:.2f}, DiCE "
               f"{rows['dice']['psnr']:.2f}, DiCE + {k} DC {rows['dice_dc']['psnr']:.2f} dB (mean of {len(files)})")
     if args.only_if_better and out.exists():
-        better, why = _better(card, out)
+        def rescore(path, k_old):
+            print(f"the bundled {path.name} was scored on other held-out CTs: scoring it on these "
+                  f"({len(files)}) with its {k_old} DC passes", file=sys.stderr)
+            old = held_out_scores(path, files, counts, (k_old,), args.sart_iterations, args.device,
+                                  show_progress=mode() == "bar", vif=False)
+            for n, m in old["means"].items():
+                print(f"{n} views, bundled: DiCE + {k_old} DC {m[k_old]['psnr']:.2f} dB (mean of {len(files)})")
+            return {str(n): {"dice_dc": m[k_old]} for n, m in old["means"].items()}
+
+        better, why = _better(card, out, rescore)
         if not better:
             print(f"kept {out}: {why}")
             emit("result", written=False, reason=why)
