@@ -178,6 +178,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for job in self.jobs.values():
             if job is not None:
                 job.cancel()
+        self.logic.cleanup()
         self.removeObservers()
 
     def enter(self):
@@ -252,7 +253,8 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.i0ValueSpinBox.enabled = scanner and s["importValues"] == "i0"
         self.ui.darkFilePathLineEdit.enabled = self.ui.darkValueSpinBox.enabled = \
             scanner and s["importValues"] != "line-integrals"
-        busy = self.jobs["main"] is not None and self.jobs["main"].running
+        busy = self.jobRunning("main")
+        self.ui.loadSampleButton.enabled = not busy
         self.ui.simulateButton.enabled = s["InputVolume"] is not None and not busy
         self.ui.importButton.enabled = bool(s["projectionsFile"]) and not busy
         self.ui.reconstructButton.enabled = s["Projections"] is not None and not busy
@@ -290,7 +292,15 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = text
         self.ui.statusLabel.setStyleSheet("color: #c0392b" if error else "")
 
-    def engineReady(self) -> bool:
+    def jobRunning(self, key="main") -> bool:
+        return self.jobs[key] is not None and self.jobs[key].running
+
+    def engineReady(self, key="main") -> bool:
+        """The packages are installed and no job of ``key`` runs (one main job at a time: a second
+        would replace the first, which would then never be imported nor cleaned up)."""
+        if self.jobRunning(key):
+            self.showStatus(f"{self.jobs[key].name} is still running: wait for it or cancel it.", error=True)
+            return False
         if self.installer.ensure():
             if not self._engineListed:  # first use after installing: DiCE models, devices
                 self._engineListed = True
@@ -425,7 +435,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onStartFinetune(self):
         with self.userErrors():
-            if not self.engineReady():
+            if not self.engineReady("finetune"):
                 return
             s = self.logic.settings()
             volumes = list(self.ui.trainingVolumesSelector.checkedNodes())

@@ -52,8 +52,8 @@ class Background:
             try:
                 if j.status == SUCCEEDED:
                     finish(j)
-            finally:
-                shutil.rmtree(work_dir, ignore_errors=True)
+            finally:  # after a thread step that a cancel left writing into it
+                j.when_stopped(lambda: shutil.rmtree(work_dir, ignore_errors=True))
 
         job.add_done_callback(done)
         if on_done is not None:

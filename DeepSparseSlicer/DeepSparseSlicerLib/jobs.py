@@ -181,13 +181,22 @@ class Job:
             except Exception as exc:  # a failing callback must not hide the others
                 self.fail(f"{self.name}: {exc}")
 
-    def cancel(self) -> None:
-        """Stop the whole process tree now; the job ends as cancelled (done callbacks run)."""
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop the whole process tree now; the job ends as cancelled (done callbacks run), its
+        error "<name> cancelled" or "<name> cancelled: <reason>"."""
         if self.status != RUNNING:
             return
         if self._proc is not None and not isinstance(self._proc, _ThreadStep):
             kill_process_tree(self._proc)  # a thread step cannot be stopped: its result is ignored
-        self._finish(CANCELLED, f"{self.name} cancelled")
+        self._finish(CANCELLED, f"{self.name} cancelled" + (f": {reason}" if reason else ""))
+
+    def when_stopped(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` now, or, when a cancel left a thread step running (it cannot be stopped), once
+        that step has returned (e.g. remove the working folder it still writes into)."""
+        if isinstance(self._proc, _ThreadStep):
+            self._proc.then(fn)
+        else:
+            fn()
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> str:
         """Poll until the job ends (for tests and scripts); cancel it after ``timeout`` seconds."""
@@ -215,6 +224,7 @@ class _ThreadStep:
 
     def __init__(self, fn: Callable[[], object], lines: queue.Queue):
         self.returncode: int | None = None
+        self._lock, self._ended, self._after = threading.Lock(), False, []
         self._thread = threading.Thread(target=self._run, args=(fn, lines), daemon=True)
         self._thread.start()
 
@@ -225,7 +235,20 @@ class _ThreadStep:
         except Exception as exc:  # the job's error message, like an error event of a command
             lines.put(json.dumps({"event": "error", "message": str(exc) or type(exc).__name__}))
             self.returncode = 1
+        finally:
+            with self._lock:
+                self._ended, after = True, self._after
+            for then in after:
+                then()
         lines.put(_END)
+
+    def then(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once the callable has returned: now, or on this step's thread."""
+        with self._lock:
+            if not self._ended:
+                self._after.append(fn)
+                return
+        fn()
 
     def wait(self, timeout: float | None = None) -> int | None:
         self._thread.join(timeout)

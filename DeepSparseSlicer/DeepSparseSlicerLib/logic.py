@@ -4,7 +4,9 @@ Imports ``slicer`` (MRML) and ``vtk``, never ``qt`` or ``slicer.ScriptedLoadable
 in Slicer and under pytest with the ``slicer-core`` wheels alike. Numerics live in
 ``deepsparse_core``; long work runs there (or in :mod:`.worker`) in a background process
 (:class:`~.jobs.Job`), files in, files out. A job's done callback turns its output files into
-nodes; if anything fails, the nodes made so far are removed. User errors raise
+nodes; if anything fails, the nodes made so far are removed. Closing the scene cancels the jobs
+whose results would become its nodes (node IDs restart after a close, so a late result would land
+in the next patient's scene under its names). User errors raise
 ``deepsparse_core.errors.DeepSparseError`` with a one-line message for the panel.
 
 Parts: :mod:`.nodes` (parameter node, volume nodes), :mod:`.catalog` (models, devices),
@@ -15,6 +17,7 @@ Parts: :mod:`.nodes` (parameter node, volume nodes), :mod:`.catalog` (models, de
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from . import engine
@@ -54,10 +57,34 @@ class DeepSparseLogic:
         self.comparison = Comparison(self.nodes, self.background)
         self.views = Views(self.nodes, app_logic)
         self.finetuning = Finetuning(self.nodes, self.catalog, self.background, self.user_models_dir)
+        self._scene_jobs: list[Job] = []  # running jobs whose results become nodes of this scene
+        me = weakref.ref(self)  # no logic <-> scene cycle (VTK objects freed by the GC on a job's thread crash)
+        self._close_tag = scene.AddObserver(scene.StartCloseEvent,
+                                            lambda caller, event: me() is not None and me()._on_scene_close())
         try:
             engine.core_location()  # makes deepsparse_core importable (no torch import)
         except ImportError:
             pass  # reported by the first action that needs it
+
+    def cleanup(self) -> None:
+        """Stop observing the scene (the module's cleanup); running jobs are left to their owner."""
+        if self._close_tag is not None:
+            self.scene.RemoveObserver(self._close_tag)
+            self._close_tag = None
+
+    def _scene_job(self, job: Job) -> Job:
+        self._scene_jobs = [j for j in self._scene_jobs if j.running] + [job]
+        return job
+
+    def _on_scene_close(self) -> None:
+        jobs, self._scene_jobs = self._scene_jobs, []
+        for job in jobs:
+            job.cancel("the scene was closed")
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job that makes nodes (download, simulation, import, reconstruction, compare) runs."""
+        return any(j.running for j in self._scene_jobs)
 
     # ------------------------------------------------------------------ settings, engine
     def parameter_node(self):
@@ -115,7 +142,7 @@ class DeepSparseLogic:
             job.outputs["volume"] = self.load_volume_file(paths[-1], f"{name} sample CT")
 
         job = self.background.job([engine.sample_command(name)], f"sample '{name}'", work)
-        return self.background.start(job, finish, work, on_done)
+        return self._scene_job(self.background.start(job, finish, work, on_done))
 
     # ------------------------------------------------------------------ projections, reconstruction
     def geometry(self, settings: dict | None = None):
@@ -123,11 +150,12 @@ class DeepSparseLogic:
 
     def start_simulation(self, ct_node, settings=None, seed: int = 0, on_done=None, on_progress=None,
                          on_log=None) -> Job:
-        return self.reconstruction.start_simulation(ct_node, settings, seed, on_done, on_progress, on_log)
+        return self._scene_job(self.reconstruction.start_simulation(ct_node, settings, seed, on_done, on_progress,
+                                                                    on_log))
 
     def start_import(self, settings=None, on_done=None, on_progress=None, on_log=None) -> Job:
         """``deepsparse import`` of the Import settings (scanner projections) in the background."""
-        return self.scanner_import.start(settings, on_done, on_progress, on_log)
+        return self._scene_job(self.scanner_import.start(settings, on_done, on_progress, on_log))
 
     def import_projections(self, path, geometry_path=None, units: str = "hu", timeout_s: float = 600.0,
                            **options) -> dict:
@@ -151,12 +179,14 @@ class DeepSparseLogic:
 
     def start_reconstruction(self, projections_node, settings=None, on_done=None, on_progress=None,
                              on_log=None) -> Job:
-        return self.reconstruction.start_reconstruction(projections_node, settings, on_done, on_progress, on_log)
+        return self._scene_job(self.reconstruction.start_reconstruction(projections_node, settings, on_done,
+                                                                        on_progress, on_log))
 
     # ------------------------------------------------------------------ compare
     def start_compare(self, ground_truth, reconstructions, difference: bool = True, vif: bool = False,
                       on_done=None, on_progress=None) -> Job:
-        return self.comparison.start(ground_truth, reconstructions, difference, vif, on_done, on_progress)
+        return self._scene_job(self.comparison.start(ground_truth, reconstructions, difference, vif, on_done,
+                                                     on_progress))
 
     def compare(self, ground_truth, reconstructions, difference: bool = True, vif: bool = False,
                 timeout_s: float = 600.0) -> dict:

@@ -110,8 +110,25 @@ def read_widget(widget) -> str:
     return str(getattr(widget, prop) or "")
 
 
+def shows(widget, value: str) -> bool:
+    """Whether the widget already shows the stored value (numbers compared as numbers)."""
+    kind = WIDGET_BINDINGS[widget.className()][1]
+    current = read_widget(widget)
+    if kind in ("int", "float"):
+        return _is_number(value or "0") and float(current) == float(value or 0)
+    return current == (value or "")
+
+
 def write_widget(widget, value: str) -> None:
-    """Show a stored value in the widget (node widgets take a node ID)."""
+    """Show a stored value in the widget (node widgets take a node ID).
+
+    A widget that already shows the value is left alone: the refresh after each keystroke (the
+    parameter node fires Modified synchronously) would otherwise reformat a spin box being typed
+    into (2.4 typed over 4.8 became 2.0) and move a line edit's cursor to the end, as in Slicer's
+    own parameter-node wrapper before issue 8620.
+    """
+    if shows(widget, value):
+        return
     prop, kind, _ = WIDGET_BINDINGS[widget.className()]
     if kind == "node":
         widget.setCurrentNodeID(value or "")

@@ -166,3 +166,28 @@ def test_a_thread_step_runs_before_the_commands_and_its_exception_is_the_error(t
     job = Job([broken, _python("print('never')")], name="export").start()
     job.add_done_callback(later.append)
     assert job.wait(30) == FAILED and job.error == "disk full" and later == [job] and job.log == []
+
+
+def test_a_cancelled_thread_step_still_gets_its_folder_removed(tmp_path):
+    """A thread step cannot be stopped: the working folder is removed once it has returned, not
+    while it still writes into it (which left the folder behind)."""
+    import threading
+
+    from DeepSparseSlicerLib.background import Background
+
+    work, go = tmp_path / "work", threading.Event()
+    work.mkdir()
+
+    def export():
+        go.wait(10)
+        (work / "ct.nii").write_text("voxels")
+
+    job = Background.start(Job([export, _python("print('never')")], name="export"), lambda j: None, work)
+    job.cancel("the scene was closed")
+    assert job.status == CANCELLED and job.error == "export cancelled: the scene was closed"
+    assert work.exists()  # the step still runs: removing now would race its write
+    go.set()
+    deadline = time.monotonic() + 10
+    while work.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not work.exists()

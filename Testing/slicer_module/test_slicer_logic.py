@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -563,3 +564,25 @@ def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_pa
 
     with pytest.raises(DeepSparseError, match="exists already"):
         logic.start_finetune("tiny finetuned", 6, 1, 1, base, volume_nodes=[workflow["ct"]])
+
+
+def test_a_job_does_not_outlive_a_scene_close(logic, scene_and_app):
+    """Issue 18, bug 3: closing the scene cancels the jobs whose results would become its nodes.
+    Node IDs restart after a close, so a simulation finishing later used to take the next CT's
+    node for its source and add projections named after the next patient, under its transform."""
+    from DeepSparseSlicerLib.jobs import CANCELLED
+
+    scene, _ = scene_and_app
+    ct = logic.load_phantom("chest", 32)
+    for key, value in SMALL_GEOMETRY.items():
+        logic.parameter_node().SetParameter(key, value)
+    job = logic.start_simulation(ct)
+    work = Path(job.cwd)
+    scene.Clear(0)
+    logic.load_phantom("head", 32).SetName("next patient")
+    assert job.wait(JOB_TIMEOUT_S) == CANCELLED and "scene was closed" in job.error
+    assert [n.GetName() for n in logic.nodes.of_class("vtkMRMLScalarVolumeNode")] == ["next patient"]
+    deadline = time.monotonic() + 30  # the CT export (a thread step) may still be writing
+    while work.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not work.exists()

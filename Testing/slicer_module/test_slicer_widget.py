@@ -4,8 +4,11 @@ Real Slicer builds the panel from the .ui with PythonQt; here each widget of the
 Python object with the properties and methods the Widget uses, and ``qt``,
 ``slicer.ScriptedLoadableModule`` and ``slicer.app`` are stand-ins. The scene, the Logic and the
 parameter node are real (slicer-core). This catches wiring errors (names, signals, callbacks,
-parameter round trips) that only a Slicer session would otherwise show; the look and PythonQt's
-exact behaviour remain for real Slicer (docs/slicer.md).
+parameter round trips) that only a Slicer session would otherwise show.
+
+The ``qt_module`` tests replace the spin boxes, line edits, path line edits, check boxes and combo
+boxes with real Qt widgets (PyQt5 offscreen, :mod:`qt_adapter`) and type into them with ``QTest``,
+so Qt's own behaviour (text reformatting, cursor moves, signals) meets the module's refresh.
 """
 
 from __future__ import annotations
@@ -132,7 +135,11 @@ class FakeSlider(FakeWidget):
             self.emit("valueChanged(double)", float(value))
 
 
-def fake_ui():
+def fake_ui(real_qt=False):
+    """The .ui's widgets as stand-ins; with ``real_qt`` the spin boxes, line edits, path line edits,
+    check boxes and combo boxes are real PyQt5 widgets behind a PythonQt-style adapter."""
+    if real_qt:
+        import qt_adapter
     root = None
     widgets = {}
     for element in ET.parse(UI).getroot().iter("widget"):
@@ -141,8 +148,12 @@ def fake_ui():
             value = prop[0]
             props[prop.get("name")] = {"bool": lambda v: v.text == "true", "number": lambda v: int(v.text),
                                        "double": lambda v: float(v.text)}.get(value.tag, lambda v: v.text)(value)
-        cls = FakeSlider if element.get("class") == "ctkSliderWidget" else FakeWidget
-        widget = cls(element.get("class"), element.get("name"), props)
+        if real_qt and element.get("class") in qt_adapter.real_classes():
+            widget = qt_adapter.make_widget(element.get("class"), element.get("name"),
+                                            {k: v for k, v in props.items() if v is not None})
+        else:
+            cls = FakeSlider if element.get("class") == "ctkSliderWidget" else FakeWidget
+            widget = cls(element.get("class"), element.get("name"), props)
         widgets[widget.objectName] = widget
         root = root or widget
     root.findChildren = lambda cls: [w for w in widgets.values() if w is not root]
@@ -152,6 +163,18 @@ def fake_ui():
 @pytest.fixture
 def module(monkeypatch, tmp_path):
     """DeepSparseSlicer.py imported with stand-ins; yields (module, scene, app logic, widgets)."""
+    yield from _module(monkeypatch, tmp_path, real_qt=False)
+
+
+@pytest.fixture
+def qt_module(monkeypatch, tmp_path):
+    """As ``module``, with real Qt input widgets (PyQt5 offscreen; skipped without PyQt5)."""
+    if os.environ.get("CI") != "true":  # CI installs the test extra, which has PyQt5: never skipped there
+        pytest.importorskip("PyQt5.QtWidgets", reason="needs PyQt5 for the real-Qt widget tests (the test extra)")
+    yield from _module(monkeypatch, tmp_path, real_qt=True)
+
+
+def _module(monkeypatch, tmp_path, real_qt):
     import slicer
 
     scene, app = make_scene()
@@ -210,7 +233,7 @@ def module(monkeypatch, tmp_path):
     app_stub = types.SimpleNamespace(applicationLogic=lambda: app, temporaryPath=str(tmp_path / "tmp"),
                                      slicerUserSettingsFilePath=str(tmp_path / "settings" / "Slicer.ini"),
                                      startupEnvironment=lambda: env, processEvents=lambda: None)
-    root, widgets = fake_ui()
+    root, widgets = fake_ui(real_qt)
     monkeypatch.setitem(sys.modules, "qt", qt)
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
     monkeypatch.setattr(slicer, "ScriptedLoadableModule", slm, raising=False)
@@ -523,3 +546,80 @@ def test_import_section_runs_deepsparse_import_in_the_background_with_its_messag
     widget.onImport()
     assert node.GetNodeReference("Projections").GetName() == "p projections (4 views)"
     assert w["statusLabel"].text == "Imported p projections (4 views)."
+
+
+# ---------------------------------------------------------------------------------- real Qt (issue 18)
+TYPED_NUMBERS = [("detectorSpacingSpinBox", "detectorSpacing", "2.4", 2.4),
+                 ("voxelSizeSpinBox", "voxelSize", "1.25", 1.25),
+                 ("importPixelSpacingSpinBox", "importPixelSpacing", "0.388", 0.388)]
+
+
+@pytest.mark.parametrize("name,key,keys,expected", TYPED_NUMBERS)
+def test_typing_a_number_keeps_what_was_typed(qt_module, name, key, keys, expected):
+    """Issue 18, bug 1: every keystroke is stored, the node's Modified refreshes the panel, and the
+    refresh must not rewrite the spin box being edited (setValue reformats its text: 2.4 became 2.0)."""
+    from PyQt5.QtTest import QTest
+
+    mod, scene, app, w = qt_module
+    widget = mod.make_widget()
+    spin = w[name].qt
+    spin.selectAll()
+    QTest.keyClicks(spin, keys)
+    assert spin.value() == pytest.approx(expected) and spin.cleanText().rstrip("0") == keys
+    assert float(widget.logic.getParameterNode().GetParameter(key)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name,key", [("outputModelNameLineEdit", "outputModelName"),
+                                      ("trainingFolderPathLineEdit", "trainingFolder")])
+def test_typing_inside_a_text_field_keeps_the_cursor(qt_module, name, key):
+    """Issue 18, bug 1: "XYZ" typed at position 2 of "my_dice_model" gives "myXYZ_dice_model"
+    (setText in the refresh moved the cursor to the end: "myX_dice_modelYZ")."""
+    from PyQt5.QtTest import QTest
+
+    mod, scene, app, w = qt_module
+    widget = mod.make_widget()
+    edit = w[name].qt
+    edit.setText("my_dice_model")  # emits textChanged: stored like a user edit
+    assert widget.logic.getParameterNode().GetParameter(key) == "my_dice_model"
+    edit.setCursorPosition(2)
+    QTest.keyClicks(edit, "XYZ")
+    assert edit.text() == "myXYZ_dice_model" and edit.cursorPosition() == 5
+    assert widget.logic.getParameterNode().GetParameter(key) == "myXYZ_dice_model"
+
+
+def test_a_scene_value_still_reaches_real_widgets(qt_module):
+    """The compare-before-write of bug 1 still shows values that differ (a loaded scene)."""
+    mod, scene, app, w = qt_module
+    widget = mod.make_widget()
+    node = widget.logic.getParameterNode()
+    node.SetParameter("detectorSpacing", "1.25")
+    node.SetParameter("outputModelName", "head_model")
+    node.SetParameter("noise", "false")
+    node.SetParameter("views", "9")
+    assert w["detectorSpacingSpinBox"].qt.value() == 1.25 and w["outputModelNameLineEdit"].qt.text() == "head_model"
+    assert not w["noiseCheckBox"].qt.isChecked() and w["viewsSpinBox"].qt.value() == 9
+    assert not w["photonsSpinBox"].qt.isEnabled()  # noise off: the refresh still runs on
+
+
+def test_no_second_main_job_while_one_runs(module, monkeypatch):
+    """Issue 18, bug 2: "Load sample CT" is disabled while a job runs, and a click that gets through
+    does not replace the running job (whose result would never be imported nor its folder removed)."""
+    from DeepSparseSlicerLib.jobs import Job
+
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    started = []
+    monkeypatch.setattr(type(widget.logic), "load_sample", lambda self, name="chest": None)
+    monkeypatch.setattr(type(widget.logic), "start_sample_download",
+                        lambda self, name="chest", on_done=None: started.append(name))
+    job = Job([[sys.executable, "-c", "import time; time.sleep(60)"]], name="simulation").start()
+    try:
+        widget.track(job)
+        assert not w["loadSampleButton"].enabled and not w["simulateButton"].enabled
+        widget.onLoadSample()
+        assert started == [] and widget.jobs["main"] is job
+        assert "simulation is still running" in w["statusLabel"].text
+    finally:
+        job.cancel()
+    run_timer(widget)
+    assert w["loadSampleButton"].enabled
