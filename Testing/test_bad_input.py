@@ -516,3 +516,98 @@ def test_sample_sdist_is_pinned_and_never_built(tmp_path, monkeypatch):
     path = samples.fetch_sample("fake")
     assert path.read_bytes() == payload
     assert not list((tmp_path / "cache").glob("**/*.tar.gz"))  # the archive is not kept
+
+
+# ---------------------------------------------------------------------------- issue 19, class 1: no input destroyed
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _copies(ws, o: Path) -> dict:
+    """Private copies of the inputs (a case may point an output at them), plus links to them."""
+    import shutil
+
+    files = {name: o / name for name in ("ct.nii.gz", "p.safetensors", "geometry.yaml", "model.safetensors")}
+    for name, path in files.items():
+        shutil.copy(ws / name, path)
+    os.link(files["ct.nii.gz"], o / "ct_hardlink.nii.gz")
+    os.symlink(files["ct.nii.gz"], o / "ct_symlink.nii.gz")
+    return files
+
+
+DESTROYING = {
+    # an output naming an input: directly, through a hard link, through a symbolic link
+    "simulate-reference-out-is-the-ct": (lambda w, o: _sim(w, o / "ct.nii.gz", o, "--reference-out", o / "ct.nii.gz"),
+                                         "is the input --ct"),
+    "simulate-reference-out-hard-link-to-ct": (lambda w, o: _sim(w, o / "ct.nii.gz", o, "--reference-out",
+                                                                 o / "ct_hardlink.nii.gz"), "is the input --ct"),
+    "simulate-out-is-the-geometry": (lambda w, o: ["simulate", o / "ct.nii.gz", "--views", "6", "--geometry", o / "geometry.yaml",
+                                                   "--out", o / "geometry.yaml"], "safetensors|is the input"),
+    "evaluate-json-is-the-reference": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz", "--reconstruction",
+                                                     o / "ct.nii.gz", "--json", o / "ct.nii.gz"],
+                                       "volume or model file|is the input"),
+    "evaluate-json-symlink-to-reference": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz",
+                                                         "--reconstruction", o / "ct.nii.gz", "--json",
+                                                         o / "ct_symlink.nii.gz"], "symbolic link"),
+    "reconstruct-out-is-the-ct-elsewhere-linked": (lambda w, o: ["reconstruct", o / "p.safetensors", "--device", "cpu",
+                                                                 "--out", o / "ct_symlink.nii.gz"], "symbolic link"),
+    "geometry-out-is-a-volume": (lambda w, o: ["geometry", "--out", o / "ct.nii.gz"], "yaml"),
+    "geometry-out-is-its-input": (lambda w, o: ["geometry", "--geometry", o / "geometry.yaml", "--out",
+                                                o / "geometry.yaml"], "is the input --geometry"),
+    "bundle-out-is-a-volume-name": (lambda w, o: ["bundle", o / "model.safetensors", "--held-out", o,
+                                                  "--out", o / "x.nii.gz"], "safetensors"),
+    "bundle-markdown-is-the-model": (lambda w, o: ["bundle", o / "model.safetensors", "--held-out", o,
+                                                   "--markdown", o / "model.safetensors", "--out",
+                                                   o / "new.safetensors"], "volume or model file|is the input"),
+    "bundle-out-is-the-model": (lambda w, o: ["bundle", o / "model.safetensors", "--held-out", o,
+                                              "--out", o / "model.safetensors"], "is the input --model"),
+    # outputs that are not regular files: a rename would replace the device or the pipe
+    "evaluate-json-character-device": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz", "--reconstruction",
+                                                     o / "ct.nii.gz", "--json", _null_device(o / "null")],
+                                       "not a regular file"),
+    "evaluate-json-fifo": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz", "--reconstruction",
+                                         o / "ct.nii.gz", "--json", _fifo(o / "pipe.json")], "not a regular file"),
+    "simulate-two-outputs-one-file": (lambda w, o: _sim(w, o / "ct.nii.gz", o)[:-1] + [
+        o / "p2.safetensors", "--reference-out", o / "p2.safetensors"], "same file|nii"),
+}
+
+
+def _null_device(path: Path) -> Path:
+    """A private copy of /dev/null's device node (a regression must not replace the real one)."""
+    import stat
+
+    if not ROOT:
+        pytest.skip("making a device node needs root")
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("case", list(DESTROYING))
+def test_no_input_is_ever_destroyed(case, ws, tmp_path, capfd):
+    """Issue 19, class 1: exit 2, one line, and every input and pre-existing file byte-identical
+    (hashes before and after), nothing new, links and special files still what they were."""
+    import stat
+
+    build, match = DESTROYING[case]
+    out = _mkdir(tmp_path / "out")
+    _copies(ws, out)
+    argv = [str(a) for a in build(ws, out)]
+    regular = [p for p in out.iterdir() if p.is_file() and not p.is_symlink() and stat.S_ISREG(p.stat().st_mode)]
+    hashes = {p: _sha(p) for p in regular}
+    before = _listing(out)
+    capfd.readouterr()
+    rc = main(argv)
+    err = capfd.readouterr().err
+    assert_one_line_error(rc, err, match)
+    assert {p: _sha(p) for p in regular} == hashes
+    assert _listing(out) == before
+    assert (out / "ct_symlink.nii.gz").is_symlink()
+    assert all(stat.S_ISCHR(os.lstat(p).st_mode) for p in out.glob("null"))
+    assert all(stat.S_ISFIFO(os.lstat(p).st_mode) for p in out.glob("pipe.json"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DeepSparseError, InputError
-from .outputs import check_output_file, check_output_folder
+from .outputs import check_inputs_are_safe, check_output_file, check_output_folder
 from .progress import Cancelled, dumps, emit, progress, say, set_mode
 
 
@@ -287,6 +287,8 @@ def cmd_phantoms(args) -> int:
 
 def cmd_geometry(args) -> int:
     if args.out:
+        if Path(args.out).suffix.lower() not in (".yaml", ".yml", ".json"):
+            raise InputError(f"--out {args.out}: a geometry file ends in .yaml, .yml or .json")
         check_output_file(args.out, create_folder=True)
     g = _geometry(args, args.views)
     if args.out:
@@ -441,6 +443,7 @@ def run_command(args) -> int:
     warnings.showwarning = _warning_line
     try:
         with contextlib.redirect_stdout(sys.stderr) if json_mode else contextlib.nullcontext():
+            check_inputs_are_safe(args)
             return args.func(args)
     except DeepSparseError as e:
         emit("error", message=_one_line(e))

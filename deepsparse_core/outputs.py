@@ -1,8 +1,14 @@
-"""Checks of output paths, made before any work so a bad ``--out`` fails at once, in one line."""
+"""Checks of output paths, made before any work so a bad ``--out`` fails at once, in one line.
+
+:func:`check_inputs_are_safe` is run for every command: no output may be one of the command's
+inputs (the same file through symbolic or hard links), and no output may be an existing special
+file or link, since writes are atomic renames that would replace it with a regular file.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from .errors import InputError
@@ -43,3 +49,56 @@ def check_output_folder(path: str | os.PathLike) -> Path:
         raise InputError(f"--out {path} exists and is not a folder")
     _require_writable_folder(_existing_ancestor(path), path)
     return path
+
+
+# command-line options (argparse dests) that name files a command writes, and those it reads
+OUTPUT_OPTIONS = ("out", "reference_out", "json", "markdown")
+TEXT_OUTPUTS = ("json", "markdown")
+DATA_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mrc", ".dcm", ".npy", ".safetensors")
+INPUT_OPTIONS = ("ct", "projections", "reference", "reconstruction", "geometry", "input", "recipe", "split_file",
+                 "flat", "dark", "model", "init", "info", "data", "val_data", "held_out")
+
+
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _paths(value) -> list[str]:
+    """Path-like strings of an option value (lists, ``NAME:N=PATH`` model pairs; numbers are skipped)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for v in values:
+        if v is None or isinstance(v, (bool, int, float)):
+            continue
+        text = os.fspath(v) if isinstance(v, os.PathLike) else str(v)
+        out.append(text.split("=", 1)[1] if "=" in text and not os.path.exists(text) else text)
+    return out
+
+
+def check_inputs_are_safe(args) -> None:
+    """Refuse, before any work, an output that names one of the command's inputs or an existing
+    file that is not a regular one (a device such as /dev/null, a FIFO, a symbolic link)."""
+    outputs = [(d, p) for d in OUTPUT_OPTIONS for p in _paths(getattr(args, d, None))]
+    inputs = [(d, p) for d in INPUT_OPTIONS for p in _paths(getattr(args, d, None))]
+    for dest, out in outputs:
+        if not os.path.lexists(out):
+            continue
+        mode = os.lstat(out).st_mode
+        if stat.S_ISDIR(mode):
+            continue  # folders: the command's own check (an output folder, or "is a folder")
+        if not stat.S_ISREG(mode):
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise InputError(f"{_option(dest)} {out} is {kind}: writing would replace it; give a new file name")
+        if dest in TEXT_OUTPUTS and out.lower().endswith(DATA_EXTENSIONS):
+            raise InputError(f"{_option(dest)} {out} is an existing volume or model file: writing text would "
+                             "replace it; give a new file name")
+        for in_dest, src in inputs:
+            if os.path.exists(src) and os.path.samefile(out, src):
+                raise InputError(f"{_option(dest)} {out} is the input {_option(in_dest)} {src}: "
+                                 "writing would destroy it; give another output name")
+    seen: dict = {}
+    for dest, out in outputs:
+        key = os.path.realpath(out)
+        if key in seen:
+            raise InputError(f"{_option(dest)} and {_option(seen[key])} name the same file {out}")
+        seen[key] = dest

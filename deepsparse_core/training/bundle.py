@@ -165,6 +165,10 @@ def cmd_bundle(args) -> int:
     from ..progress import mode
 
     model = Path(args.model)
+    if Path(args.out).suffix != ".safetensors":
+        raise InputError(f"--out {args.out}: a model file ends in .safetensors")
+    if args.markdown:
+        check_output_file(args.markdown, create_folder=False)
     meta = read_model_metadata(model)
     out = check_output_file(args.out)
     try:
