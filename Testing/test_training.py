@@ -246,6 +246,12 @@ def test_cli_trains_and_reports_errors(data, tmp_path, capsys):
                  str(tmp_path / "run"), "--config", "tiny", "--steps", "1", "--points", "64", "--device", "cpu",
                  "--batch-size", "1", "--val-every", "0"]) == 0
     assert (tmp_path / "run" / "model.safetensors").exists()
+    # without validation the final model is exported all the same, with its card (the GPU run's output)
+    from deepsparse_core.model.card import read_card
+
+    card = read_card(tmp_path / "run" / "last.safetensors")
+    assert card["step"] == 1 and card["val"] == {} and card["run"]["steps"] == 1
+    assert not (tmp_path / "run" / "best.safetensors").exists()
     assert main(["--progress", "none", "--stage", "step2", "--views", "3", "--data", str(data),
                  "--out", str(tmp_path / "x"), "--steps", "1"]) == 2
     assert "--init" in capsys.readouterr().err

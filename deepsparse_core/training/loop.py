@@ -250,6 +250,11 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
                 best_psnr = val_scores["psnr"] if best else best_psnr
                 run.export(step, evaluated, val_scores, best)
                 del evaluated
+            elif val_set is None and stopping and master:  # no validation: the final model is exported all the same
+                evaluated = calibrated_copy(raw_model, train_set, sampler, cfg.bn_batches, cfg.batch_size,
+                                            cfg.points, seed=cfg.seed * 1_000_003 + step, autocast=amp)
+                run.export(step, evaluated, {}, False)
+                del evaluated
             if step % cfg.checkpoint_every == 0 or stopping:
                 run.checkpoint(step, best_psnr, {"val": val_scores, "stopped": stopped if stopping else None})
             if stopping:

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# One run on a lent GPU machine (docs/model_status.md, "On a lent GPU"), in this order:
+#   1. the CUDA tests (projector, FDK, SART, inference: -k "cuda or gpu or input_device");
+#   2. bench_inference (bundled model, 128^3 and 256^3, with the card's DC) and bench_projector on CUDA;
+#   3. a bounded training run warm-started from the bundled model (GPU_CONFIG=bundled, default) or
+#      the paper's width from scratch (GPU_CONFIG=paper), on phantoms made there plus the real CTs
+#      carried in .gpu_data/, cosine-decayed to fit TRAIN_MINUTES;
+#   4. everything back under $OUT (at most 8 files of 16 MiB): summary.txt, the logs, the model in
+#      float16 with its run card (model.safetensors), the training log (log.jsonl).
+# From this machine (the device tool; the machine has no network, so SimpleITK and nibabel travel
+# as wheels, see the docs):
+#   run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".gpu_data"], timeout_s=590)
+# Here, as a check of the script itself (CPU, tiny, about 2 minutes): DRY=1 bash benchmarks/gpu_run.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_out}
+DRY=${DRY:-0}
+TRAIN_MINUTES=${TRAIN_MINUTES:-5}
+GPU_CONFIG=${GPU_CONFIG:-bundled}
+BATCH=${BATCH:-8}
+WORK=${WORK:-/tmp/deepsparse_gpu}
+BUNDLED=deepsparse_core/models/dice_6-10views.safetensors
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "error: installing the carried wheels failed" | tee -a "$OUT/summary.txt"; exit 1; }
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+ds() { python3 -m deepsparse_core --progress none "$@"; }
+note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
+step() {  # step NAME TIMEOUT_S COMMAND...: its output added to $OUT/NAME.log, its status to summary.txt
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" >>"$OUT/$name.log" 2>&1
+  local rc=$?
+  note "$name: exit $rc after $((SECONDS - t0)) s"
+  return $rc
+}
+
+if [ "$DRY" = 1 ]; then
+  DEVICE=cpu; TRAIN_MINUTES=1; BATCH=1; N_PHANTOMS=1; AUGMENT=0; PROBE=3; SIZES="64"
+else
+  DEVICE=cuda; N_PHANTOMS=8; AUGMENT=20; PROBE=60; SIZES="128 256"
+fi
+note "gpu_run: DRY=$DRY device=$DEVICE config=$GPU_CONFIG train=${TRAIN_MINUTES} min batch=$BATCH"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$OUT/summary.txt"
+
+# 1-2. CUDA tests and benchmarks (on the CPU they skip or time the CPU: a check of the script)
+step tests 180 python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu or input_device" Testing/test_projector.py \
+  Testing/test_fdk.py Testing/test_sart.py Testing/test_inference.py
+step bench_inference 150 python3 benchmarks/bench_inference.py --model "$BUNDLED" --sizes $SIZES \
+  --devices $DEVICE --data-consistency 16
+[ "$DRY" = 1 ] || step bench_projector 90 python3 benchmarks/bench_projector.py --views 10 --size 256 --detector 256
+
+# 3. training data: phantoms made here, real CTs carried in .gpu_data/ (any CT format the engine reads)
+step data 240 bash -c "
+  set -e
+  python3 -m deepsparse_core --progress none phantoms --count $N_PHANTOMS --out $WORK/phantoms $([ "$DRY" = 1 ] && echo --kinds chest)
+  python3 -m deepsparse_core --progress none prepare $WORK/phantoms --out $WORK/synth --candidates 120 \
+    --splits 1 0 0 --augment $([ "$DRY" = 1 ] && echo 0 || echo 1) --workers 8 --device $DEVICE
+  if compgen -G '.gpu_data/*' >/dev/null; then
+    python3 -m deepsparse_core --progress none prepare .gpu_data --out $WORK/real --candidates 120 \
+      --splits 1 0 0 --augment $AUGMENT --workers 8 --device $DEVICE
+  fi"
+DATA="$WORK/synth"; [ -d "$WORK/real" ] && DATA="$DATA $WORK/real"
+
+# 4. training: a short probe measures the step time, then the cosine horizon is fitted to the minutes left
+if [ "$GPU_CONFIG" = paper ]; then MODEL=(--config paper); else MODEL=(--init "$BUNDLED"); fi
+COMMON=(--stage scratch --min-views 6 --max-views 10 --batch-size "$BATCH" --points 8000
+        --lr 2e-4 --schedule cosine --warmup-steps 20 --min-lr 1e-5 --val-every 0 --checkpoint-every 500
+        --seed 7 --device "$DEVICE")
+t0=$SECONDS
+step train 300 python3 -m deepsparse_core --progress none train "${MODEL[@]}" --data $DATA \
+  --out "$WORK/run" --steps "$PROBE" "${COMMON[@]}"
+probe_s=$((SECONDS - t0))
+STEPS=$(python3 -c "print(max($PROBE + 1, $PROBE + int(($TRAIN_MINUTES * 60 - $probe_s) * $PROBE / max($probe_s, 1))))")
+note "probe: $PROBE steps in $probe_s s (start-up included); cosine horizon $STEPS steps"
+step train $((TRAIN_MINUTES * 60 + 120)) python3 -m deepsparse_core --progress none train --resume --out "$WORK/run" \
+  --steps "$STEPS" --minutes "$TRAIN_MINUTES" --data $DATA
+cp "$WORK/run/log.jsonl" "$OUT/log.jsonl" 2>/dev/null
+python3 - "$WORK/run/last.safetensors" "$OUT/model.safetensors" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
+import sys, torch
+from deepsparse_core.model.model_file import load_model, save_model
+model, meta = load_model(sys.argv[1])
+save_model(sys.argv[2], model, n_views=meta.get("n_views"), card=meta["card"], dtype=torch.float16)
+print(f"model back: {sys.argv[2]} (float16), step {meta['card'].get('step')}, "
+      f"{model.num_parameters() / 1e6:.2f} M parameters")
+EOF
+note "gpu_run done; back under $OUT: $(ls "$OUT" | tr '\n' ' ')"
