@@ -184,6 +184,22 @@ def test_view_features_read_only_the_used_slots_and_match_a_per_view_brute_force
     assert grad[~mask].abs().max() == 0                              # masked views get no gradient
 
 
+def test_every_slot_used_takes_the_unmasked_path_with_the_same_result():
+    """With every view slot in use (inference) the masking pass is skipped: the values and gradients
+    still equal the per-view brute force."""
+    g = torch.Generator().manual_seed(5)
+    maps = torch.randn(2, 6, 4, 6, 5, generator=g, requires_grad=True)
+    uv = torch.rand(2, 6, 13, 2, generator=g) * 2.2 - 1.1
+    out = pixel_features(maps, uv, torch.ones(2, 6, dtype=torch.bool))
+    out.pow(2).sum().backward()
+    brute = torch.stack([torch.stack([F.grid_sample(maps[b, v:v + 1], uv[b, v].reshape(1, 13, 1, 2),
+                                                    align_corners=False)[0, :, :, 0] for v in range(6)]).amax(0)
+                         for b in range(2)])
+    grad, maps.grad = maps.grad.clone(), None
+    brute.pow(2).sum().backward()
+    assert torch.allclose(out, brute, atol=1e-6) and torch.allclose(grad, maps.grad, atol=1e-5)
+
+
 def test_sample_without_any_view_gets_zero_features():
     maps = torch.randn(2, 3, 5, 4, 4)
     uv = torch.rand(2, 3, 7, 2) * 2 - 1

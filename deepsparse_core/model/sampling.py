@@ -68,8 +68,10 @@ def pixel_features(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor
         view_mask, v = view_mask.gather(1, order), k
     feats = F.grid_sample(maps.reshape(b * v, c, h, w), uv.reshape(b * v, n, 1, 2).to(maps.dtype),
                           mode="bilinear", padding_mode="zeros", align_corners=False)
-    feats = feats.reshape(b, v, c, n).masked_fill_(~view_mask[:, :, None, None], float("-inf"))
-    feats = feats.amax(dim=1)                                                          # (B, C, N)
+    feats = feats.reshape(b, v, c, n)
+    if v and bool(view_mask.all()):  # every slot used (inference, most training batches): no masking pass
+        return feats.amax(dim=1)                                                       # (B, C, N)
+    feats = feats.masked_fill_(~view_mask[:, :, None, None], float("-inf")).amax(dim=1)
     return torch.where(view_mask.any(dim=1)[:, None, None], feats, torch.zeros_like(feats))
 
 
