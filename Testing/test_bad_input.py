@@ -297,8 +297,9 @@ CASES = {
     "prepare-zero-candidates": (lambda w, o: _prep(w, w / "ct.nii.gz", o, "--candidates", "0"), "candidates"),
     "prepare-recipe-photons-text": (lambda w, o: ["prepare", "--recipe", _recipe(o, photons="many")], "photons"),
     # the shared options of every backend
-    "reconstruct-fdk-cutoff-zero": (lambda w, o: _rec(w, o, "--cutoff", "0"), "cutoff"),
-    "reconstruct-rtk-cutoff-above-one": (lambda w, o: _rec(w, o, "--backend", "rtk", "--cutoff", "1.5"), "cutoff"),
+    "reconstruct-fdk-cutoff-zero": (lambda w, o: _rec(w, o, "--method", "fdk", "--cutoff", "0"), "cutoff"),
+    "reconstruct-rtk-cutoff-above-one": (lambda w, o: _rec(w, o, "--method", "fdk", "--backend", "rtk", "--cutoff", "1.5"),
+                                         "cutoff"),
     "reconstruct-sart-relaxation-negative": (lambda w, o: _rec(w, o, "--method", "sart", "--relaxation", "-0.3"),
                                              "relaxation"),
     "reconstruct-resolution-two-sizes": (lambda w, o: _rec(w, o, "--resolution", "16", "16"), "resolution"),
@@ -464,7 +465,7 @@ def test_every_option_has_help_and_defaults_are_said_once(command, capsys):
 def test_reconstruct_help_names_the_default_method(capsys):
     with pytest.raises(SystemExit):
         main(["reconstruct", "--help"])
-    assert re.search(r"fdk \(default", capsys.readouterr().out)
+    assert re.search(r"default:\s+dice\s+when\s+a\s+bundled\s+model\s+serves", capsys.readouterr().out)
 
 
 def test_sample_sdist_is_pinned_and_never_built(tmp_path, monkeypatch):

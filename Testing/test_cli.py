@@ -32,8 +32,8 @@ def test_simulate_reconstruct_evaluate(workspace, capsys):
     d = workspace
     assert run("simulate", d / "ct.nii.gz", "--views", 6, "--geometry", d / "geometry.yaml", "--seed", 1,
                "--out", d / "p.safetensors", "--reference-out", d / "gt.nii.gz", "--device", "cpu") == 0
-    for method in ("fdk", "sart"):
-        assert run("--progress", "none", "reconstruct", d / "p.safetensors", "--method", method, "--iterations", 5,
+    for method, options in (("fdk", []), ("sart", ["--iterations", 5])):
+        assert run("--progress", "none", "reconstruct", d / "p.safetensors", "--method", method, *options,
                    "--device", "cpu", "--out", d / f"{method}.nrrd") == 0
     gt, rec = read_volume(d / "gt.nii.gz", check_hu=False), read_volume(d / "fdk.nrrd", check_hu=False)
     assert rec.shape == gt.shape == (32, 32, 32)
@@ -148,3 +148,66 @@ def test_demo_writes_volumes_metrics_and_figure(tmp_path):
     assert [r["method"] for r in rows] == methods and png.shape[1::-1] == figures.figure_size(len(methods))
     if "DiCE" in methods:
         assert (out / "dice.nii.gz").is_file() and results["DiCE"]["psnr"] > results["FDK"]["psnr"]
+
+
+@pytest.fixture(scope="module")
+def fast_views(tmp_path_factory):
+    """6- and 12-view projections of a small chest phantom at the `fast` preset (the bundled model's)."""
+    d = tmp_path_factory.mktemp("fast_views")
+    write_volume(phantom_volume("chest", (48, 48, 48), spacing=(8.0, 8.0, 8.0), seed=1), d / "ct.nii.gz")
+    for n in (6, 12):
+        assert run("simulate", d / "ct.nii.gz", "--views", n, "--preset", "fast", "--device", "cpu",
+                   "--out", d / f"p{n}.safetensors") == 0
+    return d
+
+
+def test_default_method_is_the_bundled_dice_where_it_serves_else_sart(fast_views, tmp_path, capsys):
+    """Issue 17: without --method, DiCE when a bundled model serves the view count and geometry, else
+    SART (never FDK); the output line says which ran and why."""
+    from deepsparse_core.inference import bundled_model_path
+
+    capsys.readouterr()
+    assert run("reconstruct", fast_views / "p12.safetensors", "--resolution", "16", "--device", "cpu",
+               "--out", tmp_path / "a.nii.gz") == 0
+    assert "(sart: the default, as no bundled DiCE model serves 12 views" in capsys.readouterr().out
+    if bundled_model_path(6) is None:
+        pytest.skip("no bundled DiCE model for 6 views in this checkout")
+    assert run("reconstruct", fast_views / "p6.safetensors", "--resolution", "16", "--data-consistency", "0",
+               "--device", "cpu", "--out", tmp_path / "b.nii.gz") == 0
+    out = capsys.readouterr().out
+    assert "(dice: the default, as the bundled DiCE model dice_6-10views serves 6 views at this geometry" in out
+    assert run("reconstruct", fast_views / "p6.safetensors", "--method", "fdk", "--device", "cpu",
+               "--out", tmp_path / "c.nii.gz") == 0
+    assert "(fdk; 6 views" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--method", "fdk", "--iterations", "5"], "--iterations does not apply to fdk: --iterations is for sart"),
+    (["--method", "sart", "--model", "m.safetensors", "--cutoff", "0.5"],
+     "--cutoff, --model do not apply to sart: --cutoff is for fdk; --model is for dice"),
+    (["--method", "dice", "--backend", "rtk"], "--backend does not apply to dice"),
+    (["--method", "dice", "--relaxation", "0.5"], "--relaxation does not apply to dice"),
+    (["--filter", "cosine"], "--filter does not apply to sart \\(the default, as no bundled DiCE model serves 12"),
+])
+def test_options_of_another_method_are_an_error(fast_views, tmp_path, capsys, options, message):
+    import re
+
+    capsys.readouterr()
+    assert run("reconstruct", fast_views / "p12.safetensors", *options, "--device", "cpu",
+               "--out", tmp_path / "v.nii.gz") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "v.nii.gz").exists()
+
+
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nrrd", "ct.mha", "dicom_folder"])
+def test_a_volume_given_as_projections_says_so(fast_views, tmp_path, capsys, name):
+    path = tmp_path / name
+    if name == "dicom_folder":
+        path.mkdir()
+    else:
+        write_volume(phantom_volume("chest", (8, 8, 8)), path)
+    capsys.readouterr()
+    assert run("reconstruct", path, "--out", tmp_path / "v.nii.gz") == 2
+    err = capsys.readouterr().err
+    assert f"{path} is a volume, not a projections file: simulate its views first" in err and "safetensors" in err

@@ -81,13 +81,37 @@ def _at_least(value, minimum: int, option: str) -> None:
         raise InputError(f"{option} must be >= {minimum}, got {value}")
 
 
-def _recon_options(args) -> dict:
-    """The options of ``args.method`` (:data:`~deepsparse_core.reconstruct.OPTIONS`) from the command line."""
-    if args.method == "fdk":
-        return {"filter": args.filter, "cutoff": args.cutoff}
-    if args.method == "dice":
-        return {"model": args.model, "data_consistency": args.data_consistency}
-    return {"iterations": args.iterations, "relaxation": args.relaxation}
+# reconstruct options -> the methods they apply to (given for another method, they are an error)
+METHOD_OPTIONS = {"filter": ("fdk",), "cutoff": ("fdk",), "iterations": ("sart",), "relaxation": ("sart",),
+                  "model": ("dice",), "data_consistency": ("dice",)}
+
+
+def _choose_method(args, data) -> tuple[str, str | None]:
+    """(method, why it was chosen or None when given): ``--method``, or by default the bundled DiCE
+    model when one serves the scan, else SART. Options for another method are an error, never ignored."""
+    method, why = args.method, None
+    if method is None:
+        from .inference import bundled_model_serving
+
+        path, why = bundled_model_serving(data)
+        method = "dice" if path is not None or args.model else "sart"
+        why = "the default, as --model names a DiCE model" if args.model else f"the default, as {why}"
+    given = [o for o in METHOD_OPTIONS if getattr(args, o) is not None and method not in METHOD_OPTIONS[o]]
+    given += ["backend"] if args.backend not in (None, "torch") and method == "dice" else []
+    if given:
+        flags = ", ".join("--" + o.replace("_", "-") for o in given)
+        verb = "does" if len(given) == 1 else "do"
+        applies = "; ".join(f"--{o.replace('_', '-')} is for {' and '.join(METHOD_OPTIONS.get(o, ('fdk', 'sart')))}"
+                            for o in given)
+        chosen = f" ({why}; give --method to choose)" if why else ""
+        raise InputError(f"{flags} {verb} not apply to {method}{chosen}: {applies}")
+    return method, why
+
+
+def _recon_options(args, method: str) -> dict:
+    """The options given for ``method``; :func:`~deepsparse_core.reconstruct.reconstruct` fills the rest."""
+    return {o: getattr(args, o) for o, methods in METHOD_OPTIONS.items()
+            if method in methods and getattr(args, o) is not None}
 
 
 def _output_geometry(args, data):
@@ -102,10 +126,12 @@ def _output_geometry(args, data):
     return geometry
 
 
-def _steps(args, data, shape) -> int:
-    if args.method == "sart":
-        return args.iterations
-    if args.method == "dice":
+def _steps(args, method, data, shape) -> int:
+    if method == "sart":
+        from .reconstruct import OPTIONS
+
+        return args.iterations or OPTIONS["sart"]["iterations"]
+    if method == "dice":
         from .inference import default_model_for, get_reconstructor
 
         model = args.model or default_model_for(data)
@@ -166,15 +192,16 @@ def cmd_reconstruct(args) -> int:
     _at_least(args.iterations, 1, "--iterations")
     _at_least(args.data_consistency, 0, "--data-consistency")
     data = load_projections(args.projections, with_reference=False)
+    method, why = _choose_method(args, data)
     shape = _output_geometry(args, data).volume_shape  # sizes are checked before any work
     t0 = time.perf_counter()
-    with progress(_steps(args, data, shape), args.method) as bar:
-        vol = reconstruct(data, args.method, device=args.device, backend=args.backend, progress=bar,
-                          resolution=shape, **_recon_options(args))
+    with progress(_steps(args, method, data, shape), method) as bar:
+        vol = reconstruct(data, method, device=args.device, backend=args.backend or "torch", progress=bar,
+                          resolution=shape, **_recon_options(args, method))
     dt = time.perf_counter() - t0
     write_volume(data.to_volume(vol.clamp(0, 1) if args.units == "hu" else vol, args.units), args.out)
-    say(f"wrote {args.out} ({args.method}, {data.geometry.n_views} views, {dt:.1f} s)")
-    emit("result", volume=str(args.out), method=args.method, seconds=dt)
+    say(f"wrote {args.out} ({method}{f': {why}' if why else ''}; {data.geometry.n_views} views, {dt:.1f} s)")
+    emit("result", volume=str(args.out), method=method, why=why, seconds=dt)
     return 0
 
 
@@ -329,25 +356,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("reconstruct", help="reconstruct a volume from a projections file")
-    p.add_argument("projections")
-    p.add_argument("--method", choices=METHODS, default="fdk",
-                   help="fdk (default: analytic, fast), sart (iterative, --iterations) or dice (learned, --model)")
+    p.add_argument("projections", help="projections file (.safetensors) of deepsparse simulate or import")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="fdk (analytic, fast), sart (iterative, --iterations) or dice (learned, --model); "
+                        "default: dice when a bundled model serves the scan's view count and geometry, else sart")
     p.add_argument("--model", help="DiCE model file (default: the bundled model for the view count)")
     p.add_argument("--data-consistency", type=int, default=None, metavar="K",
                    help="DiCE: refine with K bounded SART passes against the measured views, 0 = the network "
                         "alone (default: the model card's recommendation, measured on held-out CTs)")
     p.add_argument("--resolution", type=int, nargs="+", metavar="N",
                    help="output grid: N (cube) or NZ NY NX over the geometry's extent (default: its grid)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
+    p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="torch (default, CPU or CUDA), rtk (itk-rtk, CPU) or tigre (CUDA); fdk and sart only")
-    p.add_argument("--filter", default=OPTIONS["fdk"]["filter"], choices=FILTERS,
-                   help="FDK ramp filter window (default ram-lak), the same on every backend")
-    p.add_argument("--cutoff", type=float, default=OPTIONS["fdk"]["cutoff"],
-                   help="FDK: the window's cut-off, a fraction of the Nyquist frequency in (0, 1] (default 1)")
-    p.add_argument("--iterations", type=int, default=OPTIONS["sart"]["iterations"],
-                   help="SART iterations, >= 1 (default 20)")
-    p.add_argument("--relaxation", type=float, default=OPTIONS["sart"]["relaxation"],
-                   help="SART relaxation lambda, > 0 (default 0.3, RTK's)")
+    p.add_argument("--filter", default=None, choices=FILTERS,
+                   help=f"FDK ramp filter window (default {OPTIONS['fdk']['filter']}), the same on every backend")
+    p.add_argument("--cutoff", type=float, default=None,
+                   help="FDK: the window's cut-off, a fraction of the Nyquist frequency in (0, 1] "
+                        f"(default {OPTIONS['fdk']['cutoff']:g})")
+    p.add_argument("--iterations", type=int, default=None,
+                   help=f"SART iterations, >= 1 (default {OPTIONS['sart']['iterations']})")
+    p.add_argument("--relaxation", type=float, default=None,
+                   help=f"SART relaxation lambda, > 0 (default {OPTIONS['sart']['relaxation']:g}, RTK's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--units", choices=("normalized", "hu"), default="normalized",
                    help="output in [0, 1] attenuation (default) or HU")

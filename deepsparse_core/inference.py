@@ -121,6 +121,22 @@ def default_model_for(data: ProjectionData) -> Path:
                      f"pass a model file (--model) or use projections with one of those view counts")
 
 
+def bundled_model_serving(data: ProjectionData) -> tuple[Path | None, str]:
+    """(the bundled model that serves ``data``, or None; why, in a phrase): a bundled file for its
+    view count whose training geometry passes :func:`check_compatibility`."""
+    from .model.model_file import read_model_metadata
+
+    n = data.geometry.n_views
+    path = bundled_model_path(n)
+    if path is None:
+        return None, f"no bundled DiCE model serves {n} views"
+    try:
+        check_compatibility(data.geometry, _training_geometry(read_model_metadata(path)))
+    except GeometryError:
+        return None, f"the bundled DiCE model {path.stem} was trained for another scanner geometry"
+    return path, f"the bundled DiCE model {path.stem} serves {n} views at this geometry"
+
+
 def _ranges(counts: list[int]) -> str:
     """[6, 7, 8, 10] -> '6-8, 10'."""
     parts, start = [], None

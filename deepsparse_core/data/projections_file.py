@@ -73,6 +73,10 @@ def save_projections(path: str | Path, data: ProjectionData, dtype: torch.dtype 
     return save_atomic(tensors, path, meta)
 
 
+# names of CT volumes (and DICOM folders), which are not projections files
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mrc", ".npy", ".dcm")
+
+
 def load_projections(path: str | Path, device: str | torch.device = "cpu",
                      with_reference: bool = True, views=None) -> ProjectionData:
     """Read and validate a projections file (float32 tensors on ``device``).
@@ -83,6 +87,10 @@ def load_projections(path: str | Path, device: str | torch.device = "cpu",
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.name.lower().endswith(VOLUME_SUFFIXES) or path.is_dir():
+        raise InputError(f"{path} is a volume, not a projections file: simulate its views first "
+                         f"(deepsparse simulate {path} --views 6 --out views.safetensors), or convert scanner "
+                         "projections with deepsparse import")
     meta = read_metadata(path, FORMAT, VERSION, "DeepSparse projections file")
     try:
         with safe_open(str(path), framework="pt") as f:
