@@ -449,17 +449,30 @@ def _subparser(name: str):
     return sub.choices[name]
 
 
-@pytest.mark.parametrize("command", ["simulate", "reconstruct", "evaluate", "demo", "candidates", "prepare",
-                                     "train", "geometry"])
+ALL_COMMANDS = ["samples", "simulate", "reconstruct", "evaluate", "demo", "candidates", "phantoms", "prepare",
+                "import", "export", "train", "bundle", "benchmark-quality", "geometry"]
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
 def test_every_option_has_help_and_defaults_are_said_once(command, capsys):
+    """Issue 17: every option and positional has help, every command a description, no reST markup,
+    --device worded and defaulted (auto) the same everywhere."""
     parser = _subparser(command)
-    bare = [a.option_strings[-1] for a in parser._actions if a.option_strings and not a.help]
+    bare = [a.option_strings[-1] if a.option_strings else a.dest for a in parser._actions
+            if a.dest != "help" and not a.help]
     assert not bare, f"{command}: options without help: {bare}"
+    assert parser.description, f"{command} has no description"
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = capsys.readouterr().out
     assert "(default: None)" not in text
     assert not re.search(r"\(default[^)]*\)\s*\(default", text)  # "(default 2) (default: 2)"
+    assert "``" not in text and not re.search(r":(func|class|mod|data|meth):`", text)
+    device = [a for a in parser._actions if "--device" in a.option_strings]
+    if device:
+        from deepsparse_core.arguments import DEVICE_HELP
+
+        assert device[0].help == DEVICE_HELP and device[0].default in ("auto", None)
 
 
 def test_reconstruct_help_names_the_default_method(capsys):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import DeepSparseError, InputError
+from .arguments import add_device_argument, plain
 from .outputs import check_inputs_are_safe, check_output_file, check_output_folder
 from .progress import Cancelled, dumps, emit, progress, say, set_mode
 
@@ -331,6 +332,7 @@ def cmd_geometry(args) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .physics.geometry import preset_names
     from .reconstruct import BACKENDS, FILTERS, METHODS, OPTIONS
 
     parser = argparse.ArgumentParser(prog="deepsparse", description=__doc__.splitlines()[0])
@@ -349,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_geometry_args(p)
     _add_noise_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
-    p.add_argument("--piece", type=int, default=None, help="sub-volume of a long scan (default: middle)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--piece", type=int, default=None,
+                   help="a scan longer than the grid's z extent is cut into pieces of that length; which one "
+                        "to simulate, from 0 at the first slice (default: the middle piece)")
+    add_device_argument(p)
     p.add_argument("--out", required=True, help="projections file (.safetensors)")
     p.add_argument("--reference-out", metavar="GT", help="also write the preprocessed [0, 1] reference volume")
     p.set_defaults(func=cmd_simulate)
@@ -377,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"SART iterations, >= 1 (default {OPTIONS['sart']['iterations']})")
     p.add_argument("--relaxation", type=float, default=None,
                    help=f"SART relaxation lambda, > 0 (default {OPTIONS['sart']['relaxation']:g}, RTK's)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_argument(p)
     p.add_argument("--units", choices=("normalized", "hu"), default="normalized",
                    help="output in [0, 1] attenuation (default) or HU")
     p.add_argument("--out", required=True, help="output volume (.nii.gz, .nii, .nrrd, .mha)")
@@ -393,24 +397,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("demo", help="the main job: sample CT -> sparse views -> reconstructions -> report")
+    p = sub.add_parser("demo", help="the main job: sample CT -> sparse views -> reconstructions -> report",
+                       description="Fetch a real sample CT (once), simulate sparse noisy views, reconstruct them "
+                                   "with FDK, SART and the bundled DiCE model, and write the volumes, their "
+                                   "PSNR/SSIM and a comparison figure to --out.")
     p.add_argument("--sample", default="chest", help="sample CT name (see `deepsparse samples`)")
     p.add_argument("--views", type=int, default=6, help="number of sparse projections (default 6)")
-    p.add_argument("--preset", default="fast", help="geometry preset (default fast, 128^3 for CPU use)")
+    p.add_argument("--preset", default="fast", choices=preset_names(),
+                   help="geometry preset (default fast, 128^3 for CPU use)")
     p.add_argument("--iterations", type=int, default=20, help="SART iterations (default 20)")
     _add_noise_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    add_device_argument(p)
     p.add_argument("--out", default="deepsparse_output", help="output folder (default ./deepsparse_output)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("candidates", help="pre-generate the candidate projections of a CT (training cache)")
-    p.add_argument("ct")
+    p = sub.add_parser("candidates", help="pre-generate the candidate projections of a CT (training cache)",
+                       description="Simulate COUNT candidate views of one CT over the arc (a training cache, "
+                                   "float16); deepsparse prepare does this for a whole folder.")
+    p.add_argument("ct", help="CT file (NIfTI, NRRD, MHA/MHD, MRC, NPY) or DICOM folder, in HU")
     _add_geometry_args(p)
     _add_noise_args(p)
-    p.add_argument("--count", type=int, default=200, help="candidate views over the arc (paper: 200)")
+    p.add_argument("--count", type=int, default=200, help="candidate views over the arc (default 200, the paper's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    add_device_argument(p)
     p.add_argument("--out", required=True, help="cache file (.safetensors, float16)")
     p.set_defaults(func=cmd_candidates)
 
@@ -441,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=200, help="number of projections (default 200)")
     p.add_argument("--out", help="write it to this YAML/JSON file")
     p.set_defaults(func=cmd_geometry)
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, command in sub.choices.items():  # docstring text reads as plain text in --help
+        line = helps.get(name) or ""
+        command.description = plain(command.description) or (line[:1].upper() + line[1:] + "." if line else None)
+        for action in command._actions:
+            action.help = plain(action.help)
     return parser
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..arguments import add_device_argument
 from ..atomic import sha256_file, write_text
 from ..errors import InputError
 from ..outputs import check_output_folder
@@ -45,7 +46,7 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "deepsparse-prepare/1"
 DEFAULTS = {"preset": "fast", "geometry": None, "candidates": 200, "noise": True, "photons": 1e5,
             "electronic_sigma": 10.0, "splits": [0.8, 0.1, 0.1], "split_file": None, "seed": 0,
-            "workers": 1, "device": "cpu", "augment": 0, "out": None, "input": None}
+            "workers": 1, "device": "auto", "augment": 0, "out": None, "input": None}
 
 
 # ---------------------------------------------------------------------------- finding the CTs
@@ -495,7 +496,7 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--split-file", metavar="FILE", help="lines 'train|val|test<TAB>CT name'")
     p.add_argument("--seed", type=int, help="seed of splits, noise and augmentation (default 0)")
     p.add_argument("--workers", type=int, help="parallel processes over CTs (default 1: in-process)")
-    p.add_argument("--device", help="cpu, cuda, auto (default cpu)")
+    add_device_argument(p, default=None)
     p.add_argument("--augment", type=int, metavar="K", help="augmented variants per CT (default 0)")
     p.set_defaults(func=cmd_prepare)
     return p

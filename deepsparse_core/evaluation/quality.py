@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arguments import add_device_argument
 from ..atomic import atomic_path, write_text
 from ..errors import DeepSparseError, InputError
 from ..progress import emit, progress, strict_json
@@ -448,7 +449,7 @@ def add_quality_parser(subparsers):
     p.add_argument("--data-consistency", type=int, default=None, metavar="STEPS",
                    help="DiCE data-consistency refinement passes, 0 = the network alone "
                         "(default: each model card's recommendation)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_argument(p)
     p.add_argument("--limit", type=int, metavar="K", help="evaluate only the first K volumes")
     p.set_defaults(func=cmd_benchmark_quality)
     return p

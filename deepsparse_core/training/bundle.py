@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arguments import add_device_argument
 from ..errors import InputError
 from ..progress import dumps, emit, progress
 
@@ -239,7 +240,7 @@ def add_bundle_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--only-if-better", action="store_true",
                    help="keep an existing --out unless the new model scores higher at every view count")
     p.add_argument("--markdown", metavar="FILE.md", help="also write the card as Markdown")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    add_device_argument(p)
     p.add_argument("--out", required=True, help="bundled model file (float16 .safetensors)")
     p.set_defaults(func=cmd_bundle)
     return p

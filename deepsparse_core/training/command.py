@@ -9,6 +9,7 @@ import math
 import os
 import sys
 
+from ..arguments import add_device_argument
 from ..errors import InputError
 from ..progress import emit
 from .stages import STAGES
@@ -59,7 +60,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--lambda-d", type=float, help="denoise loss weight, step 2 (default 1.0)")
     opt.add_argument("--seed", type=int, help="seed (default 0)")
     run = p.add_argument_group("running")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto")
+    add_device_argument(run, default=None)
     run.add_argument("--data-on-host", dest="data_on_device", action="store_false", default=None,
                      help="keep the training set in host memory (large sets) instead of on the GPU")
     run.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
