@@ -5,7 +5,8 @@ created with :func:`progress`. In JSON mode each update is one line on stdout, e
 ``{"event": "progress", "task": "sart", "done": 3, "total": 20, "elapsed_s": 1.2, "eta_s": 6.8}``;
 results and errors are ``{"event": "result", ...}`` / ``{"event": "error", "message": ...}``.
 Cancellation: a ``cancel`` callable returning True makes :meth:`Progress.update` raise
-:class:`Cancelled`.
+:class:`Cancelled`. When stderr is not a terminal (a log file, a pipe) the bar is replaced by a plain
+line every :data:`LOG_INTERVAL_S` seconds and at the end (percentage, elapsed, ETA).
 """
 
 from __future__ import annotations
@@ -68,6 +69,30 @@ def say(text: str) -> None:
         print(text)
 
 
+LOG_INTERVAL_S = 5.0  # seconds between progress lines when stderr is not a terminal
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def log_line(info: dict) -> str:
+    """One progress line for a log: ``sart: 45% (9/20), 0:12 elapsed, ETA 0:15``."""
+    total, done = info["total"], info["done"]
+    pct = f"{100 * done / total:.0f}% " if total else ""
+    eta = f", ETA {_clock(info['eta_s'])}" if info.get("eta_s") is not None and done < total else ""
+    return f"{info['task']}: {pct}({done}/{total}), {_clock(info['elapsed_s'])} elapsed{eta}"
+
+
 class Progress:
     """A progress bar / JSON-lines reporter with optional callback and cancellation."""
 
@@ -76,12 +101,14 @@ class Progress:
         self.total, self.task, self.done = total, task, 0
         self.callback, self.cancel = callback, cancel
         self.start = time.perf_counter()
-        self._bar = None
+        self._bar, self._lines, self._last_line = None, False, self.start
         if not _MODE["json"] and not _MODE["quiet"] and callback is None:
-            from tqdm.auto import tqdm
+            if _is_terminal(sys.stderr):
+                from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=task, unit=unit, file=sys.stderr, leave=False,
-                             disable=None)
+                self._bar = tqdm(total=total, desc=task, unit=unit, file=sys.stderr, leave=False)
+            else:  # a log file or a pipe: a plain line every LOG_INTERVAL_S, no carriage returns
+                self._lines = True
 
     def update(self, n: int = 1, **fields) -> None:
         if self.cancel is not None and self.cancel():
@@ -97,6 +124,9 @@ class Progress:
             if fields:
                 self._bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in fields.items()})
         emit("progress", **info)
+        if self._lines and (time.perf_counter() - self._last_line >= LOG_INTERVAL_S or self.done >= self.total):
+            self._last_line = time.perf_counter()
+            print(log_line(info), file=sys.stderr, flush=True)
         if self.callback is not None:
             self.callback(info)
 
