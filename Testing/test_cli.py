@@ -45,7 +45,37 @@ def test_simulate_reconstruct_evaluate(workspace, capsys):
                    "--json", d / f"{method}.json") == 0
         scores[method] = json.loads((d / f"{method}.json").read_text())
     assert scores["sart"]["psnr"] > scores["fdk"]["psnr"] > 10
-    assert "psnr" in capsys.readouterr().out
+    out = capsys.readouterr().out.splitlines()  # the demo's format
+    assert out[-1] == f"PSNR {scores['sart']['psnr']:.2f} dB  SSIM {scores['sart']['ssim']:.3f}" + \
+        (f"  VIF {scores['sart']['vif']:.3f}" if scores["sart"]["vif"] is not None else "")
+
+
+def test_evaluate_another_grid_needs_resample(workspace, tmp_path, capsys):
+    """Issue 17: a reconstruction on another grid is refused, or resampled onto the reference's grid
+    in patient space with --resample. The reference itself at half resolution scores high; shifted by
+    a whole 32 mm it scores low (so the resampling follows the origin)."""
+    import SimpleITK as sitk
+
+    from deepsparse_core.data.volume import Volume
+
+    d = workspace
+    ref = read_volume(d / "ct.nii.gz")
+    image = ref.to_sitk()
+    half = sitk.Resample(image, [n // 2 for n in image.GetSize()], sitk.Transform(), sitk.sitkLinear,
+                         image.GetOrigin(), [s * 2 for s in image.GetSpacing()], image.GetDirection(), -1000.0)
+    write_volume(Volume.from_sitk(half), tmp_path / "half.nii.gz")
+    shifted = Volume(ref.array, ref.spacing, tuple(np.asarray(ref.origin) + [32.0, 0.0, 0.0]), ref.direction)
+    write_volume(shifted, tmp_path / "shifted.nii.gz")
+    capsys.readouterr()
+    args = ["evaluate", "--reference", d / "ct.nii.gz", "--reconstruction"]
+    assert run(*args, tmp_path / "half.nii.gz") == 2
+    assert "--resample" in capsys.readouterr().err
+    assert run(*args, tmp_path / "half.nii.gz", "--resample", "--json", tmp_path / "half.json") == 0
+    assert "(reconstruction resampled to the reference grid)" in capsys.readouterr().out
+    assert run(*args, tmp_path / "shifted.nii.gz", "--resample", "--json", tmp_path / "shifted.json") == 0
+    half_psnr = json.loads((tmp_path / "half.json").read_text())["psnr"]
+    shifted_psnr = json.loads((tmp_path / "shifted.json").read_text())["psnr"]
+    assert half_psnr > 25.0 and shifted_psnr < half_psnr - 8.0
 
 
 def test_reconstruction_in_hu_overlays_the_input_ct(workspace):

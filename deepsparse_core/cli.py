@@ -223,9 +223,32 @@ def _load_normalized(path, window, units):
     return v, v.array
 
 
-def cmd_evaluate(args) -> int:
+def _same_grid(a, b) -> bool:
     import numpy as np
 
+    return (a.shape == b.shape and np.allclose(a.spacing, b.spacing, rtol=1e-3)
+            and np.allclose(a.origin, b.origin, atol=1e-2) and np.allclose(a.direction, b.direction, atol=1e-4))
+
+
+def _resampled_to(volume, values, reference):
+    """``values`` (on ``volume``'s grid) linearly resampled onto ``reference``'s grid in LPS space;
+    voxels outside ``volume`` read 0."""
+    import SimpleITK as sitk
+
+    from .data.volume import Volume
+
+    image = Volume(values.astype("float32"), volume.spacing, volume.origin, volume.direction).to_sitk()
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference.to_sitk(), sitk.Transform(), sitk.sitkLinear, 0.0))
+
+
+def score_line(scores: dict) -> str:
+    """``PSNR 25.95 dB  SSIM 0.739  VIF 0.412``, the demo's format."""
+    vif = scores.get("vif")
+    return (f"PSNR {scores['psnr']:.2f} dB  SSIM {scores['ssim']:.3f}"
+            + (f"  VIF {vif:.3f}" if vif is not None and math.isfinite(vif) else ""))
+
+
+def cmd_evaluate(args) -> int:
     from .atomic import write_text
     from .evaluation.metrics import evaluate
 
@@ -235,13 +258,14 @@ def cmd_evaluate(args) -> int:
         raise InputError(f"--window needs finite LO < HI, got {args.window[0]:g} {args.window[1]:g}")
     ref, a = _load_normalized(args.reference, tuple(args.window), args.units)
     rec, b = _load_normalized(args.reconstruction, tuple(args.window), args.units)
-    if a.shape != b.shape:
-        raise InputError(f"reference {a.shape} and reconstruction {b.shape} have different shapes")
-    if not np.allclose(ref.spacing, rec.spacing, rtol=1e-3) or not np.allclose(ref.origin, rec.origin, atol=1e-2):
-        warnings.warn("reference and reconstruction differ in spacing or origin; comparing voxel by voxel")
+    if not _same_grid(ref, rec):
+        if not args.resample:
+            raise InputError(f"the reconstruction's grid ({'x'.join(map(str, rec.shape))} voxels) is not the "
+                             f"reference's ({'x'.join(map(str, ref.shape))}), or their spacing, origin or "
+                             "direction differ: pass --resample to resample it onto the reference's grid")
+        b = _resampled_to(rec, b, ref)
     scores = evaluate(b, a)
-    for k, v in scores.items():
-        say(f"{k:5s} {v:.4f}")
+    say(score_line(scores) + (" (reconstruction resampled to the reference grid)" if not _same_grid(ref, rec) else ""))
     if args.json:  # strict JSON: a non-finite score (PSNR of identical volumes) is written as null
         write_text(args.json, dumps(scores, indent=1))
     emit("result", **scores)
@@ -394,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volume units; HU volumes are mapped to [0, 1] with --window")
     p.add_argument("--window", type=float, nargs=2, default=(-1000.0, 1000.0), metavar=("LO", "HI"),
                    help="HU window mapped to [0, 1] (default -1000 1000)")
+    p.add_argument("--resample", action="store_true",
+                   help="score a reconstruction on another grid (size, spacing, origin, direction) after "
+                        "resampling it linearly onto the reference's grid in patient space (default: refuse)")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
