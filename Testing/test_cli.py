@@ -241,3 +241,20 @@ def test_a_volume_given_as_projections_says_so(fast_views, tmp_path, capsys, nam
     assert run("reconstruct", path, "--out", tmp_path / "v.nii.gz") == 2
     err = capsys.readouterr().err
     assert f"{path} is a volume, not a projections file: simulate its views first" in err and "safetensors" in err
+
+
+@pytest.mark.parametrize("units,ext", [("hu", "nii.gz"), ("normalized", "nrrd"), ("normalized", "mha")])
+def test_a_reconstruction_says_what_it_holds(fast_views, tmp_path, units, ext):
+    """Issue 17: method, view count and units in the NIfTI description and the NRRD/MHA header."""
+    import nibabel as nib
+
+    out = tmp_path / f"v.{ext}"
+    assert run("reconstruct", fast_views / "p12.safetensors", "--method", "fdk", "--units", units,
+               "--device", "cpu", "--out", out) == 0
+    image = sitk.ReadImage(str(out))
+    notes = nib.load(str(out)).header["descrip"].item().decode() if ext == "nii.gz" else image.GetMetaData("ITK_FileNotes")
+    expected = ("DeepSparse fdk, 12 views: HU clipped to [-1000, 1000]" if units == "hu" else
+                "DeepSparse fdk, 12 views: attenuation, HU -1000..1000 -> 0..1, unclipped")
+    assert notes == expected
+    if ext != "nii.gz":
+        assert image.GetMetaData("DeepSparse_method") == "fdk" and image.GetMetaData("DeepSparse_units") == units

@@ -200,7 +200,13 @@ def cmd_reconstruct(args) -> int:
         vol = reconstruct(data, method, device=args.device, backend=args.backend or "torch", progress=bar,
                           resolution=shape, **_recon_options(args, method))
     dt = time.perf_counter() - t0
-    write_volume(data.to_volume(vol.clamp(0, 1) if args.units == "hu" else vol, args.units), args.out)
+    lo, hi = (float(v) for v in data.geometry.hu_window)
+    what = (f"HU clipped to [{lo:g}, {hi:g}]" if args.units == "hu" else
+            f"attenuation, HU {lo:g}..{hi:g} -> 0..1" + (", unclipped" if method != "dice" else ""))
+    write_volume(data.to_volume(vol.clamp(0, 1) if args.units == "hu" else vol, args.units), args.out,
+                 notes=f"DeepSparse {method}, {data.geometry.n_views} views: {what}",
+                 fields={"DeepSparse_method": method, "DeepSparse_units": args.units,
+                         "DeepSparse_hu_window": f"{lo:g} {hi:g}", "DeepSparse_views": data.geometry.n_views})
     say(f"wrote {args.out} ({method}{f': {why}' if why else ''}; {data.geometry.n_views} views, {dt:.1f} s)")
     emit("result", volume=str(args.out), method=method, why=why, seconds=dt)
     return 0
@@ -407,7 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"SART relaxation lambda, > 0 (default {OPTIONS['sart']['relaxation']:g}, RTK's)")
     add_device_argument(p)
     p.add_argument("--units", choices=("normalized", "hu"), default="normalized",
-                   help="output in [0, 1] attenuation (default) or HU")
+                   help="normalized (default): attenuation scaled so that the geometry's HU window (e.g. "
+                        "-1000..1000) maps to 0..1; DiCE stays in 0..1, FDK and SART are not clipped (below 0 "
+                        "and above 1 occur); hu: Hounsfield units clipped to that window (bone and contrast "
+                        "above its top read as the top); the file's header says which")
     p.add_argument("--out", required=True, help="output volume (.nii.gz, .nii, .nrrd, .mha)")
     p.set_defaults(func=cmd_reconstruct)
 

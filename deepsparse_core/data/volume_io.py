@@ -238,11 +238,14 @@ def _extension(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True) -> Path:
+def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True, notes: str | None = None,
+                 fields: dict | None = None) -> Path:
     """Write ``volume`` (float32, with its spacing/origin/direction) as NIfTI, NRRD or MHA.
 
     The format follows the extension (.nii, .nii.gz, .nrrd, .mha). The file is written to a
     temporary name in the same folder and renamed, so a failure leaves no partial file.
+    ``notes``: what the file holds, in the NIfTI ``descrip`` field (79 characters at most) and the
+    NRRD/MHA header; ``fields``: more ``key: text`` header entries (NRRD, MHA; NIfTI has no room).
     """
     path = Path(path)
     ext = _extension(path)
@@ -251,6 +254,10 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
                          f"{', '.join(WRITE_EXTENSIONS)}")
     check_output_file(path, create_folder=False)
     image = volume.to_sitk()
+    if notes:
+        image.SetMetaData("ITK_FileNotes", notes[:79])
+    for key, value in (fields or {}).items():
+        image.SetMetaData(str(key), str(value))
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{ext}"
     try:
         with itk_messages():
