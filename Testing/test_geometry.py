@@ -129,3 +129,29 @@ def test_with_views_and_with_grid():
     g64 = g.with_grid((64, 64, 64))
     assert g64.volume_extent == pytest.approx(g.volume_extent)
     assert np.allclose(g64.volume_spacing, 6.4)
+
+
+def test_views_are_worded_the_same_everywhere():
+    """Issue 17: 'arc 180°, views 30° apart' for 6 uniform views, whatever produced them (simulate's
+    arc, import's first-to-last span of 150°), and irregular angles say their gaps."""
+    import math
+
+    uniform = Geometry.preset("fast", 6)
+    assert uniform.views_phrase() == "6 views 30° apart (arc 180°)"
+    imported = Geometry(**{**uniform.to_dict(), "angles": [math.radians(a) for a in (10, 40, 70, 100, 130, 160)]})
+    assert imported.views_phrase() == "6 views 30° apart (arc 180°)"
+    odd = Geometry(**{**uniform.to_dict(), "angles": [math.radians(a) for a in (0, 20, 40, 100, 170)]})
+    assert odd.views_phrase() == "5 views over 0-170° (gaps 20-70°)"
+
+
+def test_geometry_on_screen_is_what_the_file_holds(tmp_path, capsys):
+    import yaml
+
+    from deepsparse_core.cli import main
+
+    assert main(["geometry", "--preset", "fast", "--views", "8"]) == 0
+    captured = capsys.readouterr()
+    assert main(["geometry", "--preset", "fast", "--views", "8", "--out", str(tmp_path / "g.yaml")]) == 0
+    assert yaml.safe_load(captured.out) == Geometry.load(tmp_path / "g.yaml").to_dict()
+    assert captured.out.startswith("# deepsparse geometry, 8 views 22.5° apart (arc 180°)")
+    assert "seen by every view" in captured.err

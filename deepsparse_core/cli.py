@@ -176,7 +176,7 @@ def cmd_simulate(args) -> int:
             Path(args.out).unlink(missing_ok=True)
             raise
     dt = time.perf_counter() - t0
-    say(f"wrote {args.out}: {g.n_views} views of {g.detector_shape[0]}x{g.detector_shape[1]} "
+    say(f"wrote {args.out}: {g.views_phrase()}, {g.detector_shape[0]}x{g.detector_shape[1]} pixels "
         f"({'noisy' if args.noise else 'noiseless'}) in {dt:.1f} s")
     if args.reference_out:
         say(f"wrote reference {args.reference_out}")
@@ -348,15 +348,17 @@ def cmd_geometry(args) -> int:
         if Path(args.out).suffix.lower() not in (".yaml", ".yml", ".json"):
             raise InputError(f"--out {args.out}: a geometry file ends in .yaml, .yml or .json")
         check_output_file(args.out, create_folder=True)
+    import yaml
+
     g = _geometry(args, args.views)
     if args.out:
         g.save(args.out)
-        say(f"wrote {args.out}")
-    else:
-        d = g.to_dict()
-        d["angles"] = f"{g.n_views} angles over {math.degrees(g.arc):.1f} degrees"
-        say(json.dumps(d, indent=1))
-    print(f"covered fraction of the grid: {g.covered_fraction():.2f}", file=sys.stderr)
+        say(f"wrote {args.out}: {g.views_phrase()}")
+    else:  # the text a --out FILE.yaml would hold (angles in radians on one line)
+        say(f"# deepsparse geometry, {g.views_phrase()}: what --out FILE.yaml writes\n"
+            + yaml.safe_dump(g.to_dict(), sort_keys=False, default_flow_style=None, width=10**6).rstrip())
+    print(f"{100 * g.covered_fraction():.0f} % of the grid's voxels are seen by every view "
+          "(a circular scan misses a cube's corners; below 60 % is warned about)", file=sys.stderr)
     return 0
 
 

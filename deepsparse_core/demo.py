@@ -37,7 +37,7 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
     out.mkdir(parents=True, exist_ok=True)
     ct = Path(ct_path) if ct_path else samples.fetch_sample(sample)
     geometry = Geometry.preset(preset, n_views)
-    print(f"CT: {ct}\ngeometry: {preset}, {n_views} views over {np.degrees(geometry.arc):.0f} degrees, "
+    print(f"CT: {ct}\ngeometry: {preset}, {geometry.views_phrase()}, "
           f"grid {geometry.volume_shape} at {geometry.volume_spacing[0]} mm, noise {'on' if noise.enabled else 'off'}")
     data = simulate(ct, geometry, noise, seed=seed, device=device)
     save_projections(out / "projections.safetensors", data)
