@@ -557,8 +557,9 @@ def cmd_import(args) -> int:
     data.geometry.validate()
     save_projections(args.out, data)
     g = data.geometry
-    say(f"wrote {args.out}: {g.n_views} views of {g.detector_shape[0]}x{g.detector_shape[1]} at "
-        f"{g.detector_spacing[0]:.4g} x {g.detector_spacing[1]:.4g} mm, {g.views_phrase()}; grid {'x'.join(map(str, g.volume_shape))} at {'x'.join(f'{s:.3g}' for s in g.volume_spacing)} mm")
+    say(f"wrote {args.out}: {g.views_phrase()}, {g.detector_shape[0]}x{g.detector_shape[1]} pixels of "
+        f"{g.detector_spacing[0]:.4g} x {g.detector_spacing[1]:.4g} mm; grid {'x'.join(map(str, g.volume_shape))} "
+        f"at {'x'.join(f'{s:.3g}' for s in g.volume_spacing)} mm")
     emit("result", projections=str(args.out), views=g.n_views, detector=list(g.detector_shape))
     return 0
 
