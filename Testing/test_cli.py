@@ -175,9 +175,28 @@ def test_demo_writes_volumes_metrics_and_figure(tmp_path):
     from deepsparse_core.inference import bundled_model_path
 
     methods = ["FDK", "SART"] + (["DiCE"] if bundled_model_path(6) else [])   # a DiCE row and column once bundled
-    assert [r["method"] for r in rows] == methods and png.shape[1::-1] == figures.figure_size(len(methods))
+    n = len(methods)
+    assert [r["method"] for r in rows] == methods
+    assert png.shape[1::-1] == figures.figure_size(n, figures.default_tile(n), notes=2) and png.shape[1] >= 1600
     if "DiCE" in methods:
         assert (out / "dice.nii.gz").is_file() and results["DiCE"]["psnr"] > results["FDK"]["psnr"]
+    # a rerun for a view count without a bundled model leaves no stale DiCE volume beside its files
+    (out / "dice.nii.gz").write_bytes(b"from an earlier run")
+    run_demo(out, n_views=12, preset="fast-64", sart_iterations=2, device="cpu", ct_path=tmp_path / "ct.nii.gz")
+    assert not (out / "dice.nii.gz").exists()
+
+
+def test_the_demo_ct_in_the_training_set_is_said():
+    """Issue 17: the bundled card names its training CTs; the demo's chest is one of them."""
+    from deepsparse_core.inference import bundled_model_path
+    from deepsparse_core.model.card import read_card, trained_on
+
+    path = bundled_model_path(6)
+    if path is None:
+        pytest.skip("no bundled model")
+    card = read_card(path)
+    assert trained_on(card, "chest") and not trained_on(card, "lung2") and not trained_on(card, "liver")
+    assert not trained_on({"data": {"train": "chest"}}, "chest") and not trained_on([], "chest")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def test_error_rows_show_sign_on_one_scale_and_the_gt_column_holds_the_colour_ba
     assert (over[..., 0] - over[..., 2] > 150).all()       # + error: red, the full scale (shared 0.1)
     assert (under[..., 2] - under[..., 0] > 150).all()     # - error: blue
     assert _tile(img, 3, 3).max() < 100                     # the failed method has no map (n/a)
-    bar = img[figures.HEADER_H + 3 * 96 + 20:figures.HEADER_H + 6 * 96 - 20, figures.ROW_LABEL_W + 16]
+    bar = img[figures.HEADER_H + 3 * 96 + 30:figures.HEADER_H + 6 * 96 - 20, figures.ROW_LABEL_W + 16]
     assert bar[0, 0] > bar[0, 2] and bar[-1, 2] > bar[-1, 0]   # colour bar: red on top, blue below
     assert _tile(img, 0, 0).std() < 1 and _tile(img, 0, 0).mean() > 100   # ground truth slice in grey
 
@@ -39,3 +39,19 @@ def test_error_scale_ignores_one_outlier_method():
     ref = np.zeros((8, 8, 8), np.float32)
     scale = figures.error_scale(ref, {"a": ref + 0.1, "b": ref + 0.1, "broken": ref + 1.0})
     assert abs(scale - 0.1) < 1e-6
+
+
+def test_the_default_figure_reads_on_a_slide(tmp_path):
+    """Issue 17: at least 1600 px wide with 14 px text by default, caption lines below the error rows."""
+    ref = np.full((16, 16, 16), 0.5, np.float32)
+    recs = {"FDK": ref + 0.05, "SART": ref - 0.02, "DiCE": ref + 0.01}
+    notes = ["6 views 30 degrees apart", "slices through the grid centre"]
+    path = figures.comparison_figure(tmp_path / "c.png", ref, recs, hu_window=(-1000.0, 1000.0), notes=notes,
+                                     scores={k: {"psnr": 30.0, "ssim": 0.9} for k in recs})
+    img = np.asarray(Image.open(path).convert("RGB"))
+    tile = figures.default_tile(3)
+    assert img.shape[1::-1] == figures.figure_size(3, tile, len(notes)) and img.shape[1] >= 1600
+    assert figures.FONT_PX >= 14
+    caption = img[figures.HEADER_H + 6 * tile:, :]
+    rows_with_text = np.flatnonzero(caption.max(axis=(1, 2)) > 128)
+    assert rows_with_text.max() - rows_with_text.min() > 2 * figures.LINE_H  # three caption lines drawn

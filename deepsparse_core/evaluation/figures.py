@@ -1,10 +1,12 @@
 """The comparison figure of ground truth and reconstructions (demo and quality report).
 
-Layout: one column per volume (ground truth first, then each method with its PSNR / SSIM in the
-column title); rows axial, coronal and sagittal mid-slices in grey ([0, 1] attenuation), then the
+Layout: one column per volume (ground truth first, then each method with "PSNR .. dB, SSIM .." under
+its name); rows axial, coronal and sagittal mid-slices in grey ([0, 1] attenuation), then the
 same slices of the signed error (reconstruction - ground truth) in a blue-white-red map on one
 symmetric scale shared by every method. The ground-truth column of the error rows holds the colour
 bar. Slices are in radiological convention, superior up, with the physical aspect of the voxels.
+Below: a caption (grey window and error scale, in HU when the HU window is given) and the caller's
+notes. 14 px text, at least 1600 px wide by default: it reads on a slide.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..atomic import atomic_path
 
-ROW_LABEL_W = 84    # px, left column with the row names
-HEADER_H = 34       # px, title line + column titles
-FOOTER_H = 16       # px, note on the error scale
+FONT_PX = 14        # text height: readable on a slide
+LINE_H = 20         # px per line of text
+ROW_LABEL_W = 130   # px, left column with the row names
+HEADER_H = 3 * LINE_H   # title line, column names, column metrics
+MIN_WIDTH = 1600    # px: the default tile grows until the figure is at least this wide
 ROW_NAMES = ("axial", "coronal", "sagittal")
 
 
@@ -45,9 +49,22 @@ def diverging(t: np.ndarray) -> np.ndarray:
     return (np.stack([r, g, b], axis=-1) * 255).round().astype(np.uint8)
 
 
-def figure_size(n_methods: int, tile: int = 160) -> tuple[int, int]:
-    """(width, height) in px of :func:`comparison_figure` with ``n_methods`` method columns."""
-    return ROW_LABEL_W + tile * (1 + n_methods), HEADER_H + 6 * tile + FOOTER_H
+def default_tile(n_methods: int) -> int:
+    """The tile (px) that makes the figure at least :data:`MIN_WIDTH` wide (160 at the least)."""
+    return max(160, -(-(MIN_WIDTH - ROW_LABEL_W) // (1 + n_methods)))
+
+
+def figure_size(n_methods: int, tile: int = 160, notes: int = 0) -> tuple[int, int]:
+    """(width, height) in px of :func:`comparison_figure` with ``n_methods`` method columns and
+    ``notes`` caption lines below the error line."""
+    return ROW_LABEL_W + tile * (1 + n_methods), HEADER_H + 6 * tile + LINE_H * (1 + notes) + 4
+
+
+def _font(px: int = FONT_PX):
+    try:
+        return ImageFont.load_default(size=px)  # Pillow >= 10.1: a scalable font
+    except TypeError:
+        return ImageFont.load_default()
 
 
 def error_scale(reference: np.ndarray, reconstructions: dict) -> float:
@@ -59,26 +76,33 @@ def error_scale(reference: np.ndarray, reconstructions: dict) -> float:
 
 
 def comparison_figure(path: str | Path, reference: np.ndarray, reconstructions: dict, spacing=(1.0, 1.0, 1.0),
-                      scores: dict | None = None, title: str = "", tile: int = 160,
-                      error_range: float | None = None) -> Path:
+                      scores: dict | None = None, title: str = "", tile: int | None = None,
+                      error_range: float | None = None, hu_window: tuple[float, float] | None = None,
+                      notes: list[str] | tuple = ()) -> Path:
     """Write the comparison PNG (see the module docstring).
 
     Args:
         reference: (z, y, x) ground truth in [0, 1].
         reconstructions: {method name: (z, y, x) volume or None}; None draws an 'n/a' column.
         spacing: (sz, sy, sx) mm, for the slices' aspect.
-        scores: {method name: {"psnr": dB, "ssim": [0, 1]}} shown in the column titles.
+        scores: {method name: {"psnr": dB, "ssim": [0, 1]}} shown under the column names.
+        tile: px per slice (default :func:`default_tile`: the figure is at least 1600 px wide).
         error_range: the error that maps to full blue / red (default :func:`error_scale`).
+        hu_window: (lo, hi) HU mapped to [0, 1]: the caption gives the grey window and the error
+            scale in HU.
+        notes: more caption lines (views, noise, slice positions, caveats).
     """
     reference = np.asarray(reference, np.float32)
     names = list(reconstructions)
+    tile = tile or default_tile(len(names))
     scale = error_range if error_range is not None else error_scale(reference, reconstructions)
+    hu = None if hu_window is None else float(hu_window[1]) - float(hu_window[0])  # HU per [0, 1] unit
     sz, sy, sx = spacing
     aspects = [sy / sx, sz / sx, sz / sy]   # physical height / width of a pixel in each view
-    width, height = figure_size(len(names), tile)
+    width, height = figure_size(len(names), tile, len(notes))
     canvas = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    font = _font()
     white = (255, 255, 255)
 
     def paste(img: Image.Image, col: int, row: int, aspect: float):
@@ -90,13 +114,13 @@ def comparison_figure(path: str | Path, reference: np.ndarray, reconstructions: 
 
     draw.text((4, 2), title, fill=white, font=font)
     for r, label in enumerate([*ROW_NAMES, *(f"error {n}" for n in ROW_NAMES)]):
-        draw.text((4, HEADER_H + r * tile + tile // 2 - 6), label, fill=white, font=font)
+        draw.text((4, HEADER_H + r * tile + tile // 2 - LINE_H // 2), label, fill=white, font=font)
     for c, name in enumerate(["ground truth", *names]):
-        head = name[:26]
+        x = ROW_LABEL_W + c * tile + 4
+        draw.text((x, LINE_H), name, fill=white, font=font)
         s = (scores or {}).get(name) if c else None
         if s and s.get("psnr") is not None:
-            head = f"{name[:12]} {s['psnr']:.2f} dB / {s['ssim']:.3f}"
-        draw.text((ROW_LABEL_W + c * tile + 4, 18), head, fill=white, font=font)
+            draw.text((x, 2 * LINE_H), f"PSNR {s['psnr']:.2f} dB, SSIM {s['ssim']:.3f}", fill=white, font=font)
         vol = reference if c == 0 else reconstructions[name]
         if vol is None:
             draw.text((ROW_LABEL_W + c * tile + tile // 2 - 10, HEADER_H + 3 * tile - 6), "n/a",
@@ -109,22 +133,29 @@ def comparison_figure(path: str | Path, reference: np.ndarray, reconstructions: 
         if c > 0:
             for r, sl in enumerate(_slices(vol - reference)):
                 paste(Image.fromarray(np.ascontiguousarray(diverging(sl / scale))), c, 3 + r, aspects[r])
-    _colour_bar(draw, canvas, ROW_LABEL_W, HEADER_H + 3 * tile, tile, scale, font)
-    draw.text((4, height - FOOTER_H + 2),
-              f"error = reconstruction - ground truth, blue -{scale:.3g} to red +{scale:.3g} "
-              "(attenuation, [0, 1] = HU window), one scale for all methods", fill=white, font=font)
+    _colour_bar(draw, canvas, ROW_LABEL_W, HEADER_H + 3 * tile, tile, scale, font, hu)
+    if hu is None:
+        caption = (f"grey: attenuation 0 (black) to 1 (white); error = reconstruction - ground truth, blue "
+                   f"-{scale:.3g} to red +{scale:.3g}, one scale for all methods")
+    else:
+        caption = (f"grey: {hu_window[0]:g} HU (black) to {hu_window[1]:g} HU (white); error = reconstruction - "
+                   f"ground truth, blue -{scale * hu:.0f} HU to red +{scale * hu:.0f} HU, one scale for all methods")
+    for i, line in enumerate([caption, *notes]):
+        draw.text((4, HEADER_H + 6 * tile + 2 + i * LINE_H), line, fill=white, font=font)
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
     return Path(path)
 
 
-def _colour_bar(draw, canvas, x0: int, y0: int, tile: int, scale: float, font) -> None:
-    """A vertical bar from +scale (top) to -scale (bottom) with ticks, in the 3 x tile error slot."""
-    bar_w, top, bottom = 18, y0 + 16, y0 + 3 * tile - 16
+def _colour_bar(draw, canvas, x0: int, y0: int, tile: int, scale: float, font, hu: float | None = None) -> None:
+    """A vertical bar from +scale (top) to -scale (bottom) with ticks (in HU when ``hu``, the HU per
+    attenuation unit, is given), in the 3 x tile error slot."""
+    bar_w, top, bottom = 18, y0 + LINE_H + 4, y0 + 3 * tile - 16
     t = np.linspace(1, -1, bottom - top)[:, None].repeat(bar_w, axis=1)
     canvas.paste(Image.fromarray(diverging(t)), (x0 + 8, top))
     draw.text((x0 + 4, y0 + 2), "error", fill=(255, 255, 255), font=font)
     for value in (scale, scale / 2, 0.0, -scale / 2, -scale):
         y = int(round(top + (1 - value / scale) / 2 * (bottom - top - 1)))
         draw.line([(x0 + 8 + bar_w, y), (x0 + 12 + bar_w, y)], fill=(255, 255, 255))
-        draw.text((x0 + 14 + bar_w, y - 6), f"{value:+.3f}", fill=(255, 255, 255), font=font)
+        text = f"{value * hu:+.0f} HU" if hu else f"{value:+.3f}"
+        draw.text((x0 + 16 + bar_w, y - LINE_H // 2 + 2), text, fill=(255, 255, 255), font=font)

@@ -402,7 +402,7 @@ def write_reports(bench: Benchmark, out: Path) -> None:
 
 # ---------------------------------------------------------------------------- figure
 def slices_figure(path, reference: np.ndarray, reconstructions: dict, spacing=(1.0, 1.0, 1.0),
-                  tile: int = 160, title: str = "", diff_scale: float | None = None,
+                  tile: int | None = None, title: str = "", diff_scale: float | None = None,
                   scores: dict | None = None) -> Path:
     """The comparison figure (:func:`deepsparse_core.evaluation.figures.comparison_figure`) of one held-out volume."""
     return comparison_figure(path, reference, reconstructions, spacing, scores=scores, title=title, tile=tile,

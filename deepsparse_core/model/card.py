@@ -164,6 +164,12 @@ def _margin(t: dict, method: str) -> str:
     return "n/a" if a is None or b is None else f"{a - b:+.2f} dB"
 
 
+def trained_on(card: dict, sample: str) -> bool:
+    """Whether the card's training CTs (``data.train`` entries 'NAME: source...') include ``sample``."""
+    entries = ((card.get("data") or {}).get("train") or []) if isinstance(card, dict) else []
+    return any(isinstance(e, str) and e.split(":", 1)[0].strip() == sample for e in entries)
+
+
 def read_card(path: str | Path) -> dict:
     """The card of a model file."""
     from .model_file import read_model_metadata
