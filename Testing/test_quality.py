@@ -115,8 +115,9 @@ def test_slice_figures_have_the_expected_size_and_content(report):
         assert bench.figures[n] == path.name
         img = np.asarray(Image.open(path).convert("RGB"))
         n_methods = len(bench.columns[n])
-        assert img.shape[1::-1] == quality.figure_size(n_methods)
-        w, tile = figures.ROW_LABEL_W, 160
+        tile = figures.default_tile(n_methods)
+        assert img.shape[1::-1] == quality.figure_size(n_methods, tile)
+        w = figures.ROW_LABEL_W
         top = figures.HEADER_H
         gt = img[top:top + 3 * tile, w:w + tile]
         sart_col = 1 + bench.columns[n].index("sart")
