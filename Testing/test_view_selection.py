@@ -223,3 +223,17 @@ def test_sampling_is_fast_enough_for_every_training_iteration(arc):
         vs.select_hybrid_views(rng, arc=arc)
     per_call_ms = (time.process_time() - start) / 50 * 1e3
     assert per_call_ms < 10.0, per_call_ms
+
+
+def test_evaluation_views_are_the_authors_floor():
+    """Issue 17: floor(j * K / n) from candidate 0; equal to half-up rounding when n divides K."""
+    import numpy as np
+
+    from deepsparse_core.data.view_selection import evaluation_indices, uniform_sparse_indices
+
+    assert evaluation_indices(6, 200).tolist() == [0, 33, 66, 100, 133, 166]
+    assert uniform_sparse_indices(6, 200, rng=None, offset=0.0).tolist() == [0, 33, 67, 100, 133, 167]
+    for n in (6, 8, 10):
+        assert np.array_equal(evaluation_indices(n, 120), uniform_sparse_indices(n, 120, rng=None, offset=0.0))
+    brute = [int(j * 50 // 7) for j in range(7)]
+    assert evaluation_indices(7, 50).tolist() == brute

@@ -81,6 +81,16 @@ def candidate_angles(n_candidates: int = N_CANDIDATES, arc: float = ARC) -> np.n
     return np.asarray(uniform_angles(n_candidates, arc))
 
 
+def evaluation_indices(n: int, n_candidates: int) -> np.ndarray:
+    """The ``n`` evaluation views of ``n_candidates``: ``floor(j * K / n)``, j = 0 .. n-1, from candidate
+    0, as the DeepSparse authors' evaluation code takes them (xmed-lab/DeepSparse). For K a
+    multiple of n (120 candidates, 6, 8 or 10 views) this equals the half-up rounding of
+    :func:`uniform_sparse_indices` at offset 0; otherwise it can differ by one candidate."""
+    if not 1 <= n <= n_candidates:
+        raise ValueError(f"need 1 <= n <= n_candidates, got n={n}, n_candidates={n_candidates}")
+    return (np.arange(n, dtype=np.int64) * n_candidates) // n
+
+
 def uniform_sparse_indices(n: int, n_candidates: int, rng: np.random.Generator,
                            offset: float | None = None) -> np.ndarray:
     """``n`` candidate indices spread uniformly, sorted: ``round(offset + j * K / n) mod K``.

@@ -149,14 +149,15 @@ def n_candidates(path: Path) -> int:
 
 
 def sparse_views(path: Path, n_views: int):
-    """The ``n_views`` uniformly spread candidates of ``path`` (offset 0) with the reference."""
+    """The ``n_views`` evaluation views of ``path`` (``floor(j * K / n)`` from candidate 0, the
+    authors' choice: :func:`~deepsparse_core.data.view_selection.evaluation_indices`) with the reference."""
     from ..data.projections_file import load_projections
-    from ..data.view_selection import uniform_sparse_indices
+    from ..data.view_selection import evaluation_indices
 
     k = n_candidates(path)
     if n_views > k:
         raise InputError(f"{path.name} has {k} candidate projections, fewer than {n_views} views")
-    idx = uniform_sparse_indices(n_views, k, rng=None, offset=0.0)
+    idx = evaluation_indices(n_views, k)
     data = load_projections(path, views=idx)
     if data.reference is None:
         raise InputError(f"{path} has no reference volume to score against")
