@@ -22,3 +22,19 @@ def test_package_data_names_every_data_file_of_the_engine():
     for pattern in patterns:
         if "safetensors" in pattern or pattern.endswith(".yaml"):
             assert any(fnmatch.fnmatch(f, pattern) for f in data), pattern
+
+
+def test_the_package_exposes_the_readme_api_lazily():
+    """Issue 17: ``import deepsparse_core`` gives the README's entry points without importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, deepsparse_core as ds; assert 'torch' not in sys.modules, 'torch imported'; "
+            "names = ['Geometry', 'simulate', 'reconstruct', 'evaluate', 'DiceReconstructor', 'read_volume', "
+            "'write_volume']; assert all(callable(getattr(ds, n)) for n in names); assert set(names) <= set(dir(ds))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    import deepsparse_core
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        deepsparse_core.nothing  # noqa: B018

@@ -1,5 +1,14 @@
 """deepsparse_core: sparse-view cone-beam CT reconstruction (DeepSparse), no Slicer import.
 
+    import deepsparse_core as ds
+    data = ds.simulate("ct.nii.gz", ds.Geometry.preset("fast", n_views=6))  # HU CT -> noisy views
+    vol = ds.reconstruct(data, "dice")           # bundled DiCE model; or "sart", "fdk"
+    print(ds.evaluate(vol, data.reference))      # {'psnr': dB, 'ssim': ..., 'vif': ...}
+    ds.write_volume(data.to_volume(vol, "hu"), "dice.nii.gz")  # placed like the input CT
+
+The names above (and ``DiceReconstructor``, ``read_volume``) are imported on first use, so
+``import deepsparse_core`` stays light (no torch until one is touched).
+
 The layout is the architecture. ``physics/`` is the scanner and its operators, in the scanner
 frame and nothing else: the :class:`~deepsparse_core.physics.geometry.Geometry` every operator
 takes, the Joseph projector, FDK, SART, the noise model, data consistency and the reference
@@ -17,3 +26,23 @@ cli (``python -m deepsparse_core.training``, the torchrun entry point, reuses th
 """
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (PEP 562: imported on first access)
+_API = {"Geometry": "physics.geometry", "simulate": "data.simulate", "reconstruct": "reconstruct",
+        "evaluate": "evaluation.metrics", "DiceReconstructor": "inference", "read_volume": "data.volume_io",
+        "write_volume": "data.volume_io"}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API])
