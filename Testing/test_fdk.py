@@ -52,6 +52,7 @@ def _rtk_image_type():
     (60, 360, None, "ram-lak"),   # full scan
     (6, 180, True, "ram-lak"),    # DeepSparse setting with RTK's Parker weights (arc below pi + fan)
     (6, 180, False, "ram-lak"),   # same without Parker (RTK's half-gap weights)
+    (6, 180, None, "ram-lak"),    # the default there: uniform 2 pi / V weights on both backends (issue 17)
     (24, 220, None, "hann"),      # proper short scan, Hann window
 ])
 def test_fdk_matches_rtk(phantom, n_views, arc, short_scan, filter):

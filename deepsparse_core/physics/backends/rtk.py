@@ -118,16 +118,26 @@ _WINDOW_SETTERS = {"ram-lak": "SetRamLakCutFrequency", "hann": "SetHannCutFreque
 def fdk(projections, geometry: Geometry, filter: str = "ram-lak", cutoff: float = 1.0,
         short_scan: bool | None = None) -> np.ndarray:
     """RTK FDK (displaced-detector weights, Parker weights for short scans, the ramp with RTK's
-    ``filter`` window up to ``cutoff`` x Nyquist) -> (nz, ny, nx)."""
+    ``filter`` window up to ``cutoff`` x Nyquist) -> (nz, ny, nx).
+
+    Arcs too short for Parker (e.g. 6 views over [0, 180) degrees) get the torch backend's uniform
+    view weights 2 pi / V: RTK has none, so each view is scaled by (2 pi / V) / RTK's half-gap weight
+    before RTK's filter applies the half-gap weight (:func:`deepsparse_core.physics.fdk.scan_weighting`).
+    """
+    from ..fdk import angular_weights, scan_weighting
+
     check_filter(filter, cutoff)
     itk, rtk = _rtk()
     img_type = itk.Image[itk.F, 3]
     geo = to_rtk_geometry(geometry)
+    mode = scan_weighting(geometry)
+    if short_scan is None and mode == "uniform":
+        scale = (2 * np.pi / geometry.n_views) / angular_weights(geometry)
+        projections = np.asarray(projections.detach().cpu() if hasattr(projections, "detach") else projections,
+                                 dtype=np.float32) * scale[:, None, None].astype(np.float32)
     proj = projections_to_itk(projections, geometry)
-    if short_scan is None:  # RTK has no uniform weighting: Parker only where it is defined
-        from ..fdk import scan_weighting
-
-        short_scan = scan_weighting(geometry) == "parker"
+    if short_scan is None:  # Parker only where it is defined
+        short_scan = mode == "parker"
     # Displaced (offset) detector weighting, as RTK's rtkfdk application does.
     displaced = rtk.DisplacedDetectorImageFilter[img_type].New()
     displaced.SetInput(proj)
