@@ -8,9 +8,11 @@ physical photon count they are converted to real attenuation first: with the HU 
     counts = Poisson(I0 * exp(-mu_line_integral)) + Normal(0, sigma_e^2)
     noisy  = -log(max(counts, 1) / I0)          (back to line integrals, then to [0, 1] x mm)
 
-Defaults (the paper's values did not survive in our copy of its text): ``I0 = 1e5`` photons per
-pixel and ``sigma_e = 10`` counts, the values of TIGRE's ``CTnoise.add`` demos that this family
-of papers uses for simulation; ``mu_water = 0.02 / mm`` (water at ~60-70 keV).
+Defaults (the paper's values did not survive in our copy of its text; the authors' released
+pipelines add no noise): ``I0 = 1e5`` photons per pixel and ``sigma_e = 10`` counts;
+``mu_water = 0.02 / mm`` (water at ~60-70 keV). TIGRE's ``CTnoise.add`` demos use the same two
+numbers on a different model (counts scaled by ``exp(-p / max p)``, so its darkest ray keeps I0/e);
+ours is the physical Beer-Lambert count and harsher on long paths, so the two are not comparable.
 """
 
 from __future__ import annotations
