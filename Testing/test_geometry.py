@@ -23,8 +23,9 @@ def test_presets_hold_the_papers_values():
     assert (a.dso, a.dsd, a.detector_shape, a.detector_spacing) == (800, 1200, (256, 256), (2.4, 2.4))
     assert (a.volume_shape, a.volume_spacing, a.hu_window) == ((256,) * 3, (1.6,) * 3, (-1000, 1000))
     assert Geometry.preset("luna16").hu_window == (-1000, 1024)
-    k = Geometry.preset("knee")
+    k = Geometry.preset("knee")  # C2RV data/Knee/config.yaml: value_range [-1000, 1024]
     assert (k.dso, k.dsd, k.detector_spacing, k.volume_spacing) == (1000, 2000, (2.0, 2.0), (0.8,) * 3)
+    assert (k.detector_shape, k.volume_shape, k.hu_window) == ((256, 256), (256,) * 3, (-1000, 1024))
     assert a.n_views == 6 and math.isclose(a.arc, math.pi)
     assert a.angles[1] == pytest.approx(math.pi / 6)
 
