@@ -196,8 +196,9 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self):
         node = self.logic.getParameterNode()
-        if not node.GetNodeReference("InputVolume"):
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not node.GetNodeReference("InputVolume"):  # the first CT: not projections, references, outputs
+            first = next((v for v in self.logic.nodes.of_class("vtkMRMLScalarVolumeNode")
+                          if v.GetAttribute("DeepSparse.Role") in (None, "", "ct")), None)
             if first is not None:
                 node.SetNodeReferenceID("InputVolume", first.GetID())
         self.setParameterNode(node)
@@ -310,8 +311,12 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return False
 
     def track(self, job, key="main"):
-        """Follow a job on the timer; its progress goes to the panel."""
+        """Follow a job on the timer; its progress goes to the panel. A job that failed to start has
+        already ended (its done callback ran inside ``start``): no progress bar, no Cancel."""
         self.jobs[key] = job
+        if not job.running:
+            self.updateGUIFromParameterNode()
+            return
         if job.notes:
             self.showStatus(" ".join(job.notes))
         if key == "main":
@@ -356,6 +361,10 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is not None:  # also when the module was left while a job ran
             self.logic.getParameterNode().SetNodeReferenceID(key, node.GetID())
 
+    def selectOrClear(self, key, node):
+        """Select ``node`` for ``key``, or clear the selection when there is none."""
+        self.logic.getParameterNode().SetNodeReferenceID(key, node.GetID() if node is not None else None)
+
     def onLoadSample(self):
         with self.userErrors():
             if not self.engineReady():
@@ -397,11 +406,13 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if s["projectionsFile"].lower().endswith(".safetensors"):
                 nodes = self.logic.import_projections(s["projectionsFile"], units=s["outputUnits"])
                 self.select("Projections", nodes["projections"])
-                self.select("GroundTruth", nodes["reference"])
+                self.selectOrClear("GroundTruth", nodes.get("reference"))  # never another dataset's
                 self.showStatus(f"Imported {nodes['projections'].GetName()}.")
                 return
-            self.track(self.logic.start_import(on_done=lambda j: self.onJobDone(
-                j, lambda j: self.select("Projections", j.outputs["projections"])), on_progress=self.onProgress))
+            def then(job):
+                self.select("Projections", job.outputs["projections"])
+                self.selectOrClear("GroundTruth", job.outputs.get("reference"))  # scanner data: none
+            self.track(self.logic.start_import(on_done=lambda j: self.onJobDone(j, then), on_progress=self.onProgress))
 
     def onShowProjection(self, value):
         self.logic.show_projection(self._parameterNode.GetNodeReference("Projections"), int(value))

@@ -119,8 +119,9 @@ def test_exported_files_imported_in_the_panel_equal_the_command_line_import(logi
     assert got.n_views == 6 and np.degrees(np.ptp(got.angles)) < 180.0
     check_compatibility(got, Geometry.preset("fast", 6))  # raises when a bundled model would refuse it
     # the engine's summary line, in the notes the panel shows
-    assert job.outputs["summary"].startswith(f"6 views of {got.detector_shape[0]}x{got.detector_shape[1]}")
-    assert any("6 views of" in note and node.GetName() in note for note in job.notes), job.notes
+    assert job.outputs["summary"].startswith(
+        f"6 views 30° apart (arc 180°), {got.detector_shape[0]}x{got.detector_shape[1]} pixels")
+    assert any("6 views 30° apart" in note and node.GetName() in note for note in job.notes), job.notes
     # the reconstruction takes the imported node as it is
     assert logic.projection_data(node).geometry.n_views == 6
 

@@ -524,7 +524,8 @@ def test_import_section_runs_deepsparse_import_in_the_background_with_its_messag
     status = w["statusLabel"].text
     imported = node.GetNodeReference("Projections")
     assert imported is not None and imported.GetName() == "raw projections (4 views)", status
-    assert "done" in status and f"4 views of {g.detector_shape[0]}x{g.detector_shape[1]}" in status, status
+    assert "done" in status, status
+    assert f"4 views 90° apart (arc 360°), {g.detector_shape[0]}x{g.detector_shape[1]} pixels" in status, status
     assert "warning: " in status and "at or below the dark" in status, status
     assert w["importButton"].enabled
     # the engine's one-line error, as the job's message
@@ -623,3 +624,47 @@ def test_no_second_main_job_while_one_runs(module, monkeypatch):
         job.cancel()
     run_timer(widget)
     assert w["loadSampleButton"].enabled
+
+
+def test_a_job_that_fails_to_start_leaves_no_progress_bar_nor_cancel(module, monkeypatch):
+    """Issue 18, item 12: the interpreter cannot be started, the job ends inside start(): the panel
+    shows its error, with no progress bar and Cancel disabled."""
+    from DeepSparseSlicerLib.jobs import Job
+
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+
+    def start(self, node, on_done=None, on_progress=None, **kwargs):
+        job = Job([["/nonexistent/python3", "-c", "pass"]], name="simulation")
+        job.add_done_callback(on_done)
+        return job.start()
+
+    monkeypatch.setattr(type(widget.logic), "start_simulation", start)
+    widget.logic.getParameterNode().SetNodeReferenceID("InputVolume", _volume(scene, "ct").GetID())
+    widget.onSimulate()
+    assert "cannot start /nonexistent/python3" in w["statusLabel"].text
+    assert not w["jobProgressBar"].visible and not w["cancelJobButton"].enabled
+    assert w["simulateButton"].enabled
+
+
+def test_no_stale_selection_after_an_import_nor_a_projections_node_as_the_ct(module, monkeypatch):
+    """Issue 18, item 8: the panel's CT is never a projections, reference or output volume, and
+    importing scanner projections (which have no ground truth) clears the previous dataset's."""
+    mod, scene, app, w = module
+    projections = _volume(scene, "old projections")
+    projections.SetAttribute("DeepSparse.Role", "projections")
+    difference = _volume(scene, "difference")
+    difference.SetAttribute("DeepSparse.Role", "difference")
+    ct = _volume(scene, "patient CT")
+    widget = mod.make_widget()
+    node = widget.logic.getParameterNode()
+    assert node.GetNodeReference("InputVolume") is ct
+    node.SetNodeReferenceID("GroundTruth", _volume(scene, "earlier ground truth").GetID())
+    node.SetParameter("projectionsFile", "/scanner/stack.tif")
+    imported = _volume(scene, "scanner projections")
+    monkeypatch.setattr(type(widget.logic), "start_import",
+                        lambda self, on_done=None, on_progress=None: _finished_job({"projections": imported}, on_done))
+    widget.onImport()
+    run_timer(widget)
+    assert node.GetNodeReference("Projections") is imported and node.GetNodeReference("GroundTruth") is None
+    assert not w["compareButton"].enabled

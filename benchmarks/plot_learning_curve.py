@@ -1,0 +1,68 @@
+"""The campaign's learning curve: held-out PSNR of each bundled day against cumulative CPU-hours.
+
+Usage: python benchmarks/plot_learning_curve.py [--data docs/learning_curve.json] [--out docs/learning_curve.png]
+
+Reads the per-day scores recorded in ``docs/learning_curve.json`` (each from ``deepsparse bundle``)
+and draws DiCE + DC, DiCE alone and SART at 6 and 10 views on a log2 CPU-hour axis, with the
+least-squares slope in dB per doubling of CPU for DiCE + DC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def slope_per_doubling(hours: list[float], psnr: list[float]) -> float | None:
+    """Least-squares dB per doubling of CPU-hours (None for fewer than two points)."""
+    if len(hours) < 2:
+        return None
+    x = [math.log2(h) for h in hours]
+    mx, my = sum(x) / len(x), sum(psnr) / len(psnr)
+    sxx = sum((a - mx) ** 2 for a in x)
+    return sum((a - mx) * (b - my) for a, b in zip(x, psnr)) / sxx if sxx else None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT / "docs" / "learning_curve.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "learning_curve.png"))
+    args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    days = json.loads(Path(args.data).read_text())["days"]
+    sets = [s for s in ("two_ct", "seven_ct") if any(s in d for d in days)]
+    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 4.8), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        rows = [d for d in days if name in d]
+        for views, colour in (("6", "tab:blue"), ("10", "tab:orange")):
+            h = [d["cpu_hours"] for d in rows if views in d[name]]
+            for method, style, label in (("dice_dc", "-o", "DiCE + DC"), ("dice", "--s", "DiCE alone"),
+                                         ("sart", ":", "SART")):
+                y = [d[name][views][method] for d in rows if views in d[name]]
+                extra = ""
+                if method == "dice_dc":
+                    s = slope_per_doubling(h, y)
+                    extra = f" ({s:+.2f} dB per doubling)" if s is not None else ""
+                ax.plot(h, y, style, color=colour, label=f"{views} views, {label}{extra}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("cumulative training CPU-hours (2-core machine), log2")
+        ax.set_ylabel("held-out mean PSNR (dB)")
+        ax.set_title({"two_ct": "lung2 + liver (days 1-3 set)", "seven_ct": "7 held-out CTs (from day 4)"}[name])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=130)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
