@@ -219,6 +219,9 @@ def _module(monkeypatch, tmp_path, real_qt):
         def resourcePath(self, path):
             return str(MODULE_DIR / "Resources" / path)
 
+        def onReload(self):  # Slicer's: re-reads the module file only
+            self.reloaded = True
+
     class ScriptedLoadableModuleLogic:
         def __init__(self, parent=None):
             pass
@@ -668,3 +671,32 @@ def test_no_stale_selection_after_an_import_nor_a_projections_node_as_the_ct(mod
     run_timer(widget)
     assert node.GetNodeReference("Projections") is imported and node.GetNodeReference("GroundTruth") is None
     assert not w["compareButton"].enabled
+
+
+def test_reload_also_reloads_the_library(module):
+    """Issue 18, item 15: Reload drops DeepSparseSlicerLib and deepsparse_core from sys.modules before
+    Slicer re-reads DeepSparseSlicer.py, so edited library modules are imported again."""
+    import DeepSparseSlicerLib.parameters  # noqa: F401
+    import deepsparse_core.errors  # noqa: F401
+
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    saved = dict(sys.modules)
+    try:
+        widget.onReload()
+        assert widget.reloaded
+        assert not [n for n in sys.modules if n.split(".")[0] in ("DeepSparseSlicerLib", "deepsparse_core")]
+    finally:  # the rest of the suite keeps the module objects it imported
+        sys.modules.update(saved)
+
+
+def test_the_self_test_skips_visibly_without_its_packages(module, monkeypatch):
+    """Issue 18, item 9: without the Python packages the registered test is skipped, not passed."""
+    mod, scene, app, w = module
+    from DeepSparseSlicerLib import dependencies
+
+    monkeypatch.setattr(dependencies, "missing", lambda: {"torch": "torch>=2.1,<3"})
+    monkeypatch.setattr(scene, "Clear", lambda *a: None, raising=False)
+    monkeypatch.delenv("DEEPSPARSE_FULL_SELFTEST", raising=False)
+    with pytest.raises(unittest.SkipTest, match="missing Python packages torch>=2.1,<3"):
+        mod.DeepSparseSlicerTest().runTest()
