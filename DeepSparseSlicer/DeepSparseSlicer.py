@@ -90,7 +90,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.jobs = {"main": None, "finetune": None, "catalog": None}
         self.installer = dependencies.Installer(
             lambda text: slicer.util.confirmOkCancelDisplay(text, "DeepSparse"),
-            lambda requirements: slicer.util.pip_install(requirements))
+            lambda requirements: slicer.util.pip_install(requirements), busy=self.waiting)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -300,6 +300,17 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def showStatus(self, text, error=False):
         self.ui.statusLabel.text = text
         self.ui.statusLabel.setStyleSheet("color: #c0392b" if error else "")
+
+    @contextlib.contextmanager
+    def waiting(self, text):
+        """A message and the wait cursor while the GUI thread is blocked (pip_install on Slicer 5.8)."""
+        self.showStatus(text)
+        slicer.app.processEvents()
+        qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            yield
+        finally:
+            qt.QApplication.restoreOverrideCursor()
 
     def jobRunning(self, key="main") -> bool:
         return self.jobs[key] is not None and self.jobs[key].running

@@ -15,8 +15,10 @@ compares them).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
+import subprocess
 from typing import Callable
 
 # import name -> pip requirement
@@ -98,7 +100,7 @@ def question(packages: dict[str, str], torch_by_extension: bool = True) -> str:
         how = " (through the PyTorch extension; about 1-3 GB)" if name == "torch" and torch_by_extension else ""
         lines.append(f"  - {state}{how}")
     return ("DeepSparse needs these Python packages:\n" + "\n".join(lines) + "\n\n"
-            "Install them now into Slicer's Python? (Asked once; it can take several minutes. "
+            "Install them now into Slicer's Python? (It can take several minutes. "
             "Restart Slicer afterwards if a package was upgraded.)")
 
 
@@ -128,13 +130,15 @@ def pytorchutils_installer(ask_confirmation: bool = False):
 
 
 class Installer:
-    """Asks once per session, then remembers the answer; :attr:`message` says what went wrong."""
+    """Asks when an action needs missing packages (a "no" holds for that action only: the next one
+    asks again); :attr:`message` says what went wrong. ``busy(text)`` is a context manager shown
+    around the installation (the panel's wait cursor and message: pip can block for minutes)."""
 
     def __init__(self, ask: Callable[[str], bool], pip_install: Callable[[str], None],
-                 torch_installer_factory: Callable[[], object] = pytorchutils_installer):
+                 torch_installer_factory: Callable[[], object] = pytorchutils_installer, busy=None):
         self.ask, self.pip_install = ask, pip_install
         self.torch_installer_factory = torch_installer_factory
-        self.declined = False
+        self.busy = busy or (lambda text: contextlib.nullcontext())
         self.message = ""
 
     def ensure(self) -> bool:
@@ -146,14 +150,19 @@ class Installer:
         if "torch" in packages and torch_installer is None:  # nothing to ask: say what to do
             self.message = NO_PYTORCH_EXTENSION.format(why=f" ({packages['torch']})")
             return False
-        if self.declined or not self.ask(question(packages)):
-            self.declined = True
-            self.message = "DeepSparse needs its Python packages; they were not installed."
+        if not self.ask(question(packages)):
+            self.message = "DeepSparse needs its Python packages; they were not installed (you are asked again next time)."
             return False
         try:
-            install(packages, self.pip_install, torch_installer)
+            with self.busy(f"Installing {', '.join(packages.values())}: this can take several minutes..."):
+                install(packages, self.pip_install, torch_installer)
         except RuntimeError as exc:
             self.message = str(exc)
+            return False
+        except (subprocess.CalledProcessError, OSError) as exc:  # pip itself failed
+            code = f" (exit status {exc.returncode})" if isinstance(exc, subprocess.CalledProcessError) else f": {exc}"
+            self.message = (f"installing {', '.join(packages.values())} failed{code}; pip's output is in the "
+                            "Python console log")
             return False
         importlib.invalidate_caches()
         left = missing()

@@ -186,7 +186,35 @@ def test_installer_asks_once_and_installs_torch_through_pytorchutils(monkeypatch
     state["missing"] = {"scipy": "scipy>=1.10"}
     declining = dependencies.Installer(lambda q: questions.append(q) and False, pip_install)
     assert not declining.ensure() and not declining.ensure()
-    assert len(questions) == 2  # asked once, then remembered
+    assert len(questions) == 3 and "asked again" in declining.message  # a "no" holds for one action only
+
+
+def test_a_failing_pip_is_a_message_and_the_wait_is_shown(monkeypatch):
+    """Issue 18, item 10: pip's CalledProcessError becomes a message for the panel (not "Unexpected
+    error: Command ..."), and the installation runs inside the panel's busy indicator."""
+    import subprocess
+
+    monkeypatch.setattr(dependencies, "missing", lambda: {"scipy": "scipy>=1.10"})
+    shown = []
+
+    def pip_install(requirements):
+        raise subprocess.CalledProcessError(1, ["python", "-m", "pip", "install", requirements])
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def busy(text):
+        shown.append(("start", text))
+        try:
+            yield
+        finally:
+            shown.append(("end", text))
+
+    installer = dependencies.Installer(lambda q: True, pip_install, lambda: None, busy=busy)
+    assert not installer.ensure()
+    assert installer.message == ("installing scipy>=1.10 failed (exit status 1); pip's output is in the "
+                                 "Python console log")
+    assert [s for s, _ in shown] == ["start", "end"] and "several minutes" in shown[0][1]
 
 
 def test_without_the_pytorch_extension_torch_is_not_pip_installed(monkeypatch):
