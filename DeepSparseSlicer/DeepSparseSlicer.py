@@ -18,7 +18,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from DeepSparseSlicerLib import dependencies, engine, parameters
+from DeepSparseSlicerLib import dependencies, engine, info, parameters
 from DeepSparseSlicerLib.jobs import SUCCEEDED
 from DeepSparseSlicerLib.logic import DeepSparseLogic
 
@@ -269,6 +269,8 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.reconstructButton.enabled = s["Projections"] is not None and not busy
         self.ui.compareButton.enabled = s["GroundTruth"] is not None and s["Reconstruction"] is not None and not busy
         projections = s["Projections"]
+        self.ui.inputInfoLabel.text = info.volume_info(s["InputVolume"])
+        self.ui.projectionsInfoLabel.text = info.projections_info(projections)
         image = projections.GetImageData() if projections is not None else None
         self.ui.projectionViewSliderWidget.maximum = max(image.GetDimensions()[2] - 1, 0) if image else 0
 

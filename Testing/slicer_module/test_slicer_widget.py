@@ -700,3 +700,25 @@ def test_the_self_test_skips_visibly_without_its_packages(module, monkeypatch):
     monkeypatch.delenv("DEEPSPARSE_FULL_SELFTEST", raising=False)
     with pytest.raises(unittest.SkipTest, match="missing Python packages torch>=2.1,<3"):
         mod.DeepSparseSlicerTest().runTest()
+
+
+def test_the_panel_describes_its_ct_and_projections(module):
+    """Issue 18, item 14: the info labels show the CT's size and spacing and the projections' views
+    (the engine's wording), detector and grid."""
+    import json
+
+    from deepsparse_core.physics.geometry import Geometry
+
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    node = widget.logic.getParameterNode()
+    ct = _volume(scene, "ct")
+    ct.SetSpacing(0.5, 0.75, 2.0)
+    projections = _volume(scene, "views", views=6)
+    projections.SetAttribute("DeepSparse.Role", "projections")
+    projections.SetAttribute("DeepSparse.Geometry", json.dumps(Geometry.preset("fast", 6).to_dict()))
+    node.SetNodeReferenceID("InputVolume", ct.GetID())
+    node.SetNodeReferenceID("Projections", projections.GetID())
+    assert w["inputInfoLabel"].text == "8 x 8 x 8 voxels at 0.5 x 0.75 x 2 mm"
+    assert w["projectionsInfoLabel"].text == ("6 views 30° apart (arc 180°); detector 128 x 128 at 4.8 x 4.8 mm, "
+                                              "DSO 800 / DSD 1200 mm; grid 128x128x128 at 3.2 mm (fast)")

@@ -231,17 +231,11 @@ class Geometry:
         return abs(step) * self.n_views
 
     def views_phrase(self) -> str:
-        """The views in words, one wording everywhere: '6 views 30° apart (arc 180°)' for uniform
-        steps (arc = n x step, the convention of :attr:`arc`), else '5 views over 0-170° (gaps 20-60°)'."""
-        n = self.n_views
-        if n < 2:
-            return f"{n} view" + ("" if n == 1 else "s")
-        deg = [math.degrees(float(a)) for a in self.angles]
-        gaps = [abs(b - a) for a, b in zip(deg, deg[1:])]
-        if max(gaps) - min(gaps) <= 0.01 * max(max(gaps), 1e-9) + 1e-6:
-            step = sum(gaps) / len(gaps)
-            return f"{n} views {step:.3g}° apart (arc {math.degrees(self.arc):.4g}°)"
-        return f"{n} views over {min(deg):.4g}-{max(deg):.4g}° (gaps {min(gaps):.3g}-{max(gaps):.3g}°)"
+        """The views in words, one wording everywhere (:func:`~deepsparse_core.physics.angles.views_phrase`):
+        '6 views 30° apart (arc 180°)', or '5 views over 0-170° (gaps 20-70°)' for irregular steps."""
+        from .angles import views_phrase
+
+        return views_phrase([float(a) for a in self.angles], self.arc if self.n_views >= 2 else None)
 
     # ------------------------------------------------------------------ coordinates
     def axis_centres(self, axis: int, dtype=torch.float32, device=None) -> torch.Tensor:
