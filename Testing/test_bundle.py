@@ -137,13 +137,25 @@ def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monk
     real = bundle.held_out_scores
     monkeypatch.setattr(bundle, "held_out_scores", lambda model, *a, **k: calls.append(str(model)) or real(model, *a, **k))
     capsys.readouterr()
-    assert main(base + ["--held-out", str(other), "--only-if-better"]) == 0
+    import deepsparse_core.reconstruct as recon
+
+    sart_runs = []
+    real_reconstruct = recon.reconstruct
+    monkeypatch.setattr(recon, "reconstruct", lambda data, method, **k: sart_runs.append(method) or
+                        real_reconstruct(data, method, **k))
+    markdown = campaign / "kept.md"
+    assert main(base + ["--held-out", str(other), "--only-if-better", "--markdown", str(markdown)]) == 0
     captured = capsys.readouterr()
     # the new model once, then the bundled file once on the other set; the same weights are not better
     assert calls == [str(same), str(out)]
     assert "kept" in captured.out and "rescored on these CTs" in captured.out
     assert "scored on other held-out CTs" in captured.err
     assert read_card(out)["held_out_volumes"] == stored["held_out_volumes"]   # the file was kept
+    # FDK and SART are model-independent: computed once per CT and view count, not again for the rescoring
+    assert sart_runs.count("sart") == sart_runs.count("fdk") == 2
+    text = markdown.read_text()   # the kept model's per-CT scores on these CTs
+    assert text.startswith("same-set.safetensors (kept), rescored on 2 held-out CTs")
+    assert "| 2 | **mean** (2) |" in text
 
 
 def test_markdown_has_per_ct_rows_and_a_mean_without_named_cts():

@@ -122,6 +122,12 @@ def card_markdown(name: str, card: dict) -> str:
     return "\n".join(lines)
 
 
+def per_ct_markdown(rows: list[dict], k: int, mean_also_without=None) -> str:
+    """The per-CT table of :func:`card_markdown` for score ``rows`` (``held_out_scores``) with K passes."""
+    return "\n".join(_per_ct_lines({"held_out_rows": rows, "inference": {"data_consistency": k},
+                                     "mean_also_without": mean_also_without or []})) + "\n"
+
+
 def _per_ct_lines(card: dict) -> list[str]:
     """Per held-out CT (PSNR dB / SSIM) and the DC margin over SART, from ``held_out_rows``; where
     ``mean_also_without`` names CTs (e.g. a crop mostly in air), the mean without them too."""

@@ -65,7 +65,9 @@ def held_out_scores(model, files, views, ks=(0,), sart_iterations: int = 20, dev
                     t0 = time.perf_counter()
                     cases[0] = rec.reconstruct(data, data_consistency=0)
                     cases["seconds"] = time.perf_counter() - t0
+                if "fdk" not in cases:  # model-independent: a rescoring of another model passes them in
                     cases["fdk"] = reconstruct(data, "fdk").clamp(0, 1)
+                if "sart" not in cases:
                     cases["sart"] = reconstruct(data, "sart", iterations=sart_iterations)
                 for k in ks:
                     if k not in cases:
@@ -202,11 +204,15 @@ def cmd_bundle(args) -> int:
         print(f"{n} views: FDK {rows['fdk']['psnr']:.2f}, SART {rows['sart']['psnr']:.2f}, DiCE "
               f"{rows['dice']['psnr']:.2f}, DiCE + {k} DC {rows['dice_dc']['psnr']:.2f} dB (mean of {len(files)})")
     if args.only_if_better and out.exists():
+        rescored: dict = {}
+
         def rescore(path, k_old):
             print(f"the bundled {path.name} was scored on other held-out CTs: scoring it on these "
                   f"({len(files)}) with its {k_old} DC passes", file=sys.stderr)
-            old = held_out_scores(path, files, counts, (k_old,), args.sart_iterations, args.device,
-                                  show_progress=mode() == "bar", vif=False)
+            shared = {key: {"fdk": c["fdk"], "sart": c["sart"]} for key, c in volumes.items()}  # same views
+            old = held_out_scores(path, files, counts, (0, k_old), args.sart_iterations, args.device,
+                                  show_progress=mode() == "bar", vif=False, volumes=shared)
+            rescored.update(rows=old["rows"], k=k_old)
             for n, m in old["means"].items():
                 print(f"{n} views, bundled: DiCE + {k_old} DC {m[k_old]['psnr']:.2f} dB (mean of {len(files)})")
             return {str(n): {"dice_dc": m[k_old]} for n, m in old["means"].items()}
@@ -214,6 +220,12 @@ def cmd_bundle(args) -> int:
         better, why = _better(card, out, rescore)
         if not better:
             print(f"kept {out}: {why}")
+            if args.markdown and rescored:  # the kept model's per-CT scores on these CTs
+                from ..atomic import write_text
+                from ..model.card import per_ct_markdown
+
+                write_text(args.markdown, f"{out.name} (kept), rescored on {len(files)} held-out CTs\n"
+                           + per_ct_markdown(rescored["rows"], rescored["k"], info.get("mean_also_without")))
             emit("result", written=False, reason=why)
             return 0
     path = write_bundled(model, out, card)
