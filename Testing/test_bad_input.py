@@ -625,3 +625,17 @@ def test_no_input_is_ever_destroyed(case, ws, tmp_path, capfd):
     assert (out / "ct_symlink.nii.gz").is_symlink()
     assert all(stat.S_ISCHR(os.lstat(p).st_mode) for p in out.glob("null"))
     assert all(stat.S_ISFIFO(os.lstat(p).st_mode) for p in out.glob("pipe.json"))
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".json"])
+def test_a_long_valid_output_name_is_written(ws, tmp_path, ext, capsys):
+    """Issue 19, class 6: a 250-byte name is valid on Linux (255-byte limit); the temporary file of
+    the atomic write must not push it over."""
+    name = "v" * (250 - len(ext)) + ext
+    if ext == ".json":
+        argv = ["evaluate", "--reference", ws / "ct.nii.gz", "--reconstruction", ws / "ct.nii.gz",
+                "--json", tmp_path / name]
+    else:
+        argv = _rec(ws, tmp_path)[:-1] + [tmp_path / name]
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == [name]

@@ -21,7 +21,8 @@ def atomic_path(path: str | Path):
     permissions (0666 minus umask), on error it is removed, so no half-written file is ever left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    # a short hidden name (not the target's: a 250-byte target name plus a suffix would pass 255 bytes)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ds-", suffix=".tmp" + path.suffix[:16])
     os.close(fd)
     try:
         yield Path(tmp)

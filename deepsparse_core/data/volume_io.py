@@ -258,7 +258,7 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
         image.SetMetaData("ITK_FileNotes", notes[:79])
     for key, value in (fields or {}).items():
         image.SetMetaData(str(key), str(value))
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{ext}"
+    tmp = path.parent / f".ds-{uuid.uuid4().hex[:8]}.tmp{ext}"  # short: the target's name may use 255 bytes
     try:
         with itk_messages():
             sitk.WriteImage(image, str(tmp), compress)
