@@ -6,7 +6,8 @@ created with :func:`progress`. In JSON mode each update is one line on stdout, e
 results and errors are ``{"event": "result", ...}`` / ``{"event": "error", "message": ...}``.
 Cancellation: a ``cancel`` callable returning True makes :meth:`Progress.update` raise
 :class:`Cancelled`. When stderr is not a terminal (a log file, a pipe) the bar is replaced by a plain
-line every :data:`LOG_INTERVAL_S` seconds and at the end (percentage, elapsed, ETA).
+line every :data:`LOG_INTERVAL_S` seconds (percentage, elapsed, ETA) and, after any, one at the end:
+work shorter than the interval prints nothing.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class Progress:
         self.total, self.task, self.done = total, task, 0
         self.callback, self.cancel = callback, cancel
         self.start = time.perf_counter()
-        self._bar, self._lines, self._last_line = None, False, self.start
+        self._bar, self._lines, self._last_line, self._printed = None, False, self.start, False
         if not _MODE["json"] and not _MODE["quiet"] and callback is None:
             if _is_terminal(sys.stderr):
                 from tqdm.auto import tqdm
@@ -124,8 +125,9 @@ class Progress:
             if fields:
                 self._bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in fields.items()})
         emit("progress", **info)
-        if self._lines and (time.perf_counter() - self._last_line >= LOG_INTERVAL_S or self.done >= self.total):
-            self._last_line = time.perf_counter()
+        if self._lines and (time.perf_counter() - self._last_line >= LOG_INTERVAL_S
+                            or self.done >= self.total and self._printed):
+            self._last_line, self._printed = time.perf_counter(), True
             print(log_line(info), file=sys.stderr, flush=True)
         if self.callback is not None:
             self.callback(info)
