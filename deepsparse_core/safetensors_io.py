@@ -13,10 +13,16 @@ from .errors import InputError
 def save_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> Path:
     """Write ``tensors`` to ``path`` through a temporary file in the same folder and a rename,
     so a failure never leaves a half-written file."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+    except SafetensorError as e:  # e.g. "I/O error: No space left on device (os error 28)"
+        reason = str(e).splitlines()[0].replace("Error while serializing: ", "")
+        kept = "the existing file was left as it was" if Path(path).exists() else "nothing was written"
+        raise InputError(f"{path}: cannot write: {reason}; {kept}") from None
     return Path(path)
 
 

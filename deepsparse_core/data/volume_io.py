@@ -238,6 +238,22 @@ def _extension(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+def _check_written(tmp: Path, path: Path, array: np.ndarray) -> None:
+    """Read the written file back and compare its voxels: ITK's writers do not report a full disk or
+    a file-size limit (the file just ends early, and its reader fills the rest), so a short file
+    would otherwise replace a good target."""
+    try:
+        with itk_messages():
+            image = sitk.ReadImage(str(tmp))
+        back = sitk.GetArrayViewFromImage(image)  # a view: ``image`` must outlive it
+        same = back.shape == array.shape and np.array_equal(back, np.asarray(array, dtype=back.dtype), equal_nan=True)
+    except RuntimeError:
+        same = False
+    if not same:
+        kept = "the existing file was left as it was" if path.exists() else "nothing was written"
+        raise InputError(f"{path}: cannot write: the file came out incomplete (disk full or file size limit?); {kept}")
+
+
 def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True, notes: str | None = None,
                  fields: dict | None = None) -> Path:
     """Write ``volume`` (float32, with its spacing/origin/direction) as NIfTI, NRRD or MHA.
@@ -262,6 +278,7 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
     try:
         with itk_messages():
             sitk.WriteImage(image, str(tmp), compress)
+        _check_written(tmp, path, volume.array)
         os.replace(tmp, path)
     except (RuntimeError, OSError) as exc:
         tmp.unlink(missing_ok=True)
