@@ -558,10 +558,10 @@ DESTROYING = {
     "simulate-reference-out-hard-link-to-ct": (lambda w, o: _sim(w, o / "ct.nii.gz", o, "--reference-out",
                                                                  o / "ct_hardlink.nii.gz"), "is the input --ct"),
     "simulate-out-is-the-geometry": (lambda w, o: ["simulate", o / "ct.nii.gz", "--views", "6", "--geometry", o / "geometry.yaml",
-                                                   "--out", o / "geometry.yaml"], "safetensors|is the input"),
+                                                   "--out", o / "geometry.yaml"], "is the input --geometry"),
     "evaluate-json-is-the-reference": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz", "--reconstruction",
                                                      o / "ct.nii.gz", "--json", o / "ct.nii.gz"],
-                                       "volume or model file|is the input"),
+                                       "is an existing volume or model file"),
     "evaluate-json-symlink-to-reference": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz",
                                                          "--reconstruction", o / "ct.nii.gz", "--json",
                                                          o / "ct_symlink.nii.gz"], "symbolic link"),
@@ -574,9 +574,10 @@ DESTROYING = {
                                                   "--out", o / "x.nii.gz"], "safetensors"),
     "bundle-markdown-is-the-model": (lambda w, o: ["bundle", o / "model.safetensors", "--held-out", o,
                                                    "--markdown", o / "model.safetensors", "--out",
-                                                   o / "new.safetensors"], "volume or model file|is the input"),
+                                                   o / "new.safetensors"], "is an existing volume or model file"),
     "bundle-out-is-the-model": (lambda w, o: ["bundle", o / "model.safetensors", "--held-out", o,
                                               "--out", o / "model.safetensors"], "is the input --model"),
+    # a folder given through a symbolic link is written into, never replaced: no refusal (see below)
     # outputs that are not regular files: a rename would replace the device or the pipe
     "evaluate-json-character-device": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz", "--reconstruction",
                                                      o / "ct.nii.gz", "--json", _null_device(o / "null")],
@@ -584,7 +585,7 @@ DESTROYING = {
     "evaluate-json-fifo": (lambda w, o: ["evaluate", "--reference", o / "ct.nii.gz", "--reconstruction",
                                          o / "ct.nii.gz", "--json", _fifo(o / "pipe.json")], "not a regular file"),
     "simulate-two-outputs-one-file": (lambda w, o: _sim(w, o / "ct.nii.gz", o)[:-1] + [
-        o / "p2.safetensors", "--reference-out", o / "p2.safetensors"], "same file|nii"),
+        o / "p2.safetensors", "--reference-out", o / "p2.safetensors"], "name the same file"),
 }
 
 
@@ -672,3 +673,12 @@ def test_a_full_disk_keeps_the_existing_output_and_says_so(ws, tmp_path, name):
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: ") and len(lines) == 1 and "Traceback" not in run.stderr, lines
     assert _sha(out) == before and [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_an_output_folder_through_a_symbolic_link_is_used(ws, tmp_path):
+    """Folders are written into, never renamed onto: a linked --out folder is fine."""
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "linked")
+    assert main(["--progress", "none", "phantoms", "--kinds", "chest", "--shape", "8", "--out",
+                 str(tmp_path / "linked")]) == 0
+    assert [p.name for p in (tmp_path / "real").iterdir()] == ["chest-0000.nii.gz"]

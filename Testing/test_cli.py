@@ -230,6 +230,24 @@ def test_default_method_is_the_bundled_dice_where_it_serves_else_sart(fast_views
     assert "(fdk; 6 views" in capsys.readouterr().out
 
 
+def test_the_default_does_not_pick_a_model_that_would_refuse_the_scan(fast_views, tmp_path, capsys):
+    """A 130-pixel detector (the model needs multiples of 8) at an otherwise compatible geometry: SART."""
+    from deepsparse_core.inference import bundled_model_path
+
+    if bundled_model_path(6) is None:
+        pytest.skip("no bundled model")
+    g = Geometry.preset("fast", 6)
+    odd = Geometry(**{**g.to_dict(), "detector_shape": (130, 130), "detector_spacing": (4.8 * 128 / 130,) * 2})
+    odd.save(tmp_path / "odd.yaml")
+    assert run("simulate", fast_views / "ct.nii.gz", "--views", 6, "--geometry", tmp_path / "odd.yaml",
+               "--device", "cpu", "--out", tmp_path / "p.safetensors") == 0
+    capsys.readouterr()
+    assert run("reconstruct", tmp_path / "p.safetensors", "--resolution", "16", "--device", "cpu",
+               "--out", tmp_path / "v.nii.gz") == 0
+    assert "(sart: the default, as the bundled DiCE model dice_6-10views needs a detector in multiples of 8" in \
+        capsys.readouterr().out
+
+
 @pytest.mark.parametrize("options,message", [
     (["--method", "fdk", "--iterations", "5"], "--iterations does not apply to fdk: --iterations is for sart"),
     (["--method", "sart", "--model", "m.safetensors", "--cutoff", "0.5"],

@@ -51,7 +51,10 @@ def test_the_default_figure_reads_on_a_slide(tmp_path):
     img = np.asarray(Image.open(path).convert("RGB"))
     tile = figures.default_tile(3)
     assert img.shape[1::-1] == figures.figure_size(3, tile, len(notes)) and img.shape[1] >= 1600
-    assert figures.FONT_PX >= 14
+    from PIL import ImageFont
+
+    font = figures._font()
+    assert isinstance(font, ImageFont.FreeTypeFont) and font.size == figures.FONT_PX >= 14
     caption = img[figures.HEADER_H + 6 * tile:, :]
     rows_with_text = np.flatnonzero(caption.max(axis=(1, 2)) > 128)
     assert rows_with_text.max() - rows_with_text.min() > 2 * figures.LINE_H  # three caption lines drawn

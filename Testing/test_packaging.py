@@ -38,3 +38,18 @@ def test_the_package_exposes_the_readme_api_lazily():
 
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         deepsparse_core.nothing  # noqa: B018
+
+
+def test_reconstruct_is_callable_whichever_import_came_first():
+    """``deepsparse_core.reconstruct`` names both a submodule and the README's function: after
+    ``from deepsparse_core.reconstruct import METHODS`` (the submodule imported first) the package
+    attribute is the module, which must still be callable (and keep its attributes)."""
+    import subprocess
+    import sys
+
+    code = ("from deepsparse_core.reconstruct import METHODS; import deepsparse_core as ds; "
+            "assert callable(ds.reconstruct) and ds.reconstruct.METHODS == METHODS; "
+            "import deepsparse_core.reconstruct as r; assert r is ds.reconstruct and r.OPTIONS")
+    for first in (code, "import deepsparse_core as ds; f = ds.reconstruct; " + code):
+        run = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr

@@ -56,3 +56,13 @@ def test_quiet_and_json_modes_print_no_log_lines(clock, capsys):
 def test_hours_are_written_as_clock_time():
     assert P.log_line({"task": "train", "done": 1, "total": 4, "elapsed_s": 3725.0, "eta_s": 11175.0}) == \
         "train: 25% (1/4), 1:02:05 elapsed, ETA 3:06:15"
+
+
+def test_the_end_line_is_printed_once(clock, capsys):
+    """A loop that goes on past its total (a time-bounded run) does not repeat the end line."""
+    with P.progress(2, "train") as bar:
+        for _ in range(5):
+            clock[0] += 6.0
+            bar.update(1)
+    assert capsys.readouterr().err.splitlines() == ["train: 50% (1/2), 0:06 elapsed, ETA 0:06",
+                                                    "train: 100% (2/2), 0:12 elapsed"]

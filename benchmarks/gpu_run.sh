@@ -20,6 +20,8 @@ GPU_CONFIG=${GPU_CONFIG:-bundled}
 BATCH=${BATCH:-8}
 WORK=${WORK:-/tmp/deepsparse_gpu}
 BUNDLED=deepsparse_core/models/dice_6-10views.safetensors
+BUDGET_S=${BUDGET_S:-570}          # the whole run, inside the device call's 590 s
+DEADLINE=$((SECONDS + BUDGET_S))
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -32,7 +34,9 @@ ds() { python3 -m deepsparse_core --progress none "$@"; }
 note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
 step() {  # step NAME TIMEOUT_S COMMAND...: its output added to $OUT/NAME.log, its status to summary.txt
   local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
+  local t0=$SECONDS left=$((DEADLINE - SECONDS - 60))   # 60 s kept for the model's export
+  [ "$limit" -gt "$left" ] && limit=$left
+  if [ "$limit" -le 0 ]; then note "$name: skipped, no time left"; return 1; fi
   timeout "$limit" "$@" >>"$OUT/$name.log" 2>&1
   local rc=$?
   note "$name: exit $rc after $((SECONDS - t0)) s"
@@ -67,7 +71,23 @@ step data 240 bash -c "
   fi"
 DATA="$WORK/synth"; [ -d "$WORK/real" ] && DATA="$DATA $WORK/real"
 
-# 4. training: a short probe measures the step time, then the cosine horizon is fitted to the minutes left
+# 4. training: a short probe measures the step time, then the cosine horizon is fitted to the time left
+# (TRAIN_MINUTES at most, 60 s kept for the export); the model comes back even if the run is cut short
+export_model() {
+  local src="$WORK/run/last.safetensors"
+  [ -f "$src" ] || src="$WORK/run/model.safetensors"
+  [ -f "$src" ] || return 0
+  cp "$WORK/run/log.jsonl" "$OUT/log.jsonl" 2>/dev/null
+  python3 -c "
+import sys, torch
+from deepsparse_core.model.model_file import load_model, save_model
+model, meta = load_model(sys.argv[1])
+save_model(sys.argv[2], model, n_views=meta.get('n_views'), card=meta['card'], dtype=torch.float16)
+print(f'model back: {sys.argv[2]} (float16, from {sys.argv[1]}), step {meta[\"card\"].get(\"step\", \"?\")}, '
+      f'{model.num_parameters() / 1e6:.2f} M parameters')
+" "$src" "$OUT/model.safetensors" 2>&1 | tee -a "$OUT/summary.txt"
+}
+trap export_model EXIT
 if [ "$GPU_CONFIG" = paper ]; then MODEL=(--config paper); else MODEL=(--init "$BUNDLED"); fi
 COMMON=(--stage scratch --min-views 6 --max-views 10 --batch-size "$BATCH" --points 8000
         --lr 2e-4 --schedule cosine --warmup-steps 20 --min-lr 1e-5 --val-every 0 --checkpoint-every 500
@@ -76,17 +96,16 @@ t0=$SECONDS
 step train 300 python3 -m deepsparse_core --progress none train "${MODEL[@]}" --data $DATA \
   --out "$WORK/run" --steps "$PROBE" "${COMMON[@]}"
 probe_s=$((SECONDS - t0))
-STEPS=$(python3 -c "print(max($PROBE + 1, $PROBE + int(($TRAIN_MINUTES * 60 - $probe_s) * $PROBE / max($probe_s, 1))))")
-note "probe: $PROBE steps in $probe_s s (start-up included); cosine horizon $STEPS steps"
-step train $((TRAIN_MINUTES * 60 + 120)) python3 -m deepsparse_core --progress none train --resume --out "$WORK/run" \
-  --steps "$STEPS" --minutes "$TRAIN_MINUTES" --data $DATA
-cp "$WORK/run/log.jsonl" "$OUT/log.jsonl" 2>/dev/null
-python3 - "$WORK/run/last.safetensors" "$OUT/model.safetensors" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
-import sys, torch
-from deepsparse_core.model.model_file import load_model, save_model
-model, meta = load_model(sys.argv[1])
-save_model(sys.argv[2], model, n_views=meta.get("n_views"), card=meta["card"], dtype=torch.float16)
-print(f"model back: {sys.argv[2]} (float16), step {meta['card'].get('step')}, "
-      f"{model.num_parameters() / 1e6:.2f} M parameters")
-EOF
+LEFT_S=$(( DEADLINE - SECONDS - 60 ))
+TRAIN_S=$(( TRAIN_MINUTES * 60 < LEFT_S ? TRAIN_MINUTES * 60 : LEFT_S ))
+if [ "$TRAIN_S" -gt 30 ]; then
+  STEPS=$(python3 -c "print(max($PROBE + 1, $PROBE + int(($TRAIN_S - 15) * $PROBE / max($probe_s, 1))))")
+  note "probe: $PROBE steps in $probe_s s (start-up included); training $TRAIN_S s more, cosine horizon $STEPS steps"
+  step train $((TRAIN_S + 30)) python3 -m deepsparse_core --progress none train --resume --out "$WORK/run" \
+    --steps "$STEPS" --minutes "$(python3 -c "print($TRAIN_S / 60)")" --data $DATA
+else
+  note "no time left for training after the probe ($LEFT_S s)"
+fi
+export_model
+trap - EXIT
 note "gpu_run done; back under $OUT: $(ls "$OUT" | tr '\n' ' ')"

@@ -38,7 +38,8 @@ def __getattr__(name: str):
     if name in _API:
         import importlib
 
-        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        module = importlib.import_module(f".{_API[name]}", __name__)
+        value = module if name == "reconstruct" else getattr(module, name)  # a callable module, see there
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -150,10 +150,19 @@ def bundled_model_serving(data: ProjectionData) -> tuple[Path | None, str]:
     path = bundled_model_path(n)
     if path is None:
         return None, f"no bundled DiCE model serves {n} views"
+    meta = read_model_metadata(path)
+    training = _training_geometry(meta)
     try:
-        check_compatibility(data.geometry, _training_geometry(read_model_metadata(path)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_compatibility(data.geometry, training)
     except GeometryError:
         return None, f"the bundled DiCE model {path.stem} was trained for another scanner geometry"
+    k = int(getattr(meta.get("config"), "downsampling", 1) or 1)
+    if any(int(s) % k for s in data.geometry.detector_shape):
+        return None, f"the bundled DiCE model {path.stem} needs a detector in multiples of {k} pixels"
+    if training is not None and hu_window_factor(data.geometry, training) is None:
+        return None, f"the bundled DiCE model {path.stem} cannot read this HU window"
     return path, f"the bundled DiCE model {path.stem} serves {n} views at this geometry"
 
 

@@ -63,15 +63,16 @@ def _option(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def _paths(value) -> list[str]:
-    """Path-like strings of an option value (lists, ``NAME:N=PATH`` model pairs; numbers are skipped)."""
+def _paths(value, pairs: bool = False) -> list[str]:
+    """Path-like strings of an option value (lists; with ``pairs``, ``NAME:N=PATH`` model pairs;
+    numbers are skipped)."""
     values = value if isinstance(value, (list, tuple)) else [value]
     out = []
     for v in values:
         if v is None or isinstance(v, (bool, int, float)):
             continue
         text = os.fspath(v) if isinstance(v, os.PathLike) else str(v)
-        out.append(text.split("=", 1)[1] if "=" in text and not os.path.exists(text) else text)
+        out.append(text.split("=", 1)[1] if pairs and "=" in text and not os.path.exists(text) else text)
     return out
 
 
@@ -79,13 +80,11 @@ def check_inputs_are_safe(args) -> None:
     """Refuse, before any work, an output that names one of the command's inputs or an existing
     file that is not a regular one (a device such as /dev/null, a FIFO, a symbolic link)."""
     outputs = [(d, p) for d in OUTPUT_OPTIONS for p in _paths(getattr(args, d, None))]
-    inputs = [(d, p) for d in INPUT_OPTIONS for p in _paths(getattr(args, d, None))]
+    inputs = [(d, p) for d in INPUT_OPTIONS for p in _paths(getattr(args, d, None), pairs=d == "model")]
     for dest, out in outputs:
-        if not os.path.lexists(out):
-            continue
+        if not os.path.lexists(out) or os.path.isdir(out):
+            continue  # folders (also through a link): written into, never renamed onto; the command checks them
         mode = os.lstat(out).st_mode
-        if stat.S_ISDIR(mode):
-            continue  # folders: the command's own check (an output folder, or "is a folder")
         if not stat.S_ISREG(mode):
             kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
             raise InputError(f"{_option(dest)} {out} is {kind}: writing would replace it; give a new file name")

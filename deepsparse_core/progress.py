@@ -102,7 +102,7 @@ class Progress:
         self.total, self.task, self.done = total, task, 0
         self.callback, self.cancel = callback, cancel
         self.start = time.perf_counter()
-        self._bar, self._lines, self._last_line, self._printed = None, False, self.start, False
+        self._bar, self._lines, self._last_line, self._printed, self._ended = None, False, self.start, False, False
         if not _MODE["json"] and not _MODE["quiet"] and callback is None:
             if _is_terminal(sys.stderr):
                 from tqdm.auto import tqdm
@@ -125,10 +125,11 @@ class Progress:
             if fields:
                 self._bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in fields.items()})
         emit("progress", **info)
-        if self._lines and (time.perf_counter() - self._last_line >= LOG_INTERVAL_S
-                            or self.done >= self.total and self._printed):
-            self._last_line, self._printed = time.perf_counter(), True
-            print(log_line(info), file=sys.stderr, flush=True)
+        if self._lines and not self._ended:
+            last = self.done >= self.total
+            if time.perf_counter() - self._last_line >= LOG_INTERVAL_S or last and self._printed:
+                self._last_line, self._printed, self._ended = time.perf_counter(), True, last
+                print(log_line(info), file=sys.stderr, flush=True)
         if self.callback is not None:
             self.callback(info)
 

@@ -7,6 +7,8 @@ torch only when it reconstructs, so listing the choices stays fast.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from .errors import DeepSparseError, InputError
@@ -78,3 +80,15 @@ def reconstruct(data: ProjectionData, method: str = "fdk", device: str = "auto",
     if not torch.isfinite(out).all():
         raise DeepSparseError(f"{method} produced non-finite values; check the projections and geometry")
     return out.cpu()
+
+
+class _CallableModule(types.ModuleType):
+    """``deepsparse_core.reconstruct`` is both this module and its function: ``import deepsparse_core as
+    ds; ds.reconstruct(data, "sart")`` works whichever was imported first (a package attribute named
+    like a submodule is replaced by the submodule when that is imported)."""
+
+    def __call__(self, *args, **kwargs):
+        return reconstruct(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

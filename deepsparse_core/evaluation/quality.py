@@ -1,8 +1,8 @@
 """Evaluation report: FDK, SART and every DiCE variant on held-out volumes (``deepsparse benchmark-quality``).
 
 For each held-out candidate cache (200 projections over [0, 180) and the [0, 1] reference) and each
-view count n, the n uniformly spread candidates (offset 0, :func:`uniform_sparse_indices`) are
-reconstructed with every method, timed, and scored with PSNR / SSIM / VIF against the reference.
+view count n, the candidates floor(j K / n), j = 0 .. n-1 (the authors' evaluation views,
+:func:`~deepsparse_core.data.view_selection.evaluation_indices`) are reconstructed with every method, timed, and scored with PSNR / SSIM / VIF against the reference.
 A method that cannot run (missing model file, incompatible geometry, numerical failure) becomes an
 ``n/a`` row with its reason; the others go on.
 
@@ -341,9 +341,10 @@ def _bold(text: str, on: bool) -> str:
 def markdown_report(bench: Benchmark) -> str:
     """The report: overview of mean PSNR, then per view count a mean table and a per-volume table."""
     lines = ["# Reconstruction quality on held-out volumes", "",
-             f"{len(bench.volumes)} volume(s): {', '.join(bench.volumes)}. The n views are the n uniformly spread "
-             f"candidate projections (offset 0) over [0, 180) degrees. SART: {bench.settings.get('sart_iterations')} "
-             f"iterations. Metrics against the reference in [0, 1] (PSNR in dB, data range 1); best value in bold; "
+             f"{len(bench.volumes)} volume(s): {', '.join(bench.volumes)}. The n views are the candidate "
+             f"projections floor(j K / n), j = 0 .. n-1, of the K over [0, 180) degrees (the authors' choice). "
+             f"SART: {bench.settings.get('sart_iterations')} iterations. Metrics against the reference in [0, 1] "
+             f"(PSNR in dB, data range 1); best value in bold; "
              f"seconds = reconstruction time per volume (DiCE model loading excluded), device "
              f"`{bench.settings.get('device')}`.", ""]
     all_methods = []

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.view_selection import (N_MAX, N_MIN, auxiliary_indices, select_hybrid_views, select_views,
-                                   uniform_sparse_indices)
+from ..data.view_selection import (N_MAX, N_MIN, auxiliary_indices, evaluation_indices, select_hybrid_views,
+                                   select_views)
 from ..errors import InputError
 from .data import ViewSampler
 
@@ -70,10 +70,10 @@ class Stage:
         return sample
 
     def validation_views(self, n_candidates: int, arc: float) -> tuple[np.ndarray, np.ndarray | None]:
-        """Fixed views for validation: ``val_views`` uniform views from candidate 0, and the views of the
-        3D features when the model needs more than those (pretrain / step 1: + auxiliary to M), else None.
-        A step-2 model reconstructs from the n sparse views alone."""
-        sparse = uniform_sparse_indices(self.val_views, n_candidates, rng=None, offset=0.0)
+        """Fixed views for validation: the ``val_views`` evaluation views (``evaluation_indices``, as the
+        held-out scores), and the views of the 3D features when the model needs more than those
+        (pretrain / step 1: + auxiliary to M), else None. A step-2 model uses the n sparse views alone."""
+        sparse = evaluation_indices(self.val_views, n_candidates)
         if self.m_total is None or self.denoise or self.m_total == self.val_views:
             return sparse, None
         return sparse, np.concatenate([sparse, auxiliary_indices(sparse, self.m_total, n_candidates, arc)])
