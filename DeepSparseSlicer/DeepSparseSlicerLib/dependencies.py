@@ -31,7 +31,7 @@ REQUIREMENTS = {
     "yaml": "pyyaml>=6.0",
     "tqdm": "tqdm>=4.60",
     "safetensors": "safetensors>=0.4",
-    "PIL": "pillow>=9.0",
+    "PIL": "pillow>=10.1",
     "setuptools": "setuptools>=61",
 }
 TORCH_RANGE = REQUIREMENTS["torch"][len("torch"):]  # what PyTorchUtils.installTorch is asked for
