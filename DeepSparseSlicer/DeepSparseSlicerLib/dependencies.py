@@ -31,7 +31,7 @@ REQUIREMENTS = {
     "yaml": "pyyaml>=6.0",
     "tqdm": "tqdm>=4.60",
     "safetensors": "safetensors>=0.4",
-    "PIL": "pillow>=10.1",
+    "PIL": "pillow>=9.0",  # the panel draws no captioned figure (the package needs 10.1 for those)
     "setuptools": "setuptools>=61",
 }
 TORCH_RANGE = REQUIREMENTS["torch"][len("torch"):]  # what PyTorchUtils.installTorch is asked for
