@@ -2,7 +2,7 @@
 
 The GUI thread copies the volumes out of the scene; a thread step writes them; the module's
 worker (``python -m DeepSparseSlicerLib.worker compare``) resamples the ground truth onto each
-reconstruction's grid (physical LPS space, linear), scores PSNR/SSIM (and VIF) in [0, 1] units
+reconstruction's grid (in world space, through both parent transforms; linear), scores PSNR/SSIM (and VIF) in [0, 1] units
 with ``deepsparse_core.evaluation.metrics`` and writes the difference volumes; the done callback fills the
 metrics table node and makes the difference nodes (reconstruction - ground truth, in the ground
 truth's units, under the reconstruction's parent transform).
@@ -40,12 +40,12 @@ class Comparison:
         if not reconstructions:
             raise error("choose a reconstruction to compare")
         engine.core_location()
-        gt = volume_from_node(ground_truth)
+        gt = volume_from_node(ground_truth, world=True)  # both in world space: parent transforms count
         gt_units, window = self.nodes.units_and_window(ground_truth, gt.array)
         work = self.background.work_dir("compare")
         files, entries = {work / "ground_truth.nii": gt}, []
         for i, node in enumerate(reconstructions):
-            rec = volume_from_node(node)
+            rec = volume_from_node(node, world=True)
             files[work / f"reconstruction_{i}.nii"] = rec
             entries.append({"path": str(work / f"reconstruction_{i}.nii"),
                             "units": self.nodes.units_and_window(node, rec.array)[0]})
@@ -86,6 +86,12 @@ class Comparison:
         name = rec_node.GetName() if rec_node is not None else "reconstruction"
         node = self.nodes.add_volume(volume, f"{name} - {gt_name}", created, units=units, window=window,
                                      role="difference")
+        if rec_node is not None:  # the reconstruction's grid: its own IJKToRAS, then its parent transform
+            import vtk
+
+            m = vtk.vtkMatrix4x4()
+            rec_node.GetIJKToRASMatrix(m)
+            node.SetIJKToRASMatrix(m)
         scale = (window[1] - window[0]) if units == "hu" else 1.0
         node.GetDisplayNode().SetWindowLevel(0.4 * scale, 0.0)
         self.nodes.same_parent_transform(node, rec_node)

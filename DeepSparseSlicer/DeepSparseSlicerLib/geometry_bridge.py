@@ -61,8 +61,26 @@ def node_centre_world(node) -> np.ndarray:
     return to_world_ras(node, node_centre_ras(node))
 
 
-def volume_from_node(node):
-    """A float32 :class:`Volume` (LPS) copied from a scalar volume node. Raises ``InputError``."""
+def node_ijk_to_world(node) -> np.ndarray:
+    """IJK -> world RAS: the node's IJKToRAS under its parent transforms (linear ones only)."""
+    import vtk
+
+    from deepsparse_core.errors import InputError
+
+    matrix = node_ijk_to_ras(node)
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return matrix
+    if not parent.IsTransformToWorldLinear():
+        raise InputError(f"'{node.GetName()}' is under a non-linear transform: harden it first")
+    m = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformToWorld(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)]) @ matrix
+
+
+def volume_from_node(node, world: bool = False):
+    """A float32 :class:`Volume` (LPS) copied from a scalar volume node; ``world``: placed in world
+    coordinates, through its parent transforms (linear). Raises ``InputError``."""
     import slicer
 
     from deepsparse_core.data.volume import Volume
@@ -70,8 +88,8 @@ def volume_from_node(node):
 
     check_scalar_3d(node)
     array = np.array(slicer.util.arrayFromVolume(node), dtype=np.float32)  # (k, j, i), a copy
-    matrix = node_ijk_to_ras(node)
-    spacing_ijk = np.array(node.GetSpacing(), dtype=np.float64)
+    matrix = node_ijk_to_world(node) if world else node_ijk_to_ras(node)
+    spacing_ijk = np.linalg.norm(matrix[:3, :3], axis=0) if world else np.array(node.GetSpacing(), dtype=np.float64)
     if np.any(spacing_ijk <= 0):
         raise InputError(f"'{node.GetName()}' has a non-positive voxel spacing {tuple(spacing_ijk)}")
     direction_ras = matrix[:3, :3] / spacing_ijk  # columns: unit RAS vectors of i, j, k

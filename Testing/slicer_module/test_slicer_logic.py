@@ -586,3 +586,34 @@ def test_a_job_does_not_outlive_a_scene_close(logic, scene_and_app):
     while work.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not work.exists()
+
+
+def test_compare_follows_parent_transforms(workflow):
+    """Issue 18, item 13: a ground truth and a reconstruction that overlay in world space (one under
+    a 40 mm translation, its voxels placed 40 mm back) score as identical, and the difference volume
+    overlays the reconstruction (same IJKToRAS, same parent transform)."""
+    import slicer
+    import vtk
+
+    from DeepSparseSlicerLib.geometry_bridge import node_ijk_to_ras, node_ijk_to_world
+
+    logic, scene, ref = workflow["logic"], workflow["scene"], workflow["reference"]
+    moved = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "moved copy")
+    slicer.util.updateVolumeFromArray(moved, slicer.util.arrayFromVolume(ref).copy())
+    m = vtk.vtkMatrix4x4()
+    ref.GetIJKToRASMatrix(m)
+    m.SetElement(0, 3, m.GetElement(0, 3) - 40.0)
+    moved.SetIJKToRASMatrix(m)
+    moved.SetAttribute("DeepSparse.Units", ref.GetAttribute("DeepSparse.Units") or "hu")
+    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    t = vtk.vtkMatrix4x4()
+    t.SetElement(0, 3, 40.0)
+    shift.SetMatrixTransformToParent(t)
+    moved.SetAndObserveTransformNodeID(shift.GetID())
+    np.testing.assert_allclose(node_ijk_to_world(moved), node_ijk_to_world(ref), atol=1e-9)
+    result = logic.compare(ref, [moved], difference=True)
+    score = result["scores"][0]
+    assert score["ssim"] > 0.999 and (np.isnan(score["psnr"]) or score["psnr"] > 80.0)  # identical: PSNR inf
+    (diff,) = result["differences"]
+    np.testing.assert_allclose(node_ijk_to_ras(diff), node_ijk_to_ras(moved))
+    assert diff.GetTransformNodeID() == shift.GetID() and np.abs(slicer.util.arrayFromVolume(diff)).max() < 1e-3
