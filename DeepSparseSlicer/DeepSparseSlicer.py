@@ -146,15 +146,21 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def refreshModels(self):
         """Method and base-model lists. The engine's models and devices are looked up in a
-        background process (torch is not imported here); until it answers, FDK/SART and a model file."""
-        methods = [("dice-file", "DiCE (model file...)"), ("fdk", "FDK"), ("sart", "SART")]
+        background process (torch is not imported here); until it answers: the bundled DiCE (as stored
+        by default), a model file, FDK and SART."""
+        # before the search answers, the stored default is listed as what it is (not "model file...")
+        methods = [("dice", "DiCE (bundled model; looking for it...)"), ("dice-file", "DiCE (model file...)"),
+                   ("fdk", "FDK"), ("sart", "SART")]
         if self.logic.catalog.known:
             with self.userErrors():
                 methods = [(m.key, m.label) for m in self.logic.methods()]
             self._engineListed = True
         elif self.jobs["catalog"] is None and not dependencies.missing():
             self.startCatalogProbe()
-        self.ui.deviceInfoLabel.text = self.logic.device_report()
+        missing = dependencies.missing() if not self.logic.catalog.known else {}
+        self.ui.deviceInfoLabel.text = (
+            "Models and GPUs are listed once DeepSparse's Python packages are installed (the first action asks)"
+            if missing else self.logic.device_report())
         bases = [(key[len("dice:"):], label) for key, label in methods if key.startswith("dice:")]
         for combo, items in ((self.ui.methodComboBox, methods), (self.ui.baseModelComboBox, bases + [("file", "model file...")])):
             combo.blockSignals(True)  # the stored choice stays; the GUI update below shows it

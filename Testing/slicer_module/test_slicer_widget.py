@@ -729,3 +729,21 @@ def test_the_panel_describes_its_ct_and_projections(module):
     assert w["inputInfoLabel"].text == "8 x 8 x 8 voxels at 0.5 x 0.75 x 2 mm"
     assert w["projectionsInfoLabel"].text == ("6 views 30° apart (arc 180°); detector 128 x 128 at 4.8 x 4.8 mm, "
                                               "DSO 800 / DSD 1200 mm; grid 128x128x128 at 3.2 mm (fast)")
+
+
+def test_before_the_model_search_the_list_shows_what_will_run(module, monkeypatch):
+    """Issue 18, item 7: the stored default "dice" is listed (and shown) before the background search
+    answers, and without the packages the label says what to do instead of "Looking..." forever."""
+    from DeepSparseSlicerLib import dependencies
+
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    assert not widget.logic.catalog.known
+    assert w["methodComboBox"].currentData == "dice" and "bundled" in w["methodComboBox"].currentText
+    monkeypatch.setattr(dependencies, "missing", lambda: {"torch": "torch>=2.1,<3"})
+    for job in widget.jobs.values():
+        if job is not None:
+            job.cancel()
+    widget.jobs["catalog"] = None
+    widget.refreshModels()
+    assert w["deviceInfoLabel"].text.startswith("Models and GPUs are listed once") and widget.jobs["catalog"] is None
