@@ -682,3 +682,14 @@ def test_an_output_folder_through_a_symbolic_link_is_used(ws, tmp_path):
     assert main(["--progress", "none", "phantoms", "--kinds", "chest", "--shape", "8", "--out",
                  str(tmp_path / "linked")]) == 0
     assert [p.name for p in (tmp_path / "real").iterdir()] == ["chest-0000.nii.gz"]
+
+
+@pytest.mark.parametrize("method", ["fdk", "sart"])
+def test_rtk_backend_without_itk_rtk_says_so(ws, tmp_path, monkeypatch, capsys, method):
+    """Issue 19, class 6: --backend rtk never falls back silently when itk-rtk is missing."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "itk", None)  # import itk -> ImportError, as without itk-rtk
+    rc = main([str(a) for a in _rec(ws, tmp_path, "--method", method, "--backend", "rtk")])
+    assert_one_line_error(rc, capsys.readouterr().err, "needs the itk-rtk package")
+    assert not (tmp_path / "v.nii.gz").exists()
