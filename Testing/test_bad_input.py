@@ -693,3 +693,15 @@ def test_rtk_backend_without_itk_rtk_says_so(ws, tmp_path, monkeypatch, capsys, 
     rc = main([str(a) for a in _rec(ws, tmp_path, "--method", method, "--backend", "rtk")])
     assert_one_line_error(rc, capsys.readouterr().err, "needs the itk-rtk package")
     assert not (tmp_path / "v.nii.gz").exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "reconstruct", "evaluate"])
+def test_a_pipe_given_as_input_is_refused_at_once(ws, tmp_path, capsys, command):
+    """Issue 19, class 4: a FIFO (or a device) as input would block the read forever."""
+    pipe = tmp_path / "input.nii.gz"
+    os.mkfifo(pipe)
+    argv = {"simulate": lambda: _sim(ws, pipe, tmp_path),
+            "reconstruct": lambda: _rec(ws, tmp_path, projections=pipe),
+            "evaluate": lambda: ["evaluate", "--reference", pipe, "--reconstruction", ws / "ct.nii.gz"]}[command]()
+    rc = main([str(a) for a in argv])
+    assert_one_line_error(rc, capsys.readouterr().err, "is not a regular file")

@@ -77,10 +77,14 @@ def _paths(value, pairs: bool = False) -> list[str]:
 
 
 def check_inputs_are_safe(args) -> None:
-    """Refuse, before any work, an output that names one of the command's inputs or an existing
-    file that is not a regular one (a device such as /dev/null, a FIFO, a symbolic link)."""
+    """Refuse, before any work, an input that is not a regular file or folder (a FIFO or a device
+    would hang the read), and an output that names one of the command's inputs or an existing file
+    that is not a regular one (a device such as /dev/null, a FIFO, a symbolic link)."""
     outputs = [(d, p) for d in OUTPUT_OPTIONS for p in _paths(getattr(args, d, None))]
     inputs = [(d, p) for d in INPUT_OPTIONS for p in _paths(getattr(args, d, None), pairs=d == "model")]
+    for dest, src in inputs:  # a FIFO or a device would block the read forever, or never end
+        if os.path.exists(src) and not (os.path.isfile(src) or os.path.isdir(src)):
+            raise InputError(f"{_option(dest)} {src} is not a regular file (a pipe or a device?): give a file")
     for dest, out in outputs:
         if not os.path.lexists(out) or os.path.isdir(out):
             continue  # folders (also through a link): written into, never renamed onto; the command checks them
