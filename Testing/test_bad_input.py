@@ -109,6 +109,8 @@ def ws(tmp_path_factory):
         _rewrite_metadata(d / "model.safetensors", d / f"model_{name}.safetensors",
                           lambda m, v=value: _edit_json_field(m, "config", lambda c: c.update(base_channels=v)))
         (d / f"config_{name}.json").write_text(json.dumps({"preset": "tiny", "base_channels": value}))
+    _rewrite_metadata(d / "model.safetensors", d / "model_dc_million.safetensors",   # a card asking for days
+                      lambda m: {**m, "card": json.dumps({"inference": {"data_consistency": 10 ** 6}})})
 
     # --- training data of two geometries and one finished run
     from deepsparse_core.training import make_synthetic_cache, small_geometry
@@ -303,6 +305,15 @@ CASES = {
     "reconstruct-sart-relaxation-negative": (lambda w, o: _rec(w, o, "--method", "sart", "--relaxation", "-0.3"),
                                              "relaxation"),
     "reconstruct-resolution-two-sizes": (lambda w, o: _rec(w, o, "--resolution", "16", "16"), "resolution"),
+    # issue 19, class 4: work that would run for days is refused at once
+    "reconstruct-sart-1e8-iterations": (lambda w, o: _rec(w, o, "--method", "sart", "--iterations", "100000000"),
+                                        "above the maximum of 10000 SART iterations"),
+    "reconstruct-dc-1e6-passes": (lambda w, o: _rec(w, o, "--method", "dice", "--model", w / "model.safetensors",
+                                                    "--data-consistency", "1000000"), "above the maximum of 200"),
+    "reconstruct-card-asks-1e6-passes": (lambda w, o: _rec(w, o, "--method", "dice", "--model",
+                                                           w / "model_dc_million.safetensors"),
+                                         "recommends 1000000 data-consistency passes, above the maximum 200"),
+    "demo-1e8-iterations": (lambda w, o: ["demo", "--iterations", "100000000", "--out", o / "demo"], "maximum"),
 }
 
 
@@ -705,3 +716,9 @@ def test_a_pipe_given_as_input_is_refused_at_once(ws, tmp_path, capsys, command)
             "evaluate": lambda: ["evaluate", "--reference", pipe, "--reconstruction", ws / "ct.nii.gz"]}[command]()
     rc = main([str(a) for a in argv])
     assert_one_line_error(rc, capsys.readouterr().err, "is not a regular file")
+
+
+def test_the_command_line_and_the_engine_share_one_data_consistency_maximum():
+    from deepsparse_core import cli, inference
+
+    assert cli.MAX_DATA_CONSISTENCY_CLI == inference.MAX_DATA_CONSISTENCY

@@ -77,6 +77,15 @@ def _check_projections_path(path) -> None:
     check_output_file(path, create_folder=True)
 
 
+MAX_ITERATIONS = 10_000            # SART iterations (20 is the default; 10^4 on 128^3 is already hours)
+MAX_DATA_CONSISTENCY_CLI = 200     # = inference.MAX_DATA_CONSISTENCY (not imported here: it imports torch)
+
+
+def _at_most(value, maximum: int, option: str, what: str) -> None:
+    if value is not None and value > maximum:
+        raise InputError(f"{option} {value} is above the maximum of {maximum} {what} (days of work)")
+
+
 def _at_least(value, minimum: int, option: str) -> None:
     if value is not None and value < minimum:
         raise InputError(f"{option} must be >= {minimum}, got {value}")
@@ -192,6 +201,8 @@ def cmd_reconstruct(args) -> int:
     _check_volume_path(args.out)
     _at_least(args.iterations, 1, "--iterations")
     _at_least(args.data_consistency, 0, "--data-consistency")
+    _at_most(args.iterations, MAX_ITERATIONS, "--iterations", "SART iterations")
+    _at_most(args.data_consistency, MAX_DATA_CONSISTENCY_CLI, "--data-consistency", "data-consistency passes")
     data = load_projections(args.projections, with_reference=False)
     method, why = _choose_method(args, data)
     shape = _output_geometry(args, data).volume_shape  # sizes are checked before any work
@@ -285,6 +296,7 @@ def cmd_demo(args) -> int:
     check_output_folder(args.out)
     _at_least(args.views, 1, "--views")
     _at_least(args.iterations, 1, "--iterations")
+    _at_most(args.iterations, MAX_ITERATIONS, "--iterations", "SART iterations")
     _announce_download(args.sample)
     run_demo(args.out, sample=args.sample, n_views=args.views, preset=args.preset, noise=_noise(args),
              seed=args.seed, device=args.device, sart_iterations=args.iterations)

@@ -121,6 +121,8 @@ def default_model_for(data: ProjectionData) -> Path:
                      f"pass a model file (--model) or use projections with one of those view counts")
 
 
+MAX_DATA_CONSISTENCY = 200  # passes: a card or a command line asking for more is refused (16 is the default)
+
 # one data-consistency pass costs about this share of the network's decoding at any grid size (both
 # scale with voxels x views); measured on 2 CPU cores, 128^3, 6 views: 0.61 s a pass, 7.9 s network
 DC_PASS_COST = 0.08
@@ -368,7 +370,10 @@ class DiceReconstructor:
     def recommended_data_consistency(self) -> int:
         """The data-consistency passes the model card recommends (measured on held-out CTs), else 0."""
         k = ((self.meta.get("card") or {}).get("inference") or {}).get("data_consistency", 0)
-        return int(k) if isinstance(k, int) and k >= 0 else 0
+        if isinstance(k, int) and k > MAX_DATA_CONSISTENCY:
+            raise InputError(f"the model card recommends {k} data-consistency passes, above the maximum "
+                             f"{MAX_DATA_CONSISTENCY}: a damaged or foreign card; pass --data-consistency K")
+        return int(k) if isinstance(k, int) and not isinstance(k, bool) and k >= 0 else 0
 
     # ------------------------------------------------------------------ checks
     def check(self, data: ProjectionData) -> float:
