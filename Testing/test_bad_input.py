@@ -722,3 +722,18 @@ def test_the_command_line_and_the_engine_share_one_data_consistency_maximum():
     from deepsparse_core import cli, inference
 
     assert cli.MAX_DATA_CONSISTENCY_CLI == inference.MAX_DATA_CONSISTENCY
+
+
+@pytest.mark.parametrize("argv", [["reconstruct", "p.safetensors", "--out", "v.nii.gz", "--iterations", "abc"],
+                                  ["no-such-command"], ["simulate", "ct.nii.gz"]])
+def test_json_mode_reports_command_line_errors_as_json(argv, capsys):
+    """Issue 19, class 8: under --progress json an argparse error is one JSON error event on stdout
+    (and one error line on stderr), not usage text; without it argparse's usage stays."""
+    assert main(["--progress", "json", *argv]) == 2
+    out, err = capsys.readouterr()
+    events = [_strict_loads(line) for line in out.splitlines()]
+    assert len(events) == 1 and events[0]["event"] == "error" and events[0]["message"]
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: ") and "error: " in err

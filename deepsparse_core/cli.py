@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .physics.geometry import preset_names
     from .reconstruct import BACKENDS, FILTERS, METHODS, OPTIONS
 
-    parser = argparse.ArgumentParser(prog="deepsparse", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="deepsparse", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"deepsparse {__version__}")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
                         help="progress display: bar (tqdm), json (JSON lines on stdout) or none")
@@ -524,8 +524,40 @@ def _os_error_line(e: OSError) -> str:
     return f"{what}: {e.filename}" if e.filename else _one_line(str(e) or what)
 
 
+class UsageError(SystemExit):
+    """A command-line error of argparse (exit status 2), raised so that :func:`main` can report it as
+    JSON under ``--progress json``; otherwise it is printed the argparse way."""
+
+    def __init__(self, parser, message: str):
+        super().__init__(2)
+        self.parser, self.message = parser, message
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # subparsers are made with the same class
+        raise UsageError(self, message)
+
+
+def _json_requested(argv) -> bool:
+    """Whether the raw arguments ask for ``--progress json`` (before the subcommand)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return any(a == "--progress=json" or a == "--progress" and i + 1 < len(args) and args[i + 1] == "json"
+               for i, a in enumerate(map(str, args)))
+
+
 def main(argv=None) -> int:
-    return run_command(build_parser().parse_args(argv))
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        text = _one_line(f"{e.parser.prog}: {e.message}")
+        if _json_requested(argv):  # a JSON reader (the Slicer module) gets JSON, stderr one line
+            print(dumps({"event": "error", "message": text}), flush=True)
+            print(f"error: {text}", file=sys.stderr)
+        else:
+            e.parser.print_usage(sys.stderr)
+            print(f"{e.parser.prog}: error: {e.message}", file=sys.stderr)
+        return 2
+    return run_command(args)
 
 
 def run_command(args) -> int:
