@@ -109,6 +109,10 @@ def ws(tmp_path_factory):
         _rewrite_metadata(d / "model.safetensors", d / f"model_{name}.safetensors",
                           lambda m, v=value: _edit_json_field(m, "config", lambda c: c.update(base_channels=v)))
         (d / f"config_{name}.json").write_text(json.dumps({"preset": "tiny", "base_channels": value}))
+    for name, field, value in (("card_list", "card", [1, 2]), ("views_text", "n_views", "six"),
+                               ("geometry_text", "geometry", "fast")):   # metadata of the wrong types
+        _rewrite_metadata(d / "model.safetensors", d / f"model_{name}.safetensors",
+                          lambda m, f=field, v=value: {**m, f: json.dumps(v)})
     _rewrite_metadata(d / "model.safetensors", d / "model_dc_million.safetensors",   # a card asking for days
                       lambda m: {**m, "card": json.dumps({"inference": {"data_consistency": 10 ** 6}})})
 
@@ -314,6 +318,15 @@ CASES = {
                                                            w / "model_dc_million.safetensors"),
                                          "recommends 1000000 data-consistency passes, above the maximum 200"),
     "demo-1e8-iterations": (lambda w, o: ["demo", "--iterations", "100000000", "--out", o / "demo"], "maximum"),
+    # issue 19, classes 3 and 8: model metadata of the wrong types, bundle arguments
+    **{f"reconstruct-model-{name}": (lambda w, o, name=name: _rec(w, o, "--method", "dice", "--model",
+                                                                   w / f"model_{name}.safetensors"),
+                                     f"corrupt metadata: {field}")
+       for name, field in (("card_list", "card"), ("views_text", "n_views"), ("geometry_text", "geometry"))},
+    "bundle-views-zero": (lambda w, o: ["bundle", w / "model.safetensors", "--held-out", w / "data", "--views", "0",
+                                        "--out", o / "m.safetensors"], "--views must be >= 1"),
+    "bundle-card-list": (lambda w, o: ["bundle", w / "model_card_list.safetensors", "--held-out", w / "data",
+                                       "--out", o / "m.safetensors"], "corrupt metadata: card"),
 }
 
 

@@ -51,12 +51,19 @@ def read_model_metadata(path: str | Path) -> dict:
     """The parsed metadata of a model file (config, geometry, n_views, card) without loading weights."""
     meta = read_metadata(path, FORMAT, VERSION, "DeepSparse DiCE model file")
     try:
-        return {"config": DiceConfig.from_dict(json.loads(meta["config"])),
-                "geometry": json.loads(meta.get("geometry", "null")),
-                "n_views": json.loads(meta.get("n_views", "null")),
-                "card": json.loads(meta.get("card", "{}"))}
+        out = {"config": DiceConfig.from_dict(json.loads(meta["config"])),
+               "geometry": json.loads(meta.get("geometry", "null")),
+               "n_views": json.loads(meta.get("n_views", "null")),
+               "card": json.loads(meta.get("card", "{}"))}
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise InputError(f"{path} has corrupt metadata ({e})") from None
+    n = out["n_views"]
+    for field, ok in (("card", isinstance(out["card"], dict)),
+                      ("geometry", out["geometry"] is None or isinstance(out["geometry"], dict)),
+                      ("n_views", n is None or isinstance(n, int) and not isinstance(n, bool) and n >= 1)):
+        if not ok:
+            raise InputError(f"{path} has corrupt metadata: {field} is {out[field]!r}")
+    return out
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",

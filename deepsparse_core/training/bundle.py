@@ -180,8 +180,15 @@ def cmd_bundle(args) -> int:
         raise InputError(f"cannot read --info {args.info}: {str(e).splitlines()[0]}") from None
     if not isinstance(info, dict):
         raise InputError("--info must hold a JSON object")
+    if not isinstance(meta.get("card"), dict):
+        raise InputError(f"{model}: its model card is not a JSON object (a damaged or foreign file)")
+    if args.views and min(args.views) < 1:
+        raise InputError(f"--views must be >= 1, got {min(args.views)}")
     files = held_out_files(args.held_out if len(args.held_out) > 1 else args.held_out[0])
     views = meta["card"].get("views") or info.get("views") or {}
+    if not (isinstance(views, dict) and all(isinstance(views.get(k, 6), int) and not isinstance(views.get(k, 6), bool)
+                                            and views.get(k, 6) >= 1 for k in ("min", "max"))):
+        raise InputError(f"the view range must be {{\"min\": a, \"max\": b}} with whole numbers >= 1, got {views!r}")
     counts = args.views or sorted({views.get("min", 6), (views.get("min", 6) + views.get("max", 6)) // 2,
                                    views.get("max", 6)})
     volumes: dict = {}   # the sweep's reconstructions, reused by the final scores
