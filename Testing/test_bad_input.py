@@ -327,6 +327,21 @@ CASES = {
                                         "--out", o / "m.safetensors"], "--views must be >= 1"),
     "bundle-card-list": (lambda w, o: ["bundle", w / "model_card_list.safetensors", "--held-out", w / "data",
                                        "--out", o / "m.safetensors"], "corrupt metadata: card"),
+    # issue 19, class 7: meaningless training values, refused before the run folder exists
+    **{f"train-{flag.strip('-')}-{value}": (lambda w, o, flag=flag, value=value: _train(
+        w, o, "--stage", "scratch", "--schedule", "cosine", flag, value), match)
+       for flag, value, match in (("--lr", "-1", "lr must be > 0"), ("--lr", "1e6", "far above"),
+                                  ("--min-lr", "1", "--min-lr must be in"), ("--warmup-steps", "-5", "--warmup-steps"),
+                                  ("--lambda-q", "-0.1", "--lambda-q"),
+                                  ("--lambda-q", "1e9", "--lambda-q"), ("--edge-fraction", "1.5", "--edge-fraction"),
+                                  ("--val-volumes", "-1", "--val-volumes"), ("--seed", "-3", "--seed"),
+                                  ("--seed", str(2 ** 64), "--seed"))},
+    **{f"{cmd}-seed-2^64": (lambda w, o, cmd=cmd: {
+        "simulate": lambda: _sim(w, w / "ct.nii.gz", o, "--seed", str(2 ** 64)),
+        "phantoms": lambda: ["phantoms", "--shape", "8", "--seed", str(2 ** 64), "--out", o / "ph"],
+        "candidates": lambda: ["candidates", w / "ct.nii.gz", "--geometry", w / "geometry.yaml", "--count", "4",
+                               "--seed", "-1", "--out", o / "c.safetensors"]}[cmd](), "--seed must be in")
+       for cmd in ("simulate", "phantoms", "candidates")},
 }
 
 

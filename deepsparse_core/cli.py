@@ -81,6 +81,11 @@ MAX_ITERATIONS = 10_000            # SART iterations (20 is the default; 10^4 on
 MAX_DATA_CONSISTENCY_CLI = 200     # = inference.MAX_DATA_CONSISTENCY (not imported here: it imports torch)
 
 
+def _check_seed(seed) -> None:
+    if seed is not None and not 0 <= seed < 2 ** 63:
+        raise InputError(f"--seed must be in [0, 2^63), got {seed}")
+
+
 def _at_most(value, maximum: int, option: str, what: str) -> None:
     if value is not None and value > maximum:
         raise InputError(f"{option} {value} is above the maximum of {maximum} {what} (days of work)")
@@ -171,6 +176,7 @@ def cmd_simulate(args) -> int:
     from .data.simulate import simulate
     from .data.volume_io import write_volume
 
+    _check_seed(args.seed)
     _check_projections_path(args.out)  # outputs first: no work for a path that cannot be written
     if args.reference_out:
         _check_volume_path(args.reference_out)
@@ -293,6 +299,7 @@ def cmd_demo(args) -> int:
     """The main job on an embedded default: sample CT -> sparse projections -> FDK/SART -> report."""
     from .demo import run_demo
 
+    _check_seed(args.seed)
     check_output_folder(args.out)
     _at_least(args.views, 1, "--views")
     _at_least(args.iterations, 1, "--iterations")
@@ -316,6 +323,7 @@ def _announce_download(name: str) -> None:
 def cmd_candidates(args) -> int:
     from .data.candidates import build_candidates
 
+    _check_seed(args.seed)
     _check_projections_path(args.out)
     g = _geometry(args)
     path = build_candidates(args.ct, g.with_views(args.count, g.arc), args.out, noise=_noise(args),
@@ -337,6 +345,8 @@ def cmd_phantoms(args) -> int:
         raise InputError(f"unknown phantom kind(s) {', '.join(unknown)}; choose from {', '.join(PHANTOM_KINDS)} or all")
     if args.count < 1 or args.shape < 8:
         raise InputError("--count must be >= 1 and --shape >= 8")
+    _check_seed(args.seed)
+    _check_seed(args.seed + args.count - 1)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")

@@ -392,6 +392,22 @@ def _check_config(cfg: TrainConfig) -> None:
         raise InputError(f"{', '.join('--' + f.replace('_', '-') for f in bad)} must be a finite number")
     if cfg.lr <= 0 or cfg.weight_decay < 0 or cfg.grad_clip < 0:
         raise InputError("lr must be > 0, weight decay and grad clip >= 0")
+    if cfg.lr > 1.0:
+        raise InputError(f"--lr {cfg.lr:g} is far above any useful AdamW rate (at most 1; the recipes use 1e-4-5e-4)")
+    if cfg.min_lr is not None and not 0 <= cfg.min_lr <= cfg.lr:
+        raise InputError(f"--min-lr must be in [0, --lr {cfg.lr:g}], got {cfg.min_lr:g}")
+    if cfg.warmup_steps < 0:  # longer than --steps is allowed: a probe run that is resumed further
+        raise InputError(f"--warmup-steps must be >= 0, got {cfg.warmup_steps}")
+    for name in ("lambda_q", "lambda_d"):
+        value = getattr(cfg, name)
+        if value is not None and not 0 <= value <= 100:
+            raise InputError(f"--{name.replace('_', '-')} must be in [0, 100], got {value:g}")
+    if cfg.edge_fraction is not None and not 0 <= cfg.edge_fraction <= 1:
+        raise InputError(f"--edge-fraction is a share of the points, in [0, 1]; got {cfg.edge_fraction:g}")
+    if cfg.val_limit is not None and cfg.val_limit < 0:
+        raise InputError(f"--val-volumes must be >= 0 (0 = all), got {cfg.val_limit}")
+    if not 0 <= cfg.seed < 2 ** 63:
+        raise InputError(f"--seed must be in [0, 2^63), got {cfg.seed}")
     if cfg.views is not None and cfg.views < 1 or cfg.min_views < 1 or cfg.max_views < cfg.min_views:
         raise InputError(f"need --views >= 1 and 1 <= --min-views <= --max-views, got views {cfg.views}, "
                          f"min {cfg.min_views}, max {cfg.max_views}")
