@@ -335,7 +335,7 @@ CASES = {
                                   ("--lambda-q", "-0.1", "--lambda-q"),
                                   ("--lambda-q", "1e9", "--lambda-q"), ("--edge-fraction", "1.5", "--edge-fraction"),
                                   ("--val-volumes", "-1", "--val-volumes"), ("--seed", "-3", "--seed"),
-                                  ("--seed", str(2 ** 64), "--seed"))},
+                                  ("--seed", str(2 ** 64), "--seed"), ("--steps", "0", "--steps must be >= 1"))},
     **{f"{cmd}-seed-2^64": (lambda w, o, cmd=cmd: {
         "simulate": lambda: _sim(w, w / "ct.nii.gz", o, "--seed", str(2 ** 64)),
         "phantoms": lambda: ["phantoms", "--shape", "8", "--seed", str(2 ** 64), "--out", o / "ph"],

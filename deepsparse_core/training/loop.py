@@ -375,8 +375,8 @@ class _Run:
 def _check_config(cfg: TrainConfig) -> None:
     if cfg.steps is None and cfg.minutes is None:
         raise InputError("give --steps or --minutes (or both) to bound the run")
-    if cfg.steps is not None and cfg.steps < 0 or cfg.minutes is not None and cfg.minutes <= 0:
-        raise InputError("--steps must be >= 0 and --minutes > 0")
+    if cfg.steps is not None and cfg.steps < 1 or cfg.minutes is not None and cfg.minutes <= 0:
+        raise InputError("--steps must be >= 1 and --minutes > 0 (a run of no step would leave an empty run)")
     if cfg.batch_size < 1 or cfg.points < 1 or cfg.log_every < 1 or cfg.checkpoint_every < 1:
         raise InputError("batch size, points, log_every and checkpoint_every must be >= 1")
     if cfg.val_every < 0 or cfg.val_stride < 1 or cfg.bn_batches < 0:
