@@ -92,6 +92,8 @@ class Job:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
         else:
             kwargs["start_new_session"] = True
+            if sys.platform.startswith("linux"):
+                kwargs["preexec_fn"] = _die_with_parent
         try:
             self._proc = subprocess.Popen(self.commands[index], stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -253,6 +255,18 @@ class _ThreadStep:
     def wait(self, timeout: float | None = None) -> int | None:
         self._thread.join(timeout)
         return self.returncode
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the parent (Slicer) dies, even by a crash. The
+    job runs in its own session (for the process-group cancel), so the terminal's hang-up would not
+    reach it. Elsewhere a crashed Slicer leaves the job to finish on its own."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def kill_process_tree(proc: subprocess.Popen, grace_s: float = KILL_GRACE_S) -> None:

@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+from slicer_helpers import MODULE_DIR
 
 from DeepSparseSlicerLib.jobs import CANCELLED, FAILED, SUCCEEDED, Job
 
@@ -191,3 +192,32 @@ def test_a_cancelled_thread_step_still_gets_its_folder_removed(tmp_path):
     while work.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not work.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_job_dies_with_a_crashed_parent(tmp_path):
+    """Issue 18, item 6: a job runs in its own session (for the group cancel); if Slicer crashes it
+    must not run on. A parent process starts a long job, reports its pid and dies abruptly."""
+    import subprocess
+
+    parent = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(MODULE_DIR)!r})
+        from DeepSparseSlicerLib.jobs import Job
+        job = Job([[sys.executable, "-c", "import time; time.sleep(60)"]], name="long").start()
+        print(job.pid, flush=True)
+        time.sleep(0.5)
+        os._exit(9)   # a crash: no cleanup, no cancel
+    """)
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=60)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("the job outlived its parent")
