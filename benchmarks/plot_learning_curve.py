@@ -43,17 +43,23 @@ def main(argv=None) -> int:
     for ax, name in zip(axes[0], sets):
         rows = [d for d in days if name in d]
         for views, colour in (("6", "tab:blue"), ("10", "tab:orange")):
-            h = [d["cpu_hours"] for d in rows if views in d[name]]
             for method, style, label in (("dice_dc", "-o", "DiCE + DC"), ("dice", "--s", "DiCE alone"),
-                                         ("sart", ":", "SART")):
-                y = [d[name][views][method] for d in rows if views in d[name]]
+                                         ("sart", ":x", "SART")):
+                points = [(d["cpu_hours"], d[name][views][method]) for d in rows
+                          if method in d[name].get(views, {})]
+                if not points:
+                    continue
+                h, y = [p[0] for p in points], [p[1] for p in points]
                 extra = ""
                 if method == "dice_dc":
                     s = slope_per_doubling(h, y)
                     extra = f" ({s:+.2f} dB per doubling)" if s is not None else ""
                 ax.plot(h, y, style, color=colour, label=f"{views} views, {label}{extra}")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("cumulative training CPU-hours (2-core machine), log2")
+        hours = sorted({d["cpu_hours"] for d in rows})
+        ax.set_xticks(hours, [f"{h:.2f}" for h in hours])
+        ax.minorticks_off()
+        ax.set_xlabel("cumulative training CPU-hours (2-core machine), log scale")
         ax.set_ylabel("held-out mean PSNR (dB)")
         ax.set_title({"two_ct": "lung2 + liver (days 1-3 set)", "seven_ct": "7 held-out CTs (from day 4)"}[name])
         ax.grid(True, which="both", alpha=0.3)
