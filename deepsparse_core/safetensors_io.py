@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path
+from .atomic import atomic_path, kept_note
 from .errors import InputError
 
 
@@ -21,8 +21,7 @@ def save_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: di
             save_file(tensors, str(tmp), metadata=metadata)
     except SafetensorError as e:  # e.g. "I/O error: No space left on device (os error 28)"
         reason = str(e).splitlines()[0].replace("Error while serializing: ", "")
-        kept = "the existing file was left as it was" if Path(path).exists() else "nothing was written"
-        raise InputError(f"{path}: cannot write: {reason}; {kept}") from None
+        raise InputError(f"{path}: cannot write: {reason}; {kept_note(path)}") from None
     return Path(path)
 
 

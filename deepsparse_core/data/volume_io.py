@@ -17,13 +17,13 @@ import contextlib
 import os
 import sys
 import tempfile
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import atomic_path, kept_note
 from ..errors import InputError
 from ..outputs import check_output_file
 from .volume import Volume
@@ -250,8 +250,8 @@ def _check_written(tmp: Path, path: Path, array: np.ndarray) -> None:
     except RuntimeError:
         same = False
     if not same:
-        kept = "the existing file was left as it was" if path.exists() else "nothing was written"
-        raise InputError(f"{path}: cannot write: the file came out incomplete (disk full or file size limit?); {kept}")
+        raise InputError(f"{path}: cannot write: the file came out incomplete (disk full or file size limit?); "
+                         f"{kept_note(path)}")
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True, notes: str | None = None,
@@ -274,17 +274,12 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
         image.SetMetaData("ITK_FileNotes", notes[:79])
     for key, value in (fields or {}).items():
         image.SetMetaData(str(key), str(value))
-    tmp = path.parent / f".ds-{uuid.uuid4().hex[:8]}.tmp{ext}"  # short: the target's name may use 255 bytes
     try:
-        with itk_messages():
-            sitk.WriteImage(image, str(tmp), compress)
-        _check_written(tmp, path, volume.array)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=ext) as tmp:  # ITK picks the format by the extension
+            with itk_messages():
+                sitk.WriteImage(image, str(tmp), compress)
+            _check_written(tmp, path, volume.array)
     except (RuntimeError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise InputError(f"{path}: cannot write: {reason}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
