@@ -747,9 +747,10 @@ def test_a_pipe_given_as_input_is_refused_at_once(ws, tmp_path, capsys, command)
 
 
 def test_the_command_line_and_the_engine_share_one_data_consistency_maximum():
-    from deepsparse_core import cli, inference
+    from deepsparse_core import cli, inference, reconstruct
 
-    assert cli.MAX_DATA_CONSISTENCY_CLI == inference.MAX_DATA_CONSISTENCY
+    assert inference.MAX_DATA_CONSISTENCY is reconstruct.MAX_DATA_CONSISTENCY == 200
+    assert not hasattr(cli, "MAX_DATA_CONSISTENCY_CLI")  # no copy of it in the command line
 
 
 @pytest.mark.parametrize("argv", [["reconstruct", "p.safetensors", "--out", "v.nii.gz", "--iterations", "abc"],

@@ -13,6 +13,14 @@ def add_device_argument(parser, default: str | None = "auto") -> None:
     parser.add_argument("--device", default=default, help=DEVICE_HELP)
 
 
+def check_seed(seed, option: str = "--seed") -> None:
+    """Seeds are in [0, 2^63): torch's generators take no more, numpy's no negative one."""
+    from .errors import InputError
+
+    if seed is not None and not 0 <= seed < 2 ** 63:
+        raise InputError(f"{option} must be in [0, 2^63), got {seed}")
+
+
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
 
 

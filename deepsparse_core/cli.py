@@ -16,8 +16,8 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .arguments import add_device_argument, check_seed, plain
 from .errors import DeepSparseError, InputError
-from .arguments import add_device_argument, plain
 from .outputs import check_inputs_are_safe, check_output_file, check_output_folder
 from .progress import Cancelled, dumps, emit, progress, say, set_mode
 
@@ -34,6 +34,9 @@ def _geometry(args, n_views: int | None = None):
     else:
         g = Geometry.preset(args.preset, 200 if n_views is None else n_views, args.arc)
     return g.validate()
+
+
+CT_HELP = "CT file (NIfTI, NRRD, MHA/MHD, MRC, NPY) or DICOM folder, in HU"
 
 
 def _add_geometry_args(p):
@@ -75,15 +78,6 @@ def _check_projections_path(path) -> None:
     if Path(path).suffix != ".safetensors":
         raise InputError(f"projections files end in .safetensors, got {Path(path).name}")
     check_output_file(path, create_folder=True)
-
-
-MAX_ITERATIONS = 10_000            # SART iterations (20 is the default; 10^4 on 128^3 is already hours)
-MAX_DATA_CONSISTENCY_CLI = 200     # = inference.MAX_DATA_CONSISTENCY (not imported here: it imports torch)
-
-
-def _check_seed(seed) -> None:
-    if seed is not None and not 0 <= seed < 2 ** 63:
-        raise InputError(f"--seed must be in [0, 2^63), got {seed}")
 
 
 def _at_most(value, maximum: int, option: str, what: str) -> None:
@@ -176,7 +170,7 @@ def cmd_simulate(args) -> int:
     from .data.simulate import simulate
     from .data.volume_io import write_volume
 
-    _check_seed(args.seed)
+    check_seed(args.seed)
     _check_projections_path(args.out)  # outputs first: no work for a path that cannot be written
     if args.reference_out:
         _check_volume_path(args.reference_out)
@@ -202,13 +196,13 @@ def cmd_simulate(args) -> int:
 def cmd_reconstruct(args) -> int:
     from .data.projections_file import load_projections
     from .data.volume_io import write_volume
-    from .reconstruct import reconstruct
+    from .reconstruct import MAX_DATA_CONSISTENCY, MAX_SART_ITERATIONS, reconstruct
 
     _check_volume_path(args.out)
     _at_least(args.iterations, 1, "--iterations")
     _at_least(args.data_consistency, 0, "--data-consistency")
-    _at_most(args.iterations, MAX_ITERATIONS, "--iterations", "SART iterations")
-    _at_most(args.data_consistency, MAX_DATA_CONSISTENCY_CLI, "--data-consistency", "data-consistency passes")
+    _at_most(args.iterations, MAX_SART_ITERATIONS, "--iterations", "SART iterations")
+    _at_most(args.data_consistency, MAX_DATA_CONSISTENCY, "--data-consistency", "data-consistency passes")
     data = load_projections(args.projections, with_reference=False)
     method, why = _choose_method(args, data)
     shape = _output_geometry(args, data).volume_shape  # sizes are checked before any work
@@ -281,14 +275,15 @@ def cmd_evaluate(args) -> int:
         raise InputError(f"--window needs finite LO < HI, got {args.window[0]:g} {args.window[1]:g}")
     ref, a = _load_normalized(args.reference, tuple(args.window), args.units)
     rec, b = _load_normalized(args.reconstruction, tuple(args.window), args.units)
-    if not _same_grid(ref, rec):
+    resampled = not _same_grid(ref, rec)
+    if resampled:
         if not args.resample:
             raise InputError(f"the reconstruction's grid ({'x'.join(map(str, rec.shape))} voxels) is not the "
                              f"reference's ({'x'.join(map(str, ref.shape))}), or their spacing, origin or "
                              "direction differ: pass --resample to resample it onto the reference's grid")
         b = _resampled_to(rec, b, ref)
     scores = evaluate(b, a)
-    say(score_line(scores) + (" (reconstruction resampled to the reference grid)" if not _same_grid(ref, rec) else ""))
+    say(score_line(scores) + (" (reconstruction resampled to the reference grid)" if resampled else ""))
     if args.json:  # strict JSON: a non-finite score (PSNR of identical volumes) is written as null
         write_text(args.json, dumps(scores, indent=1))
     emit("result", **scores)
@@ -298,12 +293,13 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     """The main job on an embedded default: sample CT -> sparse projections -> FDK/SART -> report."""
     from .demo import run_demo
+    from .reconstruct import MAX_SART_ITERATIONS
 
-    _check_seed(args.seed)
+    check_seed(args.seed)
     check_output_folder(args.out)
     _at_least(args.views, 1, "--views")
     _at_least(args.iterations, 1, "--iterations")
-    _at_most(args.iterations, MAX_ITERATIONS, "--iterations", "SART iterations")
+    _at_most(args.iterations, MAX_SART_ITERATIONS, "--iterations", "SART iterations")
     _announce_download(args.sample)
     run_demo(args.out, sample=args.sample, n_views=args.views, preset=args.preset, noise=_noise(args),
              seed=args.seed, device=args.device, sart_iterations=args.iterations)
@@ -323,7 +319,7 @@ def _announce_download(name: str) -> None:
 def cmd_candidates(args) -> int:
     from .data.candidates import build_candidates
 
-    _check_seed(args.seed)
+    check_seed(args.seed)
     _check_projections_path(args.out)
     g = _geometry(args)
     path = build_candidates(args.ct, g.with_views(args.count, g.arc), args.out, noise=_noise(args),
@@ -345,8 +341,8 @@ def cmd_phantoms(args) -> int:
         raise InputError(f"unknown phantom kind(s) {', '.join(unknown)}; choose from {', '.join(PHANTOM_KINDS)} or all")
     if args.count < 1 or args.shape < 8:
         raise InputError("--count must be >= 1 and --shape >= 8")
-    _check_seed(args.seed)
-    _check_seed(args.seed + args.count - 1)
+    check_seed(args.seed)
+    check_seed(args.seed + args.count - 1)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
@@ -400,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("simulate", help="simulate sparse-view projections of a CT")
-    p.add_argument("ct", help="CT file (NIfTI, NRRD, MHA/MHD, MRC, NPY) or DICOM folder, in HU")
+    p.add_argument("ct", help=CT_HELP)
     p.add_argument("--views", type=int, required=True, help="number of projections")
     _add_geometry_args(p)
     _add_noise_args(p)
@@ -475,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("candidates", help="pre-generate the candidate projections of a CT (training cache)",
                        description="Simulate COUNT candidate views of one CT over the arc (a training cache, "
                                    "float16); deepsparse prepare does this for a whole folder.")
-    p.add_argument("ct", help="CT file (NIfTI, NRRD, MHA/MHD, MRC, NPY) or DICOM folder, in HU")
+    p.add_argument("ct", help=CT_HELP)
     _add_geometry_args(p)
     _add_noise_args(p)
     p.add_argument("--count", type=int, default=200, help="candidate views over the arc (default 200, the paper's)")

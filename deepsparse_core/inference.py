@@ -41,6 +41,7 @@ from .errors import GeometryError, InputError
 from .physics.data_consistency import refine
 from .physics.geometry import Geometry
 from .progress import Cancelled
+from .reconstruct import MAX_DATA_CONSISTENCY
 
 MODELS_DIR = Path(__file__).parent / "models"
 
@@ -120,8 +121,6 @@ def default_model_for(data: ProjectionData) -> Path:
     raise InputError(f"no bundled DiCE model for {n} views (bundled: {_ranges(counts)} views): "
                      f"pass a model file (--model) or use projections with one of those view counts")
 
-
-MAX_DATA_CONSISTENCY = 200  # passes: a card or a command line asking for more is refused (16 is the default)
 
 # one data-consistency pass costs about this share of the network's decoding at any grid size (both
 # scale with voxels x views); measured on 2 CPU cores, 128^3, 6 views: 0.61 s a pass, 7.9 s network

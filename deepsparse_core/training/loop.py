@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ..arguments import check_seed
 from ..errors import DeepSparseError, GeometryError, InputError
 from ..model.card import campaign_totals
 from ..model.model_file import save_model
@@ -406,8 +407,7 @@ def _check_config(cfg: TrainConfig) -> None:
         raise InputError(f"--edge-fraction is a share of the points, in [0, 1]; got {cfg.edge_fraction:g}")
     if cfg.val_limit is not None and cfg.val_limit < 0:
         raise InputError(f"--val-volumes must be >= 0 (0 = all), got {cfg.val_limit}")
-    if not 0 <= cfg.seed < 2 ** 63:
-        raise InputError(f"--seed must be in [0, 2^63), got {cfg.seed}")
+    check_seed(cfg.seed)
     if cfg.views is not None and cfg.views < 1 or cfg.min_views < 1 or cfg.max_views < cfg.min_views:
         raise InputError(f"need --views >= 1 and 1 <= --min-views <= --max-views, got views {cfg.views}, "
                          f"min {cfg.min_views}, max {cfg.max_views}")
