@@ -36,7 +36,6 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ct = Path(ct_path) if ct_path else samples.fetch_sample(sample)
-    stale = [p for p in out.glob("dice.nii.gz")]  # rewritten below only when a bundled model serves the views
     geometry = Geometry.preset(preset, n_views)
     print(f"CT: {ct}\ngeometry: {preset}, {geometry.views_phrase()}, "
           f"grid {geometry.volume_shape} at {geometry.volume_spacing[0]} mm, noise {'on' if noise.enabled else 'off'}")
@@ -61,9 +60,10 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
             print(caveat)
     else:
         print(f"no bundled DiCE model for {n_views} views: reconstructing with FDK and SART only")
-        for path in stale:
-            path.unlink()
-            print(f"removed {path.name} of an earlier run (no DiCE reconstruction in this one)")
+        stale = out / "dice.nii.gz"  # an earlier run's: this one writes none
+        if stale.exists():
+            stale.unlink()
+            print(f"removed {stale.name} of an earlier run (no DiCE reconstruction in this one)")
     volumes, results = {"ground truth": reference}, {}
     for name, opts in runs.items():
         t0 = time.perf_counter()

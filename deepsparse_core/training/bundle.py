@@ -180,8 +180,6 @@ def cmd_bundle(args) -> int:
         raise InputError(f"cannot read --info {args.info}: {str(e).splitlines()[0]}") from None
     if not isinstance(info, dict):
         raise InputError("--info must hold a JSON object")
-    if not isinstance(meta.get("card"), dict):
-        raise InputError(f"{model}: its model card is not a JSON object (a damaged or foreign file)")
     if args.views and min(args.views) < 1:
         raise InputError(f"--views must be >= 1, got {min(args.views)}")
     files = held_out_files(args.held_out if len(args.held_out) > 1 else args.held_out[0])

@@ -242,19 +242,17 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
                 loss_value = loss.item()
             stopped = "time" if timeout else "signal" if signalled else "cancelled" if cancelled else "steps"
             # --- validation and model export (rank 0; the others wait at the next collective)
-            if val_set is not None and (step % cfg.val_every == 0 or stopping):
+            validating = val_set is not None and (step % cfg.val_every == 0 or stopping)
+            if validating or val_set is None and stopping and master:  # without validation: the final model
                 evaluated = calibrated_copy(raw_model, train_set, sampler, cfg.bn_batches, cfg.batch_size,
                                             cfg.points, seed=cfg.seed * 1_000_003 + step, autocast=amp)
-                val_scores = validate(evaluated, val_set, stage, cfg.val_stride, autocast=amp)
-                log.validation(step, val_scores)
-                best = best_psnr is None or val_scores["psnr"] > best_psnr
-                best_psnr = val_scores["psnr"] if best else best_psnr
-                run.export(step, evaluated, val_scores, best)
-                del evaluated
-            elif val_set is None and stopping and master:  # no validation: the final model is exported all the same
-                evaluated = calibrated_copy(raw_model, train_set, sampler, cfg.bn_batches, cfg.batch_size,
-                                            cfg.points, seed=cfg.seed * 1_000_003 + step, autocast=amp)
-                run.export(step, evaluated, {}, False)
+                best = False
+                if validating:
+                    val_scores = validate(evaluated, val_set, stage, cfg.val_stride, autocast=amp)
+                    log.validation(step, val_scores)
+                    best = best_psnr is None or val_scores["psnr"] > best_psnr
+                    best_psnr = val_scores["psnr"] if best else best_psnr
+                run.export(step, evaluated, val_scores if validating else {}, best)
                 del evaluated
             if step % cfg.checkpoint_every == 0 or stopping:
                 run.checkpoint(step, best_psnr, {"val": val_scores, "stopped": stopped if stopping else None})
