@@ -54,7 +54,8 @@ def check_output_folder(path: str | os.PathLike) -> Path:
 # command-line options (argparse dests) that name files a command writes, and those it reads
 OUTPUT_OPTIONS = ("out", "reference_out", "json", "markdown")
 TEXT_OUTPUTS = ("json", "markdown")
-DATA_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mrc", ".dcm", ".npy", ".safetensors")
+VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mrc", ".dcm", ".npy")  # CT volume files
+DATA_EXTENSIONS = VOLUME_EXTENSIONS + (".safetensors",)  # volumes, projections and model files
 INPUT_OPTIONS = ("ct", "projections", "reference", "reconstruction", "geometry", "input", "recipe", "split_file",
                  "flat", "dark", "model", "init", "info", "data", "val_data", "held_out")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GeometryError, InputError
+from ..outputs import VOLUME_EXTENSIONS
 from ..physics.geometry import Geometry, check_projections
 from ..physics.noise import NoiseModel
 from ..safetensors_io import read_metadata, save_atomic
@@ -73,10 +74,6 @@ def save_projections(path: str | Path, data: ProjectionData, dtype: torch.dtype 
     return save_atomic(tensors, path, meta)
 
 
-# names of CT volumes (and DICOM folders), which are not projections files
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".mrc", ".npy", ".dcm")
-
-
 def load_projections(path: str | Path, device: str | torch.device = "cpu",
                      with_reference: bool = True, views=None) -> ProjectionData:
     """Read and validate a projections file (float32 tensors on ``device``).
@@ -87,7 +84,7 @@ def load_projections(path: str | Path, device: str | torch.device = "cpu",
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if path.name.lower().endswith(VOLUME_SUFFIXES) or path.is_dir():
+    if path.name.lower().endswith(VOLUME_EXTENSIONS) or path.is_dir():  # a CT volume or a DICOM folder
         raise InputError(f"{path} is a volume, not a projections file: simulate its views first "
                          f"(deepsparse simulate {path} --views 6 --out views.safetensors), or convert scanner "
                          "projections with deepsparse import")
