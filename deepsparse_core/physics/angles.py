@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 
-def views_phrase(angles, arc: float | None = None) -> str:
-    """'6 views 30° apart (arc 180°)' for uniform steps (arc = n x step unless given, radians), else
+def views_phrase(angles) -> str:
+    """'6 views 30° apart (arc 180°)' for uniform steps (arc = n x step, as ``Geometry.arc``), else
     '5 views over 0-170° (gaps 20-70°)'. ``angles`` in radians, in acquisition order."""
     deg = [math.degrees(float(a)) for a in angles]
     n = len(deg)
@@ -15,6 +15,5 @@ def views_phrase(angles, arc: float | None = None) -> str:
     gaps = [abs(b - a) for a, b in zip(deg, deg[1:])]
     if max(gaps) - min(gaps) <= 0.01 * max(gaps) + 1e-6:
         step = sum(gaps) / len(gaps)
-        total = math.degrees(arc) if arc is not None else step * n
-        return f"{n} views {step:.3g}° apart (arc {total:.4g}°)"
+        return f"{n} views {step:.3g}° apart (arc {step * n:.4g}°)"
     return f"{n} views over {min(deg):.4g}-{max(deg):.4g}° (gaps {min(gaps):.3g}-{max(gaps):.3g}°)"

@@ -235,7 +235,7 @@ class Geometry:
         '6 views 30° apart (arc 180°)', or '5 views over 0-170° (gaps 20-70°)' for irregular steps."""
         from .angles import views_phrase
 
-        return views_phrase([float(a) for a in self.angles], self.arc if self.n_views >= 2 else None)
+        return views_phrase(self.angles)
 
     # ------------------------------------------------------------------ coordinates
     def axis_centres(self, axis: int, dtype=torch.float32, device=None) -> torch.Tensor:
