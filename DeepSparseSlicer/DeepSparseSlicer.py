@@ -22,6 +22,7 @@ from slicer.util import VTKObservationMixin
 from DeepSparseSlicerLib import dependencies, engine, info, parameters
 from DeepSparseSlicerLib.jobs import SUCCEEDED
 from DeepSparseSlicerLib.logic import DeepSparseLogic
+from DeepSparseSlicerLib.nodes import ROLE
 
 IMPORT_VALUE_LABELS = ("Line integrals -log(I/I0)", "Intensities: flat (+ dark) field files",
                        "Intensities: I0 (+ dark)")  # engine.IMPORT_VALUES, in order
@@ -111,7 +112,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                            lambda *args, w=widget, k=key: self.updateParameterNodeFromGUI(w, k))
         for button, views in ((self.ui.views6Button, 6), (self.ui.views8Button, 8), (self.ui.views10Button, 10)):
             button.connect("clicked()", lambda v=views: setattr(self.ui.viewsSpinBox, "value", v))
-        self.ui.projectionsSelector.addAttribute("vtkMRMLScalarVolumeNode", "DeepSparse.Role", "projections")
+        self.ui.projectionsSelector.addAttribute("vtkMRMLScalarVolumeNode", ROLE, "projections")
         self.ui.loadSampleButton.connect("clicked()", self.onLoadSample)
         self.ui.simulateButton.connect("clicked()", self.onSimulate)
         self.ui.importButton.connect("clicked()", self.onImport)
@@ -213,7 +214,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self.logic.getParameterNode()
         if not node.GetNodeReference("InputVolume"):  # the first CT: not projections, references, outputs
             first = next((v for v in self.logic.nodes.of_class("vtkMRMLScalarVolumeNode")
-                          if v.GetAttribute("DeepSparse.Role") in (None, "", "ct")), None)
+                          if v.GetAttribute(ROLE) in (None, "", "ct")), None)
             if first is not None:
                 node.SetNodeReferenceID("InputVolume", first.GetID())
         self.setParameterNode(node)

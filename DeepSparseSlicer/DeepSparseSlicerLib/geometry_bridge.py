@@ -27,13 +27,18 @@ def ijk_to_ras_matrix(volume) -> np.ndarray:
     return matrix
 
 
+def _numpy(m) -> np.ndarray:
+    """A vtkMatrix4x4 as a 4x4 numpy array."""
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
 def node_ijk_to_ras(node) -> np.ndarray:
     """The node's own 4x4 IJKToRAS matrix as numpy."""
     import vtk
 
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
-    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return _numpy(m)
 
 
 def node_centre_ras(node) -> np.ndarray:
@@ -75,7 +80,7 @@ def node_ijk_to_world(node) -> np.ndarray:
         raise InputError(f"'{node.GetName()}' is under a non-linear transform: harden it first")
     m = vtk.vtkMatrix4x4()
     parent.GetMatrixTransformToWorld(m)
-    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)]) @ matrix
+    return _numpy(m) @ matrix
 
 
 def volume_from_node(node, world: bool = False):

@@ -81,11 +81,6 @@ class DeepSparseLogic:
         for job in jobs:
             job.cancel("the scene was closed")
 
-    @property
-    def busy(self) -> bool:
-        """Whether a job that makes nodes (download, simulation, import, reconstruction, compare) runs."""
-        return any(j.running for j in self._scene_jobs)
-
     # ------------------------------------------------------------------ settings, engine
     def parameter_node(self):
         return self.nodes.parameter_node()
