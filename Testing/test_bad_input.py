@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
+from deepsparse_core.atomic import sha256_file
 from deepsparse_core.cli import main
 from deepsparse_core.data.phantoms import phantom_volume
 from deepsparse_core.data.volume_io import write_volume
@@ -572,12 +573,6 @@ def test_sample_sdist_is_pinned_and_never_built(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- issue 19, class 1: no input destroyed
-def _sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _copies(ws, o: Path) -> dict:
     """Private copies of the inputs (a case may point an output at them), plus links to them."""
     import shutil
@@ -654,13 +649,13 @@ def test_no_input_is_ever_destroyed(case, ws, tmp_path, capfd):
     _copies(ws, out)
     argv = [str(a) for a in build(ws, out)]
     regular = [p for p in out.iterdir() if p.is_file() and not p.is_symlink() and stat.S_ISREG(p.stat().st_mode)]
-    hashes = {p: _sha(p) for p in regular}
+    hashes = {p: sha256_file(p) for p in regular}
     before = _listing(out)
     capfd.readouterr()
     rc = main(argv)
     err = capfd.readouterr().err
     assert_one_line_error(rc, err, match)
-    assert {p: _sha(p) for p in regular} == hashes
+    assert {p: sha256_file(p) for p in regular} == hashes
     assert _listing(out) == before
     assert (out / "ct_symlink.nii.gz").is_symlink()
     assert all(stat.S_ISCHR(os.lstat(p).st_mode) for p in out.glob("null"))
@@ -706,12 +701,12 @@ def test_a_full_disk_keeps_the_existing_output_and_says_so(ws, tmp_path, name):
         argv = ["reconstruct", ws / "p.safetensors", "--method", "fdk", "--resolution", "64", "--device", "cpu",
                 "--out", out]
     out.write_bytes(b"a good earlier result" * 1000)
-    before = _sha(out)
+    before = sha256_file(out)
     run = _limited(argv, 16 * 1024)
     assert run.returncode == 2, run.stdout + run.stderr
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: ") and len(lines) == 1 and "Traceback" not in run.stderr, lines
-    assert _sha(out) == before and [p.name for p in tmp_path.iterdir()] == [name]
+    assert sha256_file(out) == before and [p.name for p in tmp_path.iterdir()] == [name]
 
 
 def test_an_output_folder_through_a_symbolic_link_is_used(ws, tmp_path):

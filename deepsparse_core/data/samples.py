@@ -179,13 +179,14 @@ def _cached_path(sample: Sample, part: str) -> Path:
     return cache_dir() / sample.name / Path(sample.files[part].member).name
 
 
+def _file_ok(sample: Sample, name: str) -> bool:
+    """Whether the file ``name`` of ``sample`` is in the cache with its size and SHA-256."""
+    path, expected = _cached_path(sample, name), sample.files[name]
+    return path.is_file() and path.stat().st_size == expected.size and sha256_file(path) == expected.sha256
+
+
 def _is_cached(sample: Sample, part: str) -> bool:
-    for name in _parts(sample, part):
-        path, expected = _cached_path(sample, name), sample.files[name]
-        if not (path.is_file() and path.stat().st_size == expected.size
-                and sha256_file(path) == expected.sha256):
-            return False
-    return True
+    return all(_file_ok(sample, name) for name in _parts(sample, part))
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def list_samples() -> list[SampleInfo]:
     """Every sample with its description, size and whether it is cached (checksum verified)."""
     return [SampleInfo(s.name, s.description, f"{s.package}=={s.version} ({s.archive})",
                        sum(f.size for f in s.files.values()),
-                       all(_is_cached(s, part) for part in s.files), _cached_path(s, "image"),
+                       all(_file_ok(s, name) for name in s.files), _cached_path(s, "image"),
                        s.licence, s.trainable)
             for s in SAMPLES.values()]
 
