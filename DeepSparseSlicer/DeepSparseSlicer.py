@@ -178,6 +178,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.refreshModels()
             else:
                 self.ui.deviceInfoLabel.text = f"Models and GPUs not found: {job.error or job.status}"
+                self.updateGUIFromParameterNode()
         self.jobs["catalog"] = job = self.logic.start_catalog_probe(on_done=done)
         self.timer.start()
         return job
@@ -271,10 +272,11 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.darkFilePathLineEdit.enabled = self.ui.darkValueSpinBox.enabled = \
             scanner and s["importValues"] != "line-integrals"
         busy = self.jobRunning("main")
+        searching = self.logic.catalog.searching  # the actions that need a device or a model wait for it
         self.ui.loadSampleButton.enabled = not busy
-        self.ui.simulateButton.enabled = s["InputVolume"] is not None and not busy
+        self.ui.simulateButton.enabled = s["InputVolume"] is not None and not busy and not searching
         self.ui.importButton.enabled = bool(s["projectionsFile"]) and not busy
-        self.ui.reconstructButton.enabled = s["Projections"] is not None and not busy
+        self.ui.reconstructButton.enabled = s["Projections"] is not None and not busy and not searching
         self.ui.compareButton.enabled = s["GroundTruth"] is not None and s["Reconstruction"] is not None and not busy
         projections = s["Projections"]
         self.ui.inputInfoLabel.text = info.volume_info(s["InputVolume"])
@@ -325,19 +327,28 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def jobRunning(self, key="main") -> bool:
         return self.jobs[key] is not None and self.jobs[key].running
 
-    def engineReady(self, key="main") -> bool:
-        """The packages are installed and no job of ``key`` runs (one main job at a time: a second
-        would replace the first, which would then never be imported nor cleaned up)."""
+    def engineReady(self, key="main", catalog=True) -> bool:
+        """The packages are installed, no job of ``key`` runs (one main job at a time: a second
+        would replace the first, which would then never be imported nor cleaned up) and, with
+        ``catalog``, the background search for models and devices has answered (it is never done
+        in Slicer's process: that would import torch on the GUI thread)."""
         if self.jobRunning(key):
             self.showStatus(f"{self.jobs[key].name} is still running: wait for it or cancel it.", error=True)
             return False
-        if self.installer.ensure():
-            if not self._engineListed:  # first use after installing: DiCE models, devices
-                self._engineListed = True
-                self.refreshModels()
-            return True
-        self.showStatus(self.installer.message or "DeepSparse needs its Python packages.", error=True)
-        return False
+        if not self.installer.ensure():
+            self.showStatus(self.installer.message or "DeepSparse needs its Python packages.", error=True)
+            return False
+        if not self._engineListed:  # first use after installing: DiCE models, devices
+            self._engineListed = True
+            self.refreshModels()
+        if catalog and not self.logic.catalog.known:
+            if not self.jobRunning("catalog"):
+                self.startCatalogProbe()
+            self.showStatus("Looking for DeepSparse's models and GPUs (a few seconds): the buttons come back "
+                            "once they are listed.")
+            self.updateGUIFromParameterNode()
+            return False
+        return True
 
     def track(self, job, key="main"):
         """Follow a job on the timer; its progress goes to the panel. A job that failed to start has
@@ -364,6 +375,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 job.poll()
         if not any(j is not None and j.running for j in self.jobs.values()):
             self.timer.stop()
+            self.updateGUIFromParameterNode()  # buttons back, whoever ended the last job
 
     def onProgress(self, info, bar=None, label=None):
         bar = bar or self.ui.jobProgressBar
@@ -396,7 +408,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onLoadSample(self):
         with self.userErrors():
-            if not self.engineReady():
+            if not self.engineReady(catalog=False):
                 return
             name = self._parameterNode.GetParameter("sample")
             node = self.logic.load_phantom(name.split(":", 1)[1]) if name.startswith("phantom:") \
@@ -429,7 +441,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """A projections file is read at once; scanner projections run ``deepsparse import`` in the
         background, whose summary line and warnings end in the status line."""
         with self.userErrors():
-            if not self.engineReady():
+            if not self.engineReady(catalog=False):
                 return
             s = self.logic.settings()
             if s["projectionsFile"].lower().endswith(".safetensors"):
@@ -460,7 +472,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCompare(self):
         with self.userErrors():
-            if not self.engineReady():
+            if not self.engineReady(catalog=False):
                 return
             s = self.logic.settings()
             self.logic.show_comparison(s["GroundTruth"], s["Reconstruction"])

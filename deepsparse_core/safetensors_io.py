@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .atomic import atomic_path, kept_note
 from .errors import InputError
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-def save_atomic(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> Path:
-    """Write ``tensors`` to ``path`` through a temporary file in the same folder and a rename,
-    so a failure never leaves a half-written file."""
+
+def save_atomic(tensors: dict[str, torch.Tensor | np.ndarray], path: str | Path, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` (all torch tensors, or all numpy arrays: then torch is not imported) to
+    ``path`` through a temporary file in the same folder and a rename, so a failure never leaves a
+    half-written file."""
     from safetensors import SafetensorError
-    from safetensors.torch import save_file
+
+    if all(hasattr(t, "__array_interface__") for t in tensors.values()):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
 
     try:
         with atomic_path(path) as tmp:
@@ -33,7 +41,7 @@ def read_metadata(path: str | Path, fmt: str, version: str, what: str) -> dict[s
     if not path.is_file():
         raise InputError(f"{what} not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no torch needed
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"cannot read {what} {path}: {str(e).splitlines()[0]}") from None

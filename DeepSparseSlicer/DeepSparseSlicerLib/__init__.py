@@ -9,7 +9,7 @@
 * :mod:`.views`: layout and slice views (comparison, projections), offscreen render.
 * :mod:`.finetune`: finetuning jobs (``deepsparse prepare``, then ``train`` step 1 and step 2).
 * :mod:`.background`: working folders and the start of the Logic's jobs.
-* :mod:`.jobs`: background processes (and thread steps), read by polling.
+* :mod:`.jobs`: background processes, read by polling, cancelled without waiting.
 * :mod:`.worker`: the module's own background commands (catalog, compare).
 * :mod:`.engine`: where ``deepsparse_core`` lives, its models, the command lines it is given.
 * :mod:`.geometry_bridge`: MRML volume nodes <-> ``deepsparse_core`` volumes (the one RAS/LPS conversion).

@@ -1,9 +1,11 @@
 """Starting the Logic's background jobs: a working folder per job, removed when it ends.
 
-The GUI thread only copies voxels out of the scene (:func:`.geometry_bridge.volume_from_node`);
-writing them to files is a thread step of the job (:func:`write_step`), and the computing is
-done by ``deepsparse_core`` (or :mod:`.worker`) in a child process. The job's done callback,
-run on the polling (GUI) thread, turns the output files into nodes.
+The GUI thread copies voxels out of the scene (:func:`.geometry_bridge.volume_from_node`) and
+writes the job's input files itself before the job starts (:func:`write_volumes`: uncompressed, no
+Python thread, since PythonQt threads only advance in timer callbacks; about a second for a
+512 x 512 x 400 CT), as SlicerMONAIAuto3DSeg does with its storage nodes. The computing is done by
+``deepsparse_core`` (or :mod:`.worker`) in a child process. The job's done callback, run on the
+polling (GUI) thread, turns the output files into nodes. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Background:
             try:
                 if j.status == SUCCEEDED:
                     finish(j)
-            finally:  # after a thread step that a cancel left writing into it
+            finally:  # after a cancel: once the process tree is gone (it may still be writing)
                 j.when_stopped(lambda: shutil.rmtree(work_dir, ignore_errors=True))
 
         job.add_done_callback(done)
@@ -61,12 +63,9 @@ class Background:
         return job.start()
 
 
-def write_step(files: dict):
-    """A thread step writing ``{path: Volume}`` as uncompressed NIfTI (LPS, ``write_volume``)."""
-    def write():
-        from deepsparse_core.data.volume_io import write_volume
+def write_volumes(files: dict) -> None:
+    """Write ``{path: Volume}`` as uncompressed NIfTI (LPS, ``write_volume``), on this thread."""
+    from deepsparse_core.data.volume_io import write_volume
 
-        for path, volume in files.items():
-            write_volume(volume, path, compress=False)
-
-    return write
+    for path, volume in files.items():
+        write_volume(volume, path, compress=False)

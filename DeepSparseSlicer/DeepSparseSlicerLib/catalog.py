@@ -1,9 +1,10 @@
 """What the engine offers on this machine: DiCE models and devices, found by ``deepsparse_core``.
 
 Finding them imports torch (``deepsparse_core.inference`` for the bundled models,
-``deepsparse_core.devices`` for the device choice), which takes seconds: the Widget runs
-:meth:`Catalog.start_probe` in a background process when the panel opens; scripts and tests may
-just call the methods, which then look in this process.
+``deepsparse_core.devices`` for the device choice), which takes seconds, so it is always done in a
+background process (:meth:`Catalog.start_probe`), never in Slicer's: the Widget starts the probe
+when the panel opens and keeps the actions that need its answer waiting for it; scripts and tests
+may just call the methods, which then run the probe and wait for it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from . import engine
 from .background import Background
 from .jobs import Job
+from .nodes import error
+
+PROBE_TIMEOUT_S = 300.0
 
 
 class Catalog:
@@ -20,16 +24,26 @@ class Catalog:
         self.user_models_dir = user_models_dir
         self.background = background
         self._found: dict | None = None
+        self._probe: Job | None = None
 
     @property
     def known(self) -> bool:
         """True once the engine was asked (background probe done, or a method called)."""
         return self._found is not None
 
+    @property
+    def searching(self) -> bool:
+        """True while a probe runs and nothing is known yet."""
+        return self._found is None and self._probe is not None and self._probe.running
+
     def found(self) -> dict:
-        """:func:`.engine.catalog` (asked in this process if no probe has answered yet)."""
+        """:func:`.engine.catalog`'s answer; when no probe has answered yet, the running probe (or a
+        new one) waited for. The panel never waits here: it keeps its actions waiting for the probe."""
         if self._found is None:
-            self._found = engine.catalog(self.user_models_dir)
+            job = self._probe if self._probe is not None and self._probe.running else self.start_probe()
+            job.wait(PROBE_TIMEOUT_S)
+            if self._found is None:
+                raise error(f"DeepSparse's models and devices were not found: {job.error or job.status}")
         return self._found
 
     def start_probe(self, on_done=None) -> Job:
@@ -43,7 +57,8 @@ class Catalog:
                 raise RuntimeError("the engine did not report its models and devices")
             self._found = answers[-1]
 
-        return self.background.start(self.background.job([command], "model search", work), finish, work, on_done)
+        self._probe = self.background.job([command], "model search", work)
+        return self.background.start(self._probe, finish, work, on_done)
 
     def add_model(self, path) -> None:
         """A new model file (finetuned) joins the list without asking the engine again."""

@@ -1,6 +1,6 @@
 """Scoring reconstructions against a ground truth, in the background.
 
-The GUI thread copies the volumes out of the scene; a thread step writes them; the module's
+The GUI thread copies the volumes out of the scene and writes them; the module's
 worker (``python -m DeepSparseSlicerLib.worker compare``) resamples the ground truth onto each
 reconstruction's grid (in world space, through both parent transforms; linear), scores PSNR/SSIM (and VIF) in [0, 1] units
 with ``deepsparse_core.evaluation.metrics`` and writes the difference volumes; the done callback fills the
@@ -14,7 +14,7 @@ import json
 import warnings
 
 from . import engine
-from .background import Background, write_step
+from .background import Background, write_volumes
 from .geometry_bridge import volume_from_node
 from .jobs import Job
 from .nodes import SceneNodes, error
@@ -53,6 +53,7 @@ class Comparison:
                 "reconstructions": entries, "window": list(window), "vif": bool(vif),
                 "difference": bool(difference), "out_dir": str(work)}
         with self.background.removed_on_error(work):
+            write_volumes(files)
             (work / "compare.json").write_text(json.dumps(spec))
         gt_id, gt_name = ground_truth.GetID(), ground_truth.GetName()
         rec_ids = [n.GetID() for n in reconstructions]
@@ -69,8 +70,8 @@ class Comparison:
                 table = self.metrics_table(gt_name, scores, vif, created)
             job.outputs.update(table=table, differences=diffs, scores=scores, ground_truth=self.nodes.by_id(gt_id))
 
-        job = self.background.job([write_step(files), engine.worker_command("compare", work / "compare.json")],
-                                  "comparison", work, on_progress)
+        job = self.background.job([engine.worker_command("compare", work / "compare.json")], "comparison", work,
+                                  on_progress)
         return self.background.start(job, finish, work, on_done)
 
     def _name(self, node_id) -> str:

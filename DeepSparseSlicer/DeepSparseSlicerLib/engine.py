@@ -1,9 +1,9 @@
 """What the installed ``deepsparse_core`` offers: where it lives, its models, its command lines.
 
 ``deepsparse_core`` is installed next to this module by the extension (``<modules>/deepsparse_core``),
-sits one folder up in a source checkout, or is pip-installed. Nothing here imports torch at module
-load; the functions import ``deepsparse_core`` when called (:func:`catalog` and the model
-functions import torch: the Widget runs :func:`catalog` in a background process).
+sits one folder up in a source checkout, or is pip-installed. The functions import
+``deepsparse_core`` when called; only :func:`catalog` (with :func:`bundled_models` and the device
+check) imports torch, and it runs in the ``worker catalog`` background process, never in Slicer's.
 
 The module runs the engine through its command lines (``python -m deepsparse_core --progress json
 ...``, ``python -m deepsparse_core.training``) and its own background worker

@@ -2,7 +2,7 @@
 
 Training data is made by ``deepsparse prepare`` (the engine's one path from CTs to a training
 folder: every piece of a long scan, a manifest), from a folder of CTs or from volume nodes
-exported on a worker thread; then ``deepsparse train`` runs step 1 and step 2. The new model is
+written by the GUI thread before the job starts; then ``deepsparse train`` runs step 1 and step 2. The new model is
 saved in the user models folder as ``<name>.safetensors`` and joins the method list.
 """
 
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from . import engine
-from .background import Background, write_step
+from .background import Background, write_volumes
 from .catalog import Catalog
 from .geometry_bridge import volume_from_node
 from .jobs import Job
@@ -46,18 +46,19 @@ class Finetuning:
         raise error("no bundled DiCE model to start from: choose a base model file")
 
     def _training_input(self, folder, volume_nodes, work: Path):
-        """(input of ``prepare``, number of CTs, thread steps exporting volume nodes)."""
+        """(input of ``prepare``, number of CTs); volume nodes are written to ``work`` first."""
         if volume_nodes:
             cts = work / "cts"
             cts.mkdir(parents=True)
             files = {cts / f"ct_{i:03d}.nii": volume_from_node(n) for i, n in enumerate(volume_nodes)}
-            return cts, len(files), [write_step(files)]
+            write_volumes(files)
+            return cts, len(files)
         if not folder or not Path(folder).is_dir():
             raise error("choose a folder of CTs (or check volume nodes) to finetune on")
         engine.core_location()
         from deepsparse_core.data.prepare import find_cts
 
-        return Path(folder), len(find_cts(folder)), []  # InputError names prepare's CT_SUFFIXES
+        return Path(folder), len(find_cts(folder))  # InputError names prepare's CT_SUFFIXES
 
     def start(self, name: str, n_views: int, epochs_step1: int, epochs_step2: int, base_model,
               folder=None, volume_nodes=(), device: str = "auto", n_candidates: int = 200,
@@ -80,7 +81,7 @@ class Finetuning:
         device, note = self.catalog.resolve_device(device)
         work = self.background.work_dir("finetune")
         with self.background.removed_on_error(work):
-            source, n_cts, export = self._training_input(folder, volume_nodes, work)
+            source, n_cts = self._training_input(folder, volume_nodes, work)
             geometry.save(work / "geometry.json")
             batch = min(2, n_cts)
             steps = [max(0, math.ceil(e * n_cts / batch)) for e in (epochs_step1, epochs_step2)]
@@ -97,6 +98,6 @@ class Finetuning:
             self.catalog.add_model(final)
             job.outputs["model"] = final
 
-        job = self.background.job(export + commands, f"finetuning '{safe}'", work, on_progress, on_log)
+        job = self.background.job(commands, f"finetuning '{safe}'", work, on_progress, on_log)
         job.notes += [note] if note else []
         return self.background.start(job, finish, work, on_done)

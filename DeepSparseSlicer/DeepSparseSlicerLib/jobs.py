@@ -1,9 +1,7 @@
 """Background processes that run ``deepsparse_core`` and report through JSON lines.
 
-A :class:`Job` runs one or more steps one after the other (e.g. finetuning step 1, then step 2).
-A step is a command, run in a child process whose standard output and error are merged, or a
-Python callable taking no argument, run on a worker thread of this process (file export: it must
-not touch the MRML scene or the GUI; an exception is the job's error). A reader thread queues the lines;
+A :class:`Job` runs one or more commands one after the other (e.g. finetuning step 1, then step 2),
+each in a child process whose standard output and error are merged. A reader thread queues the lines;
 :meth:`Job.poll` -- called from a ``qt.QTimer`` in Slicer, or in a loop by :meth:`Job.wait` --
 parses them on the caller's thread: ``{"event": "progress" | "result" | "error", ...}`` lines
 (``python -m deepsparse_core --progress json ...``) update :attr:`Job.progress`,
@@ -12,8 +10,11 @@ line go to :attr:`Job.log`. Callbacks
 (``on_progress``, ``on_log`` and the done callbacks) therefore run on the thread that polls, the
 only one allowed to touch the MRML scene and the GUI.
 
-:meth:`Job.cancel` stops the whole process tree: each command starts in a new session (POSIX) or
-process group (Windows), so its children (data loaders, pip...) die with it.
+:meth:`Job.cancel` stops the whole process tree without waiting for it: each command starts in a new
+session (POSIX) or process group (Windows), so its children (data loaders, pip...) die with it;
+SIGTERM now, SIGKILL after :data:`KILL_GRACE_S` from a reaper thread, which then runs what waited
+for the processes to end (:meth:`Job.when_stopped`: removing the working folder). On Linux a job
+also dies with its parent (``PR_SET_PDEATHSIG``), so a crashed Slicer leaves nothing running.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Job:
                  on_log: Callable[[str], None] | None = None):
         if not commands:
             raise ValueError("a job needs at least one command")
-        self.commands = [c if callable(c) else [str(a) for a in c] for c in commands]
+        self.commands = [[str(a) for a in c] for c in commands]
         self.name, self.env, self.cwd = name, env, cwd
         self.on_progress, self.on_log = on_progress, on_log
         self.status = "pending"
@@ -58,6 +59,8 @@ class Job:
         self._proc: subprocess.Popen | None = None
         self._lines: queue.Queue = queue.Queue()
         self._done_callbacks: list[Callable[[Job], None]] = []
+        self._stopping: list[Callable[[], object]] | None = None  # after a cancel, until the tree is gone
+        self._stopping_lock = threading.Lock()
 
     # ------------------------------------------------------------------ state
     @property
@@ -66,7 +69,7 @@ class Job:
 
     @property
     def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid  # None for a thread step
+        return None if self._proc is None else self._proc.pid
 
     def add_done_callback(self, callback: Callable[["Job"], None]) -> None:
         """``callback(job)`` once the job has ended (any status), from :meth:`poll`, in order added."""
@@ -84,9 +87,6 @@ class Job:
 
     def _start_step(self, index: int) -> None:
         self.step = index
-        if callable(self.commands[index]):
-            self._proc = _ThreadStep(self.commands[index], self._lines)
-            return
         kwargs = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
@@ -149,9 +149,8 @@ class Job:
                 self.on_log(line)
             return
         kind = event.pop("event")
-        if kind == "progress":  # "part": which of the job's commands (1-based, thread steps not counted) of "parts"
-            commands = [not callable(c) for c in self.commands]
-            self.progress = {**event, "part": sum(commands[:self.step + 1]), "parts": sum(commands)}
+        if kind == "progress":  # "part": which of the job's commands (1-based) of "parts"
+            self.progress = {**event, "part": self.step + 1, "parts": len(self.commands)}
             if self.on_progress:
                 self.on_progress(self.progress)
         elif kind == "message":
@@ -184,21 +183,33 @@ class Job:
                 self.fail(f"{self.name}: {exc}")
 
     def cancel(self, reason: str | None = None) -> None:
-        """Stop the whole process tree now; the job ends as cancelled (done callbacks run), its
-        error "<name> cancelled" or "<name> cancelled: <reason>"."""
+        """End the job as cancelled now (done callbacks run), its error "<name> cancelled" or
+        "<name> cancelled: <reason>"; its process tree is stopped in the background (never blocks)."""
         if self.status != RUNNING:
             return
-        if self._proc is not None and not isinstance(self._proc, _ThreadStep):
-            kill_process_tree(self._proc)  # a thread step cannot be stopped: its result is ignored
+        if self._proc is not None and self._proc.poll() is None:
+            self._stopping = []
+            threading.Thread(target=self._reap, args=(self._proc,), daemon=True).start()
         self._finish(CANCELLED, f"{self.name} cancelled" + (f": {reason}" if reason else ""))
 
+    def _reap(self, proc: subprocess.Popen) -> None:
+        try:
+            kill_process_tree(proc)
+        finally:
+            with self._stopping_lock:
+                after, self._stopping = self._stopping or [], None
+            for fn in after:
+                fn()
+
     def when_stopped(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` now, or, when a cancel left a thread step running (it cannot be stopped), once
-        that step has returned (e.g. remove the working folder it still writes into)."""
-        if isinstance(self._proc, _ThreadStep):
-            self._proc.then(fn)
-        else:
-            fn()
+        """Run ``fn`` now, or, after a cancel, once the process tree has exited (on the reaper
+        thread: ``fn`` must not touch the scene or the GUI), e.g. remove the working folder that a
+        stopping process may still write into."""
+        with self._stopping_lock:
+            if self._stopping is not None:
+                self._stopping.append(fn)
+                return
+        fn()
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> str:
         """Poll until the job ends (for tests and scripts); cancel it after ``timeout`` seconds."""
@@ -216,45 +227,6 @@ class Job:
         if self.started_at is None:
             return 0.0
         return (self.finished_at or time.monotonic()) - self.started_at
-
-
-class _ThreadStep:
-    """A callable run on a daemon thread, looking like a process to :meth:`Job.poll`: it queues an
-    error event when the callable raises, then the end marker; ``wait()`` gives 0 or 1."""
-
-    pid = None
-
-    def __init__(self, fn: Callable[[], object], lines: queue.Queue):
-        self.returncode: int | None = None
-        self._lock, self._ended, self._after = threading.Lock(), False, []
-        self._thread = threading.Thread(target=self._run, args=(fn, lines), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn, lines: queue.Queue) -> None:
-        try:
-            fn()
-            self.returncode = 0
-        except Exception as exc:  # the job's error message, like an error event of a command
-            lines.put(json.dumps({"event": "error", "message": str(exc) or type(exc).__name__}))
-            self.returncode = 1
-        finally:
-            with self._lock:
-                self._ended, after = True, self._after
-            for then in after:
-                then()
-        lines.put(_END)
-
-    def then(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` once the callable has returned: now, or on this step's thread."""
-        with self._lock:
-            if not self._ended:
-                self._after.append(fn)
-                return
-        fn()
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        self._thread.join(timeout)
-        return self.returncode
 
 
 def _die_with_parent() -> None:

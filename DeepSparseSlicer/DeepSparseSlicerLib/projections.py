@@ -1,6 +1,7 @@
 """Projections in the scene: the acquisition geometry of the settings, projections nodes made from
 ``deepsparse_core`` projection data (simulated or imported: projections files here, scanner
-projections in :mod:`.scanner_import`), and projection data read back.
+projections in :mod:`.scanner_import`), and projection data read back. Projection data are numpy
+arrays here (``deepsparse_core.data.projections_file.ProjectionArrays``): no torch on the GUI thread.
 
 A projections node is a scalar volume (views, rows, columns) not in patient space: views along k,
 detector rows (v, up) along A and columns along L, so an axial slice view shows each projection
@@ -39,18 +40,18 @@ def geometry_from_settings(s: dict):
 
 
 class Projections:
-    """Projections nodes <-> ``deepsparse_core.data.projections_file.ProjectionData``."""
+    """Projections nodes <-> ``deepsparse_core.data.projections_file.ProjectionArrays``."""
 
     def __init__(self, nodes: SceneNodes):
         self.nodes = nodes
 
     def add_nodes(self, data, name: str, source=None, units: str = "hu") -> dict:
-        """Nodes for a ``ProjectionData``: ``{"projections": node, "reference": node or None}``
+        """Nodes for a ``ProjectionArrays``: ``{"projections": node, "reference": node or None}``
         (the reference, the ground truth on the reconstruction grid, follows ``source``'s transform)."""
         from deepsparse_core.data.volume import Volume
 
         g = data.geometry
-        proj = data.projections.detach().cpu().numpy().astype(np.float32)
+        proj = np.asarray(data.projections, dtype=np.float32)
         spacing = (1.0, g.detector_spacing[0], g.detector_spacing[1])
         direction = np.diag([1.0, -1.0, 1.0])
         centre = direction @ ((np.array(proj.shape[::-1]) - 1) / 2 * np.array(spacing[::-1]))
@@ -78,7 +79,7 @@ class Projections:
         scanner projections (stacks, folders of images) go through ``deepsparse import``
         (:mod:`.scanner_import`)."""
         engine.core_location()
-        from deepsparse_core.data.projections_file import load_projections
+        from deepsparse_core.data.projections_file import read_projection_arrays
 
         path = Path(path) if path else None
         if path is None or not path.is_file():
@@ -86,14 +87,13 @@ class Projections:
         if path.suffix != ".safetensors":
             raise error(f"{path.name} is not a projections file (.safetensors): import scanner projections "
                         "with their geometry file")
-        return self.add_nodes(load_projections(path), re.sub(r"\.safetensors$", "", path.name), None, units)
+        return self.add_nodes(read_projection_arrays(path), re.sub(r"\.safetensors$", "", path.name), None, units)
 
     def data(self, node):
-        """``ProjectionData`` of a projections node (its voxels with the geometry it carries)."""
+        """``ProjectionArrays`` of a projections node (its voxels with the geometry it carries)."""
         engine.core_location()
-        import torch
-
-        from deepsparse_core.data.projections_file import ProjectionData
+        from deepsparse_core.data.projections_file import ProjectionArrays
+        from deepsparse_core.errors import GeometryError
         from deepsparse_core.physics.geometry import Geometry
         from deepsparse_core.physics.noise import NoiseModel
 
@@ -105,10 +105,16 @@ class Projections:
         check_scalar_3d(node)
         import slicer
 
-        proj = torch.from_numpy(np.array(slicer.util.arrayFromVolume(node), dtype=np.float32))
-        if not torch.isfinite(proj).all():
+        from deepsparse_core.data.placement import Placement
+
+        proj = np.array(slicer.util.arrayFromVolume(node), dtype=np.float32)
+        if not np.isfinite(proj).all():
             raise error(f"'{node.GetName()}' contains NaN or infinite values")
         geometry = Geometry.from_dict(json.loads(node.GetAttribute(GEOMETRY)))
+        if proj.shape != (geometry.n_views, *geometry.detector_shape):
+            raise GeometryError(f"'{node.GetName()}': {proj.shape[0]} projections of {proj.shape[1]} x "
+                                f"{proj.shape[2]} pixels but the geometry has {geometry.n_views} angles and a "
+                                f"{geometry.detector_shape[0]} x {geometry.detector_shape[1]} detector")
         noise = NoiseModel.from_dict(json.loads(node.GetAttribute(NOISE) or '{"enabled": false}'))
         placement = json.loads(node.GetAttribute(PLACEMENT) or "null")
-        return ProjectionData(proj, geometry, noise, None, placement)
+        return ProjectionArrays(proj, geometry, noise, None, Placement.from_dict(placement, f"'{node.GetName()}'"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import engine, parameters
-from .background import Background, write_step
+from .background import Background, write_volumes
 from .catalog import Catalog
 from .geometry_bridge import volume_from_node
 from .jobs import Job
@@ -52,6 +52,7 @@ class Reconstruction:
             if s["geometryPreset"] == parameters.CUSTOM_GEOMETRY:
                 geometry_path = work / "geometry.json"
                 geometry.save(geometry_path)
+            write_volumes({ct_path: volume})
         out = work / "projections.safetensors"
         command = engine.simulate_command(ct_path, out, geometry.n_views, s["arcDegrees"],
                                           s["geometryPreset"], geometry_path, s["noise"], s["photons"],
@@ -59,14 +60,13 @@ class Reconstruction:
         ct_id, units = ct_node.GetID(), s["outputUnits"]
 
         def finish(job: Job):
-            from deepsparse_core.data.projections_file import load_projections
+            from deepsparse_core.data.projections_file import read_projection_arrays
 
             source = self.nodes.by_id(ct_id)
             name = source.GetName() if source is not None else "CT"
-            job.outputs.update(self.projections.add_nodes(load_projections(out), name, source, units))
+            job.outputs.update(self.projections.add_nodes(read_projection_arrays(out), name, source, units))
 
-        job = self.background.job([write_step({ct_path: volume}), command], "simulation", work,
-                                  on_progress, on_log)
+        job = self.background.job([command], "simulation", work, on_progress, on_log)
         job.notes += [note] if note else []
         return self.background.start(job, finish, work, on_done)
 
@@ -99,7 +99,7 @@ class Reconstruction:
         """Reconstruct; the job makes a new scalar volume node (``job.outputs["volume"]``) in the
         same physical space as the CT the projections came from. The engine checks a DiCE model
         against the projections (view count, geometry) and its message is the job's error."""
-        from deepsparse_core.data.projections_file import save_projections
+        from deepsparse_core.data.projections_file import save_projection_arrays
 
         s = settings or self.nodes.settings()
         data = self.projections.data(projections_node)
@@ -110,6 +110,8 @@ class Reconstruction:
         k = int(s["dataConsistency"])
         work = self.background.work_dir("reconstruct")
         proj_path, out = work / "projections.safetensors", work / "reconstruction.nrrd"
+        with self.background.removed_on_error(work):
+            save_projection_arrays(proj_path, data.projections, data.geometry, data.noise, None, data.placement)
         command = engine.reconstruct_command(proj_path, out, choice.method, device, units,
                                              choice.model.path if choice.model else None,
                                              s["sartIterations"], resolution, k if k >= 0 else None)
@@ -134,7 +136,6 @@ class Reconstruction:
                 self.nodes.same_parent_transform(node, source)
             job.outputs["volume"] = node
 
-        write = lambda: save_projections(proj_path, data)  # noqa: E731
-        job = self.background.job([write, command], f"{choice.label} reconstruction", work, on_progress, on_log)
+        job = self.background.job([command], f"{choice.label} reconstruction", work, on_progress, on_log)
         job.notes += [note] if note else []
         return self.background.start(job, finish, work, on_done)

@@ -99,11 +99,11 @@ class ScannerImport:
         wrote = f"wrote {out}: "
 
         def finish(job: Job):
-            from deepsparse_core.data.projections_file import load_projections
+            from deepsparse_core.data.projections_file import read_projection_arrays
 
             warnings = [line.strip() for line in job.log if line.startswith(WARNING_PREFIX)]
             summary = next((line[len(wrote):] for line in job.log if line.startswith(wrote)), "")
-            outputs = self.projections.add_nodes(load_projections(out), name, None, units)
+            outputs = self.projections.add_nodes(read_projection_arrays(out), name, None, units)
             job.outputs.update(outputs, warnings=warnings, summary=summary)
             job.notes += [f"{outputs['projections'].GetName()}: {summary}."] if summary else []
             job.notes += warnings

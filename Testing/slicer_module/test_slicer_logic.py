@@ -199,8 +199,9 @@ def test_compare_runs_in_the_background_and_leaves_the_gui_thread_free(workflow,
     logic, ref, fdk = workflow["logic"], workflow["reference"], workflow["fdk"]
     progress = []
     job = logic.start_compare(workflow["ct"], [fdk], difference=False, vif=True, on_progress=progress.append)
-    assert job.running and len(job.commands) == 2 and callable(job.commands[0])
-    assert job.commands[1][1:4] == ["-m", "DeepSparseSlicerLib.worker", "compare"]
+    assert job.running and len(job.commands) == 1
+    assert job.commands[0][1:4] == ["-m", "DeepSparseSlicerLib.worker", "compare"]
+    assert {p.name for p in Path(job.cwd).iterdir()} >= {"ground_truth.nii", "reconstruction_0.nii"}
     assert job.wait(JOB_TIMEOUT_S) == "succeeded", job.error
     (row,) = job.outputs["scores"]
     assert set(row) == {"name", "psnr", "ssim", "vif"} and progress and progress[-1]["task"] == "compare"
@@ -377,11 +378,12 @@ def test_projections_that_do_not_match_their_geometry_are_refused(workflow, tmp_
 def test_imported_projections_file_gives_the_same_nodes(workflow, tmp_path):
     import slicer
 
-    from deepsparse_core.data.projections_file import save_projections
+    from deepsparse_core.data.projections_file import save_projection_arrays
 
     logic = workflow["logic"]
     data = logic.projection_data(workflow["projections"])
-    path = save_projections(tmp_path / "exported.safetensors", data)
+    path = save_projection_arrays(tmp_path / "exported.safetensors", data.projections, data.geometry, data.noise,
+                                  None, data.placement)
     nodes = logic.import_projections(path)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(nodes["projections"]),
                                   slicer.util.arrayFromVolume(workflow["projections"]))
@@ -533,7 +535,7 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
 
 
 def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_path):
-    """The CT node exported on a worker thread, ``prepare``, step 1 and step 2 as one background
+    """The CT node written by the GUI thread, then ``prepare``, step 1 and step 2 as one background
     job, one step each; the new model lands in the user models folder and is listed."""
     from deepsparse_core.model import DiCE, DiceConfig
     from deepsparse_core.model.model_file import save_model
@@ -548,13 +550,13 @@ def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_pa
     progress, log = [], []
     job = logic.start_finetune("tiny finetuned", 6, 1, 1, base, volume_nodes=[workflow["ct"]], device="cpu",
                                n_candidates=24, points=500, on_progress=progress.append, on_log=log.append)
-    assert callable(job.commands[0]) and [c[4 if "training" in c[2] else 5] for c in job.commands[1:]] \
-        == ["prepare", "json", "json"]  # export (thread), prepare, step 1, step 2
+    assert [c[4 if "training" in c[2] else 5] for c in job.commands] == ["prepare", "json", "json"]
+    assert list((Path(job.cwd) / "cts").iterdir()) == [Path(job.cwd) / "cts" / "ct_000.nii"]  # written first
     assert job.wait(JOB_TIMEOUT_S) == SUCCEEDED, f"{job.error}\n" + "\n".join(log[-20:])
     model = job.outputs["model"]
     assert model == logic.user_models_dir / "tiny_finetuned.safetensors" and model.is_file()
     assert {p["part"] for p in progress} >= {2, 3} and all("loss" in p for p in progress if p["part"] > 1)
-    assert all(p["parts"] == 3 for p in progress)  # the export step is not a part
+    assert all(p["parts"] == 3 for p in progress)
     info = engine.model_info(model)
     assert info.n_views == 6 and "tiny_finetuned" in info.label
     assert [m.path for m in engine.user_models(logic.user_models_dir)] == [model]
@@ -582,7 +584,7 @@ def test_a_job_does_not_outlive_a_scene_close(logic, scene_and_app):
     logic.load_phantom("head", 32).SetName("next patient")
     assert job.wait(JOB_TIMEOUT_S) == CANCELLED and "scene was closed" in job.error
     assert [n.GetName() for n in logic.nodes.of_class("vtkMRMLScalarVolumeNode")] == ["next patient"]
-    deadline = time.monotonic() + 30  # the CT export (a thread step) may still be writing
+    deadline = time.monotonic() + 30  # the folder goes once the cancelled process tree has exited
     while work.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not work.exists()

@@ -251,10 +251,13 @@ def _module(monkeypatch, tmp_path, real_qt):
 
     made = []
 
-    def make_widget():
+    def make_widget(searched=True):
+        """A set-up panel; with ``searched``, once its model search (a real background job) has answered."""
         widget = DeepSparseSlicer.DeepSparseSlicerWidget()
         widget.setup()
         made.append(widget)
+        if searched and widget.jobs["catalog"] is not None:
+            run_timer(widget, timeout=120)
         return widget
 
     DeepSparseSlicer.make_widget = make_widget
@@ -334,7 +337,7 @@ def test_refreshing_the_panel_emits_no_slider_signal(module, monkeypatch):
 
 def test_panel_edits_the_parameter_node_and_shows_it_back(module):
     mod, scene, app, w = module
-    widget = mod.make_widget()
+    widget = mod.make_widget(searched=False)
     node = widget.logic.getParameterNode()
     assert {key for _, key in widget.boundWidgets} >= {"views", "method", "InputVolume", "outputModelName"}
     # choices filled: presets + custom, devices, units, samples + phantoms; FDK/SART at least
@@ -370,8 +373,15 @@ def test_panel_edits_the_parameter_node_and_shows_it_back(module):
 
 def test_actions_show_messages_and_select_the_new_nodes(module, monkeypatch):
     mod, scene, app, w = module
-    widget = mod.make_widget()
+    widget = mod.make_widget(searched=False)
     logic = widget.logic
+    # before the model search has answered, the actions that need it wait for it (buttons off; a
+    # click says so): searching here would import torch on the GUI thread
+    assert logic.catalog.searching and not w["reconstructButton"].enabled
+    widget.onSimulate()
+    assert w["statusLabel"].text.startswith("Looking for DeepSparse's models and GPUs")
+    run_timer(widget, timeout=120)
+    assert logic.catalog.known
     # bad input: a message in the panel, no exception
     widget.onSimulate()
     assert "no volume selected" in w["statusLabel"].text
@@ -737,7 +747,7 @@ def test_before_the_model_search_the_list_shows_what_will_run(module, monkeypatc
     from DeepSparseSlicerLib import dependencies
 
     mod, scene, app, w = module
-    widget = mod.make_widget()
+    widget = mod.make_widget(searched=False)
     assert not widget.logic.catalog.known
     assert w["methodComboBox"].currentData == "dice" and "bundled" in w["methodComboBox"].currentText
     monkeypatch.setattr(dependencies, "missing", lambda: {"torch": "torch>=2.1,<3"})

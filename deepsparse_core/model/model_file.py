@@ -10,20 +10,24 @@ codebooks) and metadata:
 * ``card``: free JSON (training data summary, time, metrics...).
 
 Weights may be stored in float16 (bundled models); loading casts to float32 (or ``dtype``).
+Reading the metadata imports neither torch nor the network (the Slicer module's GUI thread does).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..physics.geometry import Geometry
 from ..safetensors_io import read_metadata, save_atomic
 from .config import DiceConfig
-from .dice import DiCE
+
+if TYPE_CHECKING:
+    import torch
+
+    from .dice import DiCE
 
 FORMAT = "deepsparse-dice"
 VERSION = "1"
@@ -67,10 +71,14 @@ def read_model_metadata(path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> tuple[DiCE, dict]:
-    """(model in eval mode on ``device``, metadata). Corrupt or foreign files raise ``InputError``."""
+               dtype: torch.dtype | None = None) -> tuple[DiCE, dict]:
+    """(model in eval mode on ``device``, metadata; float32 unless ``dtype``). Corrupt or foreign
+    files raise ``InputError``."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from .dice import DiCE
 
     meta = read_model_metadata(path)
     model = DiCE(meta["config"])
@@ -89,7 +97,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise InputError(f"{path}: tensor {k} holds NaN or infinite values")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
-    model = model.to(device=device, dtype=dtype).eval()
+    model = model.to(device=device, dtype=dtype or torch.float32).eval()
     return model, meta
 
 

@@ -11,6 +11,9 @@ Frames and units (see docs/conventions.md):
   ``e_u = (-sin theta, cos theta, 0)``, rows along ``e_v = (0, 0, 1)``.
 * Projections are arrays ``proj[view, row, col]`` = (V, nv, nu); pixel centre
   ``u_c = (c - (nu-1)/2) du + offset_u``.
+
+Only the tensor methods import torch, so a geometry is made, checked and (de)serialized without it
+(the Slicer module's GUI thread never imports torch).
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 import yaml
 
 from ..atomic import write_text
 from ..errors import GeometryError, InputError
+
+if TYPE_CHECKING:
+    import torch
 
 PRESET_DIR = Path(__file__).parent / "presets"
 MAX_VIEWS = 100_000  # projections per scan; far beyond any CT, small enough to list the angles
@@ -238,36 +243,47 @@ class Geometry:
         return views_phrase(self.angles)
 
     # ------------------------------------------------------------------ coordinates
-    def axis_centres(self, axis: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    def axis_centres(self, axis: int, dtype=None, device=None) -> torch.Tensor:
         """Voxel-centre coordinates (mm) along volume axis 0 (z), 1 (y) or 2 (x)."""
-        n, s, o = self.volume_shape[axis], self.volume_spacing[axis], self.volume_offset[axis]
-        return (torch.arange(n, dtype=dtype, device=device) - (n - 1) / 2) * s + o
+        import torch
 
-    def voxel_centres(self, stride: int = 1, dtype=torch.float32, device=None) -> torch.Tensor:
+        n, s, o = self.volume_shape[axis], self.volume_spacing[axis], self.volume_offset[axis]
+        return (torch.arange(n, dtype=dtype or torch.float32, device=device) - (n - 1) / 2) * s + o
+
+    def voxel_centres(self, stride: int = 1, dtype=None, device=None) -> torch.Tensor:
         """(nz, ny, nx, 3) voxel-centre positions as (x, y, z) mm; ``stride`` subsamples."""
+        import torch
+
         z, y, x = (self.axis_centres(a, dtype, device)[::stride] for a in range(3))
         zz, yy, xx = torch.meshgrid(z, y, x, indexing="ij")
         return torch.stack([xx, yy, zz], dim=-1)
 
-    def source_positions(self, dtype=torch.float32, device=None) -> torch.Tensor:
+    def source_positions(self, dtype=None, device=None) -> torch.Tensor:
         """(V, 3) source positions (x, y, z) mm."""
+        import torch
+
         a = torch.tensor(self.angles, dtype=torch.float64)
         s = torch.stack([self.dso * a.cos(), self.dso * a.sin(), torch.zeros_like(a)], -1)
-        return s.to(dtype=dtype, device=device)
+        return s.to(dtype=dtype or torch.float32, device=device)
 
-    def detector_frames(self, dtype=torch.float32, device=None):
+    def detector_frames(self, dtype=None, device=None):
         """Per view: detector centre (V, 3), unit column axis e_u (V, 3), unit row axis e_v (V, 3)."""
+        import torch
+
         a = torch.tensor(self.angles, dtype=torch.float64)
         c, s, zero = a.cos(), a.sin(), torch.zeros_like(a)
         e_s = torch.stack([c, s, zero], -1)  # unit vector isocentre -> source
         e_u = torch.stack([-s, c, zero], -1)
         e_v = torch.stack([zero, zero, torch.ones_like(a)], -1)
         centre = -(self.dsd - self.dso) * e_s + self.detector_offset[1] * e_u + self.detector_offset[0] * e_v
-        return tuple(t.to(dtype=dtype, device=device) for t in (centre, e_u, e_v))
+        return tuple(t.to(dtype=dtype or torch.float32, device=device) for t in (centre, e_u, e_v))
 
-    def pixel_centres(self, dtype=torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pixel_centres(self, dtype=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Detector pixel-centre coordinates (v of rows (nv,), u of columns (nu,)) mm, in-plane."""
+        import torch
+
         (nv, nu), (dv, du) = self.detector_shape, self.detector_spacing
+        dtype = dtype or torch.float32
         v = (torch.arange(nv, dtype=dtype, device=device) - (nv - 1) / 2) * dv + self.detector_offset[0]
         u = (torch.arange(nu, dtype=dtype, device=device) - (nu - 1) / 2) * du + self.detector_offset[1]
         return v, u
@@ -285,6 +301,8 @@ class Geometry:
         Returns:
             (V, ..., 2) or (B, V, ..., 2) as (u, v): the column coordinate first, as grid_sample wants.
         """
+        import torch
+
         a = torch.as_tensor(self.angles if angles is None else angles, dtype=points.dtype,
                             device=points.device)
         c, s = a.cos(), a.sin()
@@ -306,6 +324,8 @@ class Geometry:
 
     def world_to_grid(self, points: torch.Tensor) -> torch.Tensor:
         """(..., 3) (x, y, z) mm -> grid_sample coordinates of the volume (align_corners=False)."""
+        import torch
+
         ext = torch.tensor(self.volume_extent[::-1], dtype=points.dtype, device=points.device)
         off = torch.tensor(self.volume_offset[::-1], dtype=points.dtype, device=points.device)
         return (points - off) / (ext / 2)
@@ -376,6 +396,8 @@ def check_projections(projections, geometry: "Geometry", batched: bool = True, f
     Raises :class:`InputError` for a wrong dimensionality or (with ``finite``) NaN / infinite values,
     and :class:`GeometryError` when the views or the detector do not match the geometry.
     """
+    import torch
+
     if not isinstance(projections, torch.Tensor):
         try:
             projections = torch.as_tensor(np.asarray(projections))

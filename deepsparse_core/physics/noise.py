@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import DeepSparseError
+
+if TYPE_CHECKING:
+    import torch
 
 MU_WATER_PER_MM = 0.02
 
@@ -65,6 +67,8 @@ def attenuation_scale(hu_window: tuple[float, float], mu_water: float = MU_WATER
 def add_noise(projections: torch.Tensor, hu_window: tuple[float, float], model: NoiseModel = NoiseModel(),
               seed: int | None = 0) -> torch.Tensor:
     """Noisy copy of ``projections`` (line integrals of the [0, 1] volume, mm); seeded, device-agnostic."""
+    import torch
+
     if not model.enabled:
         return projections.clone()
     gen = torch.Generator(device=projections.device)
