@@ -196,7 +196,7 @@ def test_compare_runs_in_the_background_and_leaves_the_gui_thread_free(workflow,
 
     for name in ("psnr", "ssim", "vif", "evaluate"):
         monkeypatch.setattr(metrics, name, not_here)
-    logic, ref, fdk = workflow["logic"], workflow["reference"], workflow["fdk"]
+    logic, fdk = workflow["logic"], workflow["fdk"]
     progress = []
     job = logic.start_compare(workflow["ct"], [fdk], difference=False, vif=True, on_progress=progress.append)
     assert job.running and len(job.commands) == 1
