@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import platform
 import re
 import subprocess
 from typing import Callable
@@ -38,6 +39,10 @@ TORCH_RANGE = REQUIREMENTS["torch"][len("torch"):]  # what PyTorchUtils.installT
 NO_PYTORCH_EXTENSION = ("DeepSparse needs PyTorch{why}. Install the PyTorch extension from the Extensions "
                         "Manager (it installs the PyTorch build that matches your GPU driver), restart "
                         "Slicer and try again.")
+
+INTEL_MAC_NUMPY2 = ("DeepSparse cannot run in this Slicer on an Intel Mac: Slicer ships NumPy {numpy}, and the last "
+                    "PyTorch built for Intel Macs (2.2) needs NumPy 1 (it cannot make tensors from NumPy 2 "
+                    "arrays). Use Slicer 5.8 (NumPy 1) on this Mac, or another computer.")
 
 
 def _version_tuple(text: str) -> tuple:
@@ -92,6 +97,24 @@ def missing() -> dict[str, str]:
     return out
 
 
+def platform_problem(system: str | None = None, machine: str | None = None, numpy_version: str | None = None,
+                     torch_version: str | None = None) -> str | None:
+    """Why the engine cannot run in this Slicer at all, or None (defaults: this machine, the installed
+    versions). PyTorch stopped building for Intel (x86-64) Macs at 2.2, built against NumPy 1, and
+    Slicer 5.10+ ships NumPy 2: ``torch.from_numpy`` then fails. Installing NumPy 1 into Slicer's
+    Python would downgrade what Slicer itself runs on, so the module refuses with a message instead."""
+    system, machine = system or platform.system(), machine or platform.machine()
+    if system != "Darwin" or machine not in ("x86_64", "i386"):
+        return None
+    numpy_version = numpy_version or installed_version("numpy")
+    if numpy_version is None or _version_tuple(numpy_version) < (2,):
+        return None
+    torch_version = torch_version or installed_version("torch")
+    if torch_version is not None and _version_tuple(torch_version) >= (2, 3):
+        return None  # a build that knows NumPy 2 (not one of PyTorch's Intel-Mac wheels)
+    return INTEL_MAC_NUMPY2.format(numpy=numpy_version)
+
+
 def question(packages: dict[str, str], torch_by_extension: bool = True) -> str:
     lines = []
     for name, requirement in packages.items():
@@ -142,7 +165,12 @@ class Installer:
         self.message = ""
 
     def ensure(self) -> bool:
-        """True when every package is importable in range (installing after the user agreed)."""
+        """True when every package is importable in range (installing after the user agreed), and
+        this Slicer can run the engine at all (:func:`platform_problem`)."""
+        problem = platform_problem()
+        if problem:
+            self.message = problem
+            return False
         packages = missing()
         if not packages:
             return True

@@ -230,6 +230,25 @@ def test_without_the_pytorch_extension_torch_is_not_pip_installed(monkeypatch):
     assert questions == [] and pip == []
 
 
+def test_an_intel_mac_with_numpy_2_is_refused_with_a_message(monkeypatch):
+    """Issue 18, item 11: Slicer 5.10+ ships NumPy 2; PyTorch's last Intel-Mac wheels (2.2) need
+    NumPy 1. The module says so instead of failing in torch.from_numpy (or downgrading Slicer's NumPy)."""
+    problem = dependencies.platform_problem
+    monkeypatch.setattr(dependencies, "installed_version", lambda req: {"numpy": "2.2.6"}.get(
+        dependencies.requirement_name(req)))                                 # torch not installed yet
+    assert "Intel Mac" in problem("Darwin", "x86_64", "2.0.2", None)
+    assert "NumPy 2.1.3" in problem("Darwin", "x86_64", "2.1.3", "2.2.2")
+    assert problem("Darwin", "x86_64", "1.26.4", "2.2.2") is None           # Slicer 5.8
+    assert problem("Darwin", "arm64", "2.1.3", "2.5.1") is None             # Apple silicon
+    assert problem("Darwin", "x86_64", "2.1.3", "2.5.1") is None            # a torch that knows NumPy 2
+    assert problem("Linux", "x86_64", "2.1.3", "2.2.2") is None and problem("Windows", "AMD64", "2.1.3", None) is None
+    asked, pip = [], []
+    monkeypatch.setattr(dependencies.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(dependencies.platform, "machine", lambda: "x86_64")
+    installer = dependencies.Installer(asked.append, pip.append, lambda: None)
+    assert not installer.ensure() and "Intel Mac" in installer.message and asked == [] and pip == []
+
+
 def test_versions_are_checked_against_the_range(monkeypatch):
     assert dependencies.in_range("2.13.0+cpu", "torch>=2.1,<3")
     assert not dependencies.in_range("2.0.1", "torch>=2.1,<3")
