@@ -304,14 +304,20 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             yield
         except DeepSparseError as exc:
-            self.showStatus(str(exc), error=True)
+            self.showError(str(exc))
         except Exception as exc:
             logging.exception("DeepSparse")
-            self.showStatus(f"Unexpected error: {exc} (details in the Python console log)", error=True)
+            self.showError(f"Unexpected error: {exc} (details in the Python console log)")
 
     def showStatus(self, text, error=False):
         self.ui.statusLabel.text = text
         self.ui.statusLabel.setStyleSheet("color: #c0392b" if error else "")
+
+    def showError(self, text):
+        """An error in the status line and in a popup (the status line sits below the Finetune
+        section, out of sight when the panel is scrolled)."""
+        self.showStatus(text, error=True)
+        slicer.util.errorDisplay(text, windowTitle="DeepSparse")
 
     @contextlib.contextmanager
     def waiting(self, text):
@@ -394,8 +400,10 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if then is not None:
                 with self.userErrors():
                     then(job)
+        elif job.status == "cancelled":
+            self.showStatus(job.error or f"{job.name} cancelled")
         else:
-            self.showStatus(job.error or f"{job.name} {job.status}", error=job.status != "cancelled")
+            self.showError(job.error or f"{job.name} {job.status}")
         self.updateGUIFromParameterNode()
 
     def select(self, key, node):
@@ -414,12 +422,16 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             node = self.logic.load_phantom(name.split(":", 1)[1]) if name.startswith("phantom:") \
                 else self.logic.load_sample(name)
             if node is not None:
-                self.select("InputVolume", node)
-                slicer.util.setSliceViewerLayers(background=node, fit=True)
+                self.showInput(node)
                 return
             self.showStatus(f"Downloading the '{name}' sample CT (once)...")
             self.track(self.logic.start_sample_download(name, on_done=lambda j: self.onJobDone(
-                j, lambda j: self.select("InputVolume", j.outputs["volume"]))))
+                j, lambda j: self.showInput(j.outputs["volume"]))))
+
+    def showInput(self, node):
+        """Select a loaded CT as the input and show it in the slice views."""
+        self.select("InputVolume", node)
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
 
     def onSimulate(self):
         with self.userErrors():
@@ -500,6 +512,8 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.refreshModels()
                 else:
                     self.ui.finetuneStatusLabel.text = job.error or job.status
+                    if job.status != "cancelled":
+                        slicer.util.errorDisplay(self.ui.finetuneStatusLabel.text, windowTitle="DeepSparse finetuning")
 
             self.track(self.logic.start_finetune(
                 s["outputModelName"], s["targetViews"], s["epochsStep1"], s["epochsStep2"], base,

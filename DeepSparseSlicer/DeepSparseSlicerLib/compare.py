@@ -85,7 +85,7 @@ class Comparison:
             warnings.simplefilter("ignore")
             volume = read_volume(row["difference"], check_hu=False, allow_constant=True)
         name = rec_node.GetName() if rec_node is not None else "reconstruction"
-        node = self.nodes.add_volume(volume, f"{name} - {gt_name}", created, units=units, window=window,
+        node = self.nodes.add_volume(volume, f"{name} difference", created, units=units, window=window,
                                      role="difference")
         if rec_node is not None:  # the reconstruction's grid: its own IJKToRAS, then its parent transform
             import vtk

@@ -90,6 +90,17 @@ class ModelInfo:
         origin = "bundled" if self.bundled else self.path.stem
         return f"DiCE ({origin}, {views})"
 
+    @property
+    def key(self) -> str:
+        """The method key stored in the scene: the file's name in the bundled or the user models
+        folder, so a saved scene works on another computer (not its absolute path)."""
+        return f"dice:{'bundled' if self.bundled else 'user'}/{self.path.name}"
+
+    @property
+    def short(self) -> str:
+        """The method in output node names: "DiCE", or "DiCE <model name>" for a user's model."""
+        return "DiCE" if self.bundled else f"DiCE {self.path.stem}"
+
     def to_dict(self) -> dict:
         return {"path": str(self.path), "n_views": self.n_views, "preset": self.preset,
                 "bundled": self.bundled, "view_counts": list(self.view_counts)}

@@ -35,8 +35,11 @@ class Finetuning:
             if not model_file or not Path(model_file).is_file():
                 raise error("choose the base model file (.safetensors)")
             return Path(model_file)
-        if key:
-            return Path(key)
+        if key:  # a listed model: bundled/<file name> or user/<file name> (or an absolute path, older scenes)
+            for model in self.catalog.models():
+                if model.key == f"dice:{key}" or str(model.path) == key:
+                    return model.path
+            raise error(f"the base model {key} is gone: choose another one")
         bundled = [m for m in self.catalog.models() if m.bundled]
         for model in bundled:
             if n_views in model.view_counts or model.n_views == n_views:

@@ -77,6 +77,7 @@ class DeepSparseLogic:
         return job
 
     def _on_scene_close(self) -> None:
+        self.views.unlink_window_level()
         jobs, self._scene_jobs = self._scene_jobs, []
         for job in jobs:
             job.cancel("the scene was closed")
@@ -106,7 +107,8 @@ class DeepSparseLogic:
         return self.nodes.load_volume_file(path, name)
 
     def load_phantom(self, kind: str = "chest", size: int = 128):
-        """A synthetic CT (HU) of ``deepsparse_core.data.phantoms``, for use without downloads."""
+        """A synthetic CT (HU) of ``deepsparse_core.data.phantoms``, for use without downloads (numpy
+        and scipy: no torch; under a second at 128^3)."""
         engine.core_location()
         from deepsparse_core.data.phantoms import phantom_volume
 

@@ -1,6 +1,6 @@
 """Simulating projections of a CT node and reconstructing projections nodes, as background jobs.
 
-Each job writes its inputs on a worker thread, runs ``deepsparse simulate`` / ``reconstruct`` in a
+Each job's inputs are written by the GUI thread before it starts; the job runs ``deepsparse simulate`` / ``reconstruct`` in a
 child process and, when it succeeds, makes the output nodes on the polling thread. Outputs in
 patient space (ground truth, reconstruction) are placed like the CT (its IJKToRAS through the
 engine's LPS placement) and put under the CT's parent transform.
@@ -24,10 +24,17 @@ from .projections import Projections, geometry_from_settings
 @dataclass(frozen=True)
 class MethodChoice:
     key: str          # stored in the parameter node: dice (the bundled model for the view count),
-    #                   dice:<model path>, dice-file, fdk or sart
+    #                   dice:bundled/<file name>, dice:user/<file name>, dice-file, fdk or sart
     label: str
     method: str       # fdk | sart | dice
     model: engine.ModelInfo | None = None
+
+    @property
+    def short(self) -> str:
+        """The method in output node names (the full label is the node's METHOD attribute)."""
+        if self.model is not None:
+            return self.model.short
+        return "DiCE" if self.method == "dice" else self.label
 
 
 BUNDLED = MethodChoice("dice", "DiCE (bundled model for the view count)", "dice")  # the panel's default
@@ -75,7 +82,7 @@ class Reconstruction:
         """Reconstruction methods: DiCE models (bundled, finetuned), a model file, FDK, SART."""
         models = self.catalog.models()
         choices = [BUNDLED] if any(m.bundled for m in models) else []
-        choices += [MethodChoice(f"dice:{m.path}", m.label, "dice", m) for m in models]
+        choices += [MethodChoice(m.key, m.label, "dice", m) for m in models]
         choices.append(MethodChoice("dice-file", "DiCE (model file...)", "dice"))
         return choices + [MethodChoice("fdk", "FDK", "fdk"), MethodChoice("sart", "SART", "sart")]
 
@@ -86,8 +93,8 @@ class Reconstruction:
             if not model_file or not Path(model_file).is_file():
                 raise error("choose a DiCE model file (.safetensors)")
             return MethodChoice(key, "DiCE (model file...)", "dice", engine.model_info(model_file))
-        for choice in self.methods():
-            if choice.key == key:
+        for choice in self.methods():  # (dice:<absolute path>: a scene saved by an earlier version)
+            if choice.key == key or choice.model is not None and key == f"dice:{choice.model.path}":
                 return choice
         if key.startswith("dice:"):
             raise error(f"the DiCE model {key[len('dice:'):]} is gone: choose another method")
@@ -116,7 +123,7 @@ class Reconstruction:
                                              choice.model.path if choice.model else None,
                                              s["sartIterations"], resolution, k if k >= 0 else None)
         proj_id, window = projections_node.GetID(), data.geometry.hu_window
-        label = f"{choice.label} {data.geometry.n_views} views"
+        name = f"{choice.short} {data.geometry.n_views} views"
 
         def finish(job: Job):
             from deepsparse_core.data.volume_io import read_volume
@@ -128,7 +135,7 @@ class Reconstruction:
                 volume = read_volume(out, check_hu=False, allow_constant=True)
             base = source.GetName() if source is not None else "DeepSparse"
             with self.nodes.new_nodes() as created:
-                node = self.nodes.add_volume(volume, f"{base} {label}", created, units=units, window=window,
+                node = self.nodes.add_volume(volume, f"{base} {name}", created, units=units, window=window,
                                              role="reconstruction")
                 node.SetAttribute(METHOD, choice.label)
                 if proj is not None:

@@ -7,6 +7,7 @@ frame go through its parent transform first (:func:`.geometry_bridge.to_world_ra
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +25,19 @@ class Views:
 
     def __init__(self, nodes: SceneNodes, app_logic=None):
         self.nodes, self.app_logic = nodes, app_logic
+        self._window_link = None  # (ground truth's display node, observer tag)
 
     def _slice_logic(self, view: str):
         return self.app_logic.GetSliceLogicByLayoutName(view) if self.app_logic is not None else None
 
     def show_comparison(self, ground_truth, reconstruction, offset_ras: float | None = None) -> None:
-        """Side-by-side layout: ground truth (Red) | reconstruction (Yellow), axial, linked, same
-        window/level, at the axial world position ``offset_ras`` (S mm; default: the
+        """Side-by-side layout: ground truth (Red) | reconstruction (Yellow), axial, linked, the
+        reconstruction's window/level following the ground truth's, at the axial world position ``offset_ras`` (S mm; default: the
         reconstruction's centre, through its parent transform)."""
         layout = self.scene_layout()
         if layout is not None:
             layout.SetViewArrangement(SIDE_BY_SIDE_LAYOUT)
-        self.match_window_level(ground_truth, reconstruction)
+        self.link_window_level(ground_truth, reconstruction)
         offset = float(node_centre_world(reconstruction)[2] if offset_ras is None else offset_ras)
         for view, node in zip(COMPARE_VIEWS, (ground_truth, reconstruction)):
             composite = self.nodes.view_node("vtkMRMLSliceCompositeNode", view)
@@ -54,6 +56,33 @@ class Views:
 
     def scene_layout(self):
         return self.nodes.scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
+
+    def link_window_level(self, ground_truth, reconstruction) -> None:
+        """Match the window/level now and whenever the ground truth's changes (one link at a time:
+        a new comparison replaces it; it ends when either node leaves the scene)."""
+        self.unlink_window_level()
+        self.match_window_level(ground_truth, reconstruction)
+        display = ground_truth.GetDisplayNode()
+        if display is None:
+            return
+        me, scene = weakref.ref(self), self.nodes.scene
+
+        def follow(caller, event):
+            views = me()
+            if views is None:
+                return
+            if scene.IsNodePresent(ground_truth) and scene.IsNodePresent(reconstruction):
+                views.match_window_level(ground_truth, reconstruction)
+            else:
+                views.unlink_window_level()
+
+        self._window_link = (display, display.AddObserver("ModifiedEvent", follow))
+
+    def unlink_window_level(self) -> None:
+        if self._window_link is not None:
+            display, tag = self._window_link
+            display.RemoveObserver(tag)
+            self._window_link = None
 
     def match_window_level(self, ground_truth, reconstruction) -> None:
         """The reconstruction shows the ground truth's grey levels (converted when units differ)."""

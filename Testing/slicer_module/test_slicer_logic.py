@@ -223,6 +223,13 @@ def test_side_by_side_views_are_linked_with_the_same_window_level(workflow):
     assert red.GetSliceOffset() == pytest.approx(node_centre_ras(fdk)[2], abs=1e-3)  # identity transform
     assert (fdk.GetDisplayNode().GetWindow(), fdk.GetDisplayNode().GetLevel()) == \
         pytest.approx((ref.GetDisplayNode().GetWindow(), ref.GetDisplayNode().GetLevel()))
+    # linked, not matched once (issue 18, item 14): the reconstruction follows a change of the ground truth's
+    ref.GetDisplayNode().AutoWindowLevelOff()
+    ref.GetDisplayNode().SetWindowLevel(350.0, 40.0)
+    assert (fdk.GetDisplayNode().GetWindow(), fdk.GetDisplayNode().GetLevel()) == pytest.approx((350.0, 40.0))
+    logic.views.unlink_window_level()
+    ref.GetDisplayNode().SetWindowLevel(1500.0, -600.0)
+    assert fdk.GetDisplayNode().GetWindow() == pytest.approx(350.0)
 
 
 def test_comparison_opens_at_the_world_slice_of_a_transformed_ct(logic, scene_and_app):
@@ -529,6 +536,8 @@ def test_dice_reconstruction_with_a_user_model_file(workflow, tmp_path):
     finally:
         params.SetParameter("method", "fdk")
     out, fdk = job.outputs["volume"], workflow["fdk"]
+    assert out.GetName() == "chest_marker DiCE user 6 views"  # short; the full label is an attribute
+    assert out.GetAttribute("DeepSparse.Method") == "DiCE (model file...)"
     assert np.allclose(node_ijk_to_ras(out), node_ijk_to_ras(fdk))
     values = slicer.util.arrayFromVolume(out)
     assert values.shape == slicer.util.arrayFromVolume(fdk).shape and np.isfinite(values).all()
@@ -560,7 +569,10 @@ def test_finetune_a_tiny_model_in_the_background_and_pick_it_up(workflow, tmp_pa
     info = engine.model_info(model)
     assert info.n_views == 6 and "tiny_finetuned" in info.label
     assert [m.path for m in engine.user_models(logic.user_models_dir)] == [model]
-    assert any(m.model is not None and m.model.path == model for m in logic.methods())
+    # listed under a key that names the file, not its absolute path (a saved scene works elsewhere)
+    assert [m.key for m in logic.methods() if m.model is not None and m.model.path == model] \
+        == ["dice:user/tiny_finetuned.safetensors"]
+    assert logic.base_model_path("user/tiny_finetuned.safetensors", "", 6) == model
     assert not any(Path(workflow["tmp"], "work").iterdir())
     from deepsparse_core.errors import DeepSparseError
 

@@ -149,9 +149,9 @@ def test_bindings_round_trip_values_through_fake_widgets():
         def currentText(self):
             return self.items[self.currentIndex][0]
 
-    combo = Fake("QComboBox", currentIndex=0, items=[("FDK", "fdk"), ("DiCE (bundled, 6 views)", "dice:/m/6.safetensors")])
-    parameters.write_widget(combo, "dice:/m/6.safetensors")
-    assert combo.currentIndex == 1 and parameters.read_widget(combo) == "dice:/m/6.safetensors"
+    combo = Fake("QComboBox", currentIndex=0, items=[("FDK", "fdk"), ("DiCE (bundled, 6 views)", "dice:bundled/6.safetensors")])
+    parameters.write_widget(combo, "dice:bundled/6.safetensors")
+    assert combo.currentIndex == 1 and parameters.read_widget(combo) == "dice:bundled/6.safetensors"
     cases = [(Fake("QSpinBox", value=0), "8"), (Fake("QDoubleSpinBox", value=0.0), "4.8"),
              (Fake("qMRMLSliderWidget", value=0.0), "270"), (Fake("QCheckBox", checked=False), "true"),
              (Fake("ctkPathLineEdit", currentPath=""), "/data/cts"), (Fake("QLineEdit", text=""), "my model"),

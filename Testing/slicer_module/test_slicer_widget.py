@@ -244,7 +244,9 @@ def _module(monkeypatch, tmp_path, real_qt):
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     monkeypatch.setattr(slicer.util, "loadUI", lambda path: root)
     monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda w: types.SimpleNamespace(**widgets))
-    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: None)
+    shown, popups = [], []  # what the slice views were given, the error popups
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: shown.append(kw.get("background")))
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: popups.append(text), raising=False)
     monkeypatch.setitem(sys.modules, "DeepSparseSlicer", None)
     sys.modules.pop("DeepSparseSlicer")
     import DeepSparseSlicer
@@ -261,6 +263,7 @@ def _module(monkeypatch, tmp_path, real_qt):
         return widget
 
     DeepSparseSlicer.make_widget = make_widget
+    DeepSparseSlicer.shown, DeepSparseSlicer.popups = shown, popups
     yield DeepSparseSlicer, scene, app, widgets
     for widget in made:
         widget.cleanup()  # scene observers
@@ -358,11 +361,11 @@ def test_panel_edits_the_parameter_node_and_shows_it_back(module):
     w["viewsSpinBox"].emit("valueChanged(int)", 10)
     assert node.GetParameter("views") == "10"
     # only the changed widget is stored: a method not listed (yet) is kept
-    node.SetParameter("method", "dice:/models/restored_from_scene.safetensors")
+    node.SetParameter("method", "dice:user/restored_from_scene.safetensors")
     w["photonsSpinBox"].value = 5e4
     w["photonsSpinBox"].emit("valueChanged(double)", 5e4)
     assert node.GetParameter("photons") == "50000"
-    assert node.GetParameter("method") == "dice:/models/restored_from_scene.safetensors"
+    assert node.GetParameter("method") == "dice:user/restored_from_scene.safetensors"
     # ...and a parameter-node change (e.g. a loaded scene) reaches the panel
     node.SetParameter("geometryPreset", "custom")
     node.SetParameter("method", "sart")
@@ -382,9 +385,9 @@ def test_actions_show_messages_and_select_the_new_nodes(module, monkeypatch):
     assert w["statusLabel"].text.startswith("Looking for DeepSparse's models and GPUs")
     run_timer(widget, timeout=120)
     assert logic.catalog.known
-    # bad input: a message in the panel, no exception
+    # bad input: a message in the panel and a popup (issue 18, item 14), no exception
     widget.onSimulate()
-    assert "no volume selected" in w["statusLabel"].text
+    assert "no volume selected" in w["statusLabel"].text and "no volume selected" in mod.popups[-1]
     # load a phantom (offline sample) -> selected as input
     node = widget.logic.getParameterNode()
     node.SetParameter("sample", "phantom:chest")
@@ -418,7 +421,7 @@ def test_actions_show_messages_and_select_the_new_nodes(module, monkeypatch):
                         _finished_job({}, on_done, "failed", "the background process stopped unexpectedly"))
     widget.onReconstruct()
     run_timer(widget)
-    assert "stopped unexpectedly" in w["statusLabel"].text
+    assert "stopped unexpectedly" in w["statusLabel"].text and "stopped unexpectedly" in mod.popups[-1]
     # compare: a background job (the panel does not wait); table in the view, scores in the status line
     widget.onCompare()
     assert w["metricsTableView"].table is None and w["jobProgressBar"].visible
@@ -464,6 +467,22 @@ def _volume(scene, name, views=8):
     slicer.util.updateVolumeFromArray(node, np.linspace(-1000, 1000, views * 64, dtype=np.float32).reshape(views, 8, 8))
     node.CreateDefaultDisplayNodes()
     return node
+
+
+def test_a_downloaded_sample_is_selected_and_shown(module, monkeypatch):
+    """Issue 18, item 14: the sample CT that a download job brings is shown in the slice views, like
+    a cached one (it used to be selected only)."""
+    mod, scene, app, w = module
+    widget = mod.make_widget()
+    logic, downloaded = widget.logic, _volume(scene, "chest sample CT")
+    monkeypatch.setattr(type(logic), "load_sample", lambda self, name="chest": None)  # not cached yet
+    monkeypatch.setattr(type(logic), "start_sample_download",
+                        lambda self, name="chest", on_done=None: _finished_job({"volume": downloaded}, on_done))
+    widget.logic.getParameterNode().SetParameter("sample", "chest")
+    widget.onLoadSample()
+    run_timer(widget)
+    assert logic.getParameterNode().GetNodeReference("InputVolume") is downloaded
+    assert mod.shown[-1] is downloaded and not mod.popups
 
 
 def test_the_registered_ctest_is_self_contained(module, monkeypatch):
