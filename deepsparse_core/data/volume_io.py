@@ -26,11 +26,13 @@ import SimpleITK as sitk
 from ..atomic import atomic_path, kept_note
 from ..errors import InputError
 from ..outputs import check_output_file
+from .header_checks import check_volume_header
 from .volume import Volume
 
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
 MIN_SPACING_MM = 0.01
 MAX_SPACING_MM = 50.0
+MAX_ORIGIN_MM = 1e6  # 1 km: any larger origin is a corrupt header, not a patient position
 
 
 # ----------------------------------------------------------------------------------------------
@@ -44,9 +46,11 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constan
     folder (the series with the most files is used); ``.mrc`` and ``.npy``, which carry no
     reliable geometry (1 mm isotropic spacing, identity direction, a warning says so).
 
-    Raises :class:`InputError` (one line, naming the file) for a missing or unreadable file, a 2D
-    or 4D image (a singleton 4th dimension is squeezed), NaN/Inf values, a constant volume or a
-    spacing outside [0.01, 50] mm. Values that cannot be HU only warn. ``check_hu=False`` skips
+    Raises :class:`InputError` (one line, naming the file) for a missing or unreadable file, a
+    header whose stored fields lie (:mod:`.header_checks`, read before ITK repairs them), a DICOM
+    series with missing or unevenly spaced slices, a 2D or 4D image (a singleton 4th dimension is
+    squeezed), non-real or NaN/Inf values, a constant volume, a spacing outside [0.01, 50] mm, an
+    origin that is not finite or beyond 1 km, or a direction that is not orthonormal. Values that cannot be HU only warn. ``check_hu=False`` skips
     the HU plausibility warnings (label maps, MR); ``allow_constant=True`` accepts a constant
     volume (a reconstruction read back, not a CT to simulate from).
     """
@@ -60,6 +64,7 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constan
     elif path.suffix.lower() == ".npy":
         volume = _read_npy(path)
     else:
+        check_volume_header(path)
         volume = Volume.from_sitk(_as_3d(_read_itk(path), path))
         if _extension(path) in (".nii", ".nii.gz"):
             _check_nifti_data(path)
@@ -127,10 +132,13 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
     reader.SetFileNames(files)
     try:
-        with itk_messages():
+        with itk_messages() as messages:
             image = reader.Execute()
     except RuntimeError:
         raise InputError(f"{folder}: cannot read the DICOM series ({len(files)} files)") from None
+    if any("non uniform sampling or missing slices" in m.lower() for m in messages):
+        raise InputError(f"{folder}: the DICOM series ({len(files)} files) has missing, duplicated or unevenly "
+                         "spaced slices; a volume read from it would have a made-up slice spacing")
     return _as_3d(image, folder)
 
 
@@ -153,8 +161,8 @@ def _read_npy(path: Path) -> Volume:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError):
         raise InputError(f"{path}: not a valid .npy array file") from None
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise InputError(f"{path}: array of type {array.dtype} is not numeric")
+    if array.dtype.kind not in "biuf":  # complex, timedelta, datetime, strings, objects...
+        raise InputError(f"{path}: array of type {array.dtype} does not hold real numbers")
     if array.ndim == 4 and 1 in array.shape:
         array = array.squeeze(axis=array.shape.index(1))
     if array.ndim != 3 or min(array.shape) < 2:
@@ -182,18 +190,26 @@ def _read_mrc(path: Path) -> Volume:
     if mode not in _MRC_MODES or min(nx, ny, nz) < 1 or max(nx, ny, nz) > 100000:
         raise bad
     dtype = np.dtype(_MRC_MODES[mode]).newbyteorder(endian)
-    offset = 1024 + max(int(words[23]), 0)
+    if int(words[23]) < 0:
+        raise InputError(f"{path}: corrupt MRC header: extended header size (nsymbt) {int(words[23])} is negative")
+    offset = 1024 + int(words[23])
     count = nx * ny * nz
     if path.stat().st_size < offset + count * dtype.itemsize:
         raise bad
     data = np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(nz, ny, nx)
     # mapc/mapr/maps say which of x, y, z the columns, rows and sections run along.
-    axis_of = {int(a): i for i, a in enumerate(words[16:19])}  # 1=x, 2=y, 3=z -> 0=col...
+    axis_map = [int(a) for a in words[16:19]]
+    if axis_map != [0, 0, 0] and sorted(axis_map) != [1, 2, 3]:  # all 0: an old writer's "default order"
+        raise InputError(f"{path}: corrupt MRC header: axis map (mapc, mapr, maps) {tuple(axis_map)} is not "
+                         "a permutation of (1, 2, 3)")
+    axis_of = {a: i for i, a in enumerate(axis_map)}  # 1=x, 2=y, 3=z -> 0=col...
     if sorted(axis_of) == [1, 2, 3]:
         stored = {0: 2, 1: 1, 2: 0}  # columns are array axis 2, rows 1, sections 0
         data = data.transpose([stored[axis_of[a]] for a in (3, 2, 1)])  # to (z, y, x)
     cell = np.frombuffer(header, dtype=endian + "f4", count=3, offset=40).astype(float)
     grid = np.frombuffer(header, dtype=endian + "i4", count=3, offset=28).astype(float)
+    if not np.all(np.isfinite(cell)):
+        raise InputError(f"{path}: corrupt MRC header: cell size {tuple(cell.tolist())} is not finite")
     if np.all(cell > 0) and np.all(grid > 0):
         spacing_xyz = cell / grid
         note = f"reading the MRC cell size as mm: spacing {tuple(spacing_xyz.round(4))}"
@@ -211,7 +227,15 @@ def _check_volume(volume: Volume, path: Path, check_hu: bool, allow_constant: bo
             or np.any(spacing > MAX_SPACING_MM):
         raise InputError(f"{path}: spacing {volume.spacing} mm is outside "
                          f"[{MIN_SPACING_MM}, {MAX_SPACING_MM}] mm")
+    origin, direction = np.asarray(volume.origin, float), np.asarray(volume.direction, float)
+    if not np.all(np.isfinite(origin)) or np.any(np.abs(origin) > MAX_ORIGIN_MM):
+        raise InputError(f"{path}: origin {tuple(origin.tolist())} mm is not finite or lies beyond "
+                         f"{MAX_ORIGIN_MM:g} mm")
+    if not np.all(np.isfinite(direction)) or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-3):
+        raise InputError(f"{path}: direction matrix {direction.round(4).tolist()} is not orthonormal")
     a = volume.array
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"{path}: voxels of type {a.dtype} are not real numbers")
     if not np.all(np.isfinite(a)):
         raise InputError(f"{path}: volume contains NaN or infinite values")
     lo, hi = float(a.min()), float(a.max())
