@@ -104,6 +104,12 @@ def ws(tmp_path_factory):
     _rewrite_metadata(d / "p.safetensors", d / "p_no_direction.safetensors",
                       lambda m: _edit_json_field(m, "placement", lambda v: v.pop("direction")))
 
+    # --- degenerate scans (issue 19, class 2): a grid moved out of the beam, a placement 1e308 mm away
+    _rewrite_metadata(d / "p.safetensors", d / "p_out_of_beam.safetensors",
+                      lambda m: _edit_json_field(m, "geometry", lambda v: v.update(volume_offset=[5000.0, 0.0, 0.0])))
+    _rewrite_metadata(d / "p.safetensors", d / "p_far_placement.safetensors",
+                      lambda m: _edit_json_field(m, "placement", lambda v: v.update(origin_lps=[1e308, 0.0, 0.0])))
+
     # --- model files with bad configs
     save_model(d / "model.safetensors", DiCE(DiceConfig.tiny()), g)
     for name, value in {"abc": "abc", "neg": -4, "huge": 100000}.items():
@@ -122,6 +128,17 @@ def ws(tmp_path_factory):
 
     make_synthetic_cache(d / "data", 2, small_geometry(16, 8, 12), seed=0)
     make_synthetic_cache(d / "data_other", 2, small_geometry(16, 16, 12), seed=0)
+    import shutil
+
+    shutil.copytree(d / "data", d / "data_nan_reference")  # one cache's ground truth holds a NaN
+    first = sorted((d / "data_nan_reference").glob("*.safetensors"))[0]
+    tensors = load_file(str(first))
+    tensors["reference"][0, 0, 0] = float("nan")
+    from safetensors import safe_open
+
+    with safe_open(str(first), framework="pt") as f:
+        meta = dict(f.metadata())
+    save_file(tensors, str(first), metadata=meta)
     assert main(["--progress", "none", "train", "--stage", "scratch", "--data", str(d / "data"), "--out",
                  str(d / "run"), "--config", "tiny", "--views", "4", "--min-views", "2", "--max-views", "4",
                  "--points", "64", "--batch-size", "1", "--steps", "1", "--device", "cpu",
@@ -164,8 +181,8 @@ def _prep(ws, source, out, *extra):
             "--out", out / "train_data", *extra]
 
 
-def _train(ws, out, *extra, run=None):
-    return ["train", "--data", ws / "data", "--out", run or out / "run", "--config", "tiny", "--steps", "1",
+def _train(ws, out, *extra, run=None, data=None):
+    return ["train", "--data", data or ws / "data", "--out", run or out / "run", "--config", "tiny", "--steps", "1",
             "--device", "cpu", "--points", "64", "--batch-size", "1", "--val-every", "0", *extra]
 
 
@@ -337,6 +354,14 @@ CASES = {
                                   ("--lambda-q", "1e9", "--lambda-q"), ("--edge-fraction", "1.5", "--edge-fraction"),
                                   ("--val-volumes", "-1", "--val-volumes"), ("--seed", "-3", "--seed"),
                                   ("--seed", str(2 ** 64), "--seed"), ("--steps", "0", "--steps must be >= 1"))},
+    # 2. degenerate scans
+    "simulate-arc-0": (lambda w, o: _sim(w, w / "ct.nii.gz", o, "--arc", "0"), "same angle"),
+    "reconstruct-grid-out-of-beam": (lambda w, o: _rec(w, o, projections=w / "p_out_of_beam.safetensors"),
+                                     "outside the X-ray beam"),
+    "reconstruct-placement-1e308": (lambda w, o: _rec(w, o, projections=w / "p_far_placement.safetensors"),
+                                    "corrupt placement.*beyond"),
+    "train-nan-reference": (lambda w, o: _train(w, o, "--stage", "scratch", "--views", "4", "--min-views", "2",
+                                                "--max-views", "4", data=w / "data_nan_reference"), "NaN"),
     **{f"{cmd}-seed-2^64": (lambda w, o, cmd=cmd: {
         "simulate": lambda: _sim(w, w / "ct.nii.gz", o, "--seed", str(2 ** 64)),
         "phantoms": lambda: ["phantoms", "--shape", "8", "--seed", str(2 ** 64), "--out", o / "ph"],

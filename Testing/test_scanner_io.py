@@ -223,18 +223,18 @@ def test_import_with_flat_and_dark_images_recovers_rtk_line_integrals(tmp_path):
     assert data.geometry.detector_offset == pytest.approx((0.0, -30.0))
 
 
-def _xml(tmp_path, views, **per_view):
+def _xml(tmp_path, views, name="g.xml", sdd=1200.0, **per_view):
     from itk import RTK as rtk
 
     geo = rtk.ThreeDCircularProjectionGeometry.New()
     for i, a in enumerate(views):
         x = per_view.get("offset_x", lambda i: 0.0)(i)
-        geo.AddProjection(800.0, 1200.0, a, x, 0.0, per_view.get("out_of_plane", 0.0), 0.0)
+        geo.AddProjection(800.0, sdd, a, x, 0.0, per_view.get("out_of_plane", 0.0), 0.0)
     writer = rtk.ThreeDCircularProjectionGeometryXMLFileWriter.New()
     writer.SetObject(geo)
-    writer.SetFilename(str(tmp_path / "g.xml"))
+    writer.SetFilename(str(tmp_path / name))
     writer.WriteFile()
-    return tmp_path / "g.xml"
+    return tmp_path / name
 
 
 @needs_rtk
@@ -291,6 +291,11 @@ def test_truncated_mislabelled_and_inconsistent_files_give_one_clear_error(tmp_p
         (["ok.mha", "--geometry", str(xml), "--flat", str(tmp_path / "flat.mha")], "flat field flat.mha is 48 x 47"),
         (["ok.mha", "--geometry", str(xml), "--i0", "-5"], "--i0 must be a positive number"),
         (["ok.mha", "--geometry", str(xml), "--i0", "1", "--views", "13"], "cannot pick 13 views out of 12"),
+        # degenerate scans (issue 19, class 2): RTK's parallel-beam convention, every view at one angle
+        (["ok.mha", "--geometry", str(_xml(tmp_path, np.arange(12) * 30.0, "parallel.xml", sdd=0.0)), "--i0", "1"],
+         "parallel-beam scan (SourceToDetectorDistance 0"),
+        (["ok.mha", "--geometry", str(_xml(tmp_path, np.zeros(12), "one_angle.xml")), "--i0", "1"],
+         "all 12 views are at the same angle"),
     ]
     for args, message in cases:
         args[0] = str(tmp_path / args[0])

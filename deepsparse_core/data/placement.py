@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..physics.geometry import Geometry
 from .hu import to_units
-from .volume import Volume
+from .volume import MAX_ORIGIN_MM, Volume
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,12 @@ class Placement:
         if len(self.origin_lps) != 3 or len(self.direction) != 9 or not all(
                 math.isfinite(v) for v in (*self.origin_lps, *self.direction)):
             raise InputError("a placement needs a finite LPS origin (3 numbers) and direction (9 numbers)")
+        if max(abs(v) for v in self.origin_lps) > MAX_ORIGIN_MM:
+            raise InputError(f"a placement origin of {self.origin_lps} mm lies beyond {MAX_ORIGIN_MM:g} mm: "
+                             "a corrupt file, not a patient position")
+        m = self.matrix
+        if not np.allclose(m.T @ m, np.eye(3), atol=1e-3):
+            raise InputError("a placement direction must be orthonormal")
 
     @property
     def matrix(self) -> np.ndarray:
@@ -89,10 +95,10 @@ class Placement:
         pieces = [d.get(k, default) for k, default in (("piece", 0), ("n_pieces", 1))] if ok else []
         if not ok or not all(isinstance(v, int) and not isinstance(v, bool) for v in pieces):
             raise corrupt
-        try:  # the lengths and finiteness are the constructor's checks
+        try:  # the lengths, finiteness and ranges are the constructor's checks
             return cls(tuple(d["origin_lps"]), tuple(d["direction"]), *pieces)
-        except InputError:
-            raise corrupt from None
+        except InputError as exc:
+            raise InputError(f"{source} has a corrupt placement: {exc}") from None
 
 
 __all__ = ["Placement"]

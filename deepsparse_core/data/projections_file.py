@@ -172,6 +172,8 @@ def read_projection_arrays(path: str | Path, with_reference: bool = True, views=
     placement = Placement.from_dict(placement, path)
     if not np.isfinite(proj).all():
         raise InputError(f"{path} contains NaN or infinite projection values")
+    if ref is not None and not np.isfinite(ref).all():
+        raise InputError(f"{path} has NaN or infinite values in its reference volume")
     if views is not None:
         geometry = geometry.with_angles([geometry.angles[v] for v in views])
     if proj.ndim != 3 or proj.shape[0] != geometry.n_views or proj.shape[1:] != tuple(geometry.detector_shape):

@@ -76,6 +76,9 @@ def read_rtk_xml(path: str | Path):
     geometry = reader.GetOutputObject()
     if len(geometry.GetGantryAngles()) == 0:
         raise InputError(f"{path} holds no projection (no <Projection> element)")
+    if any(float(d) == 0.0 for d in geometry.GetSourceToDetectorDistances()):
+        raise GeometryError(f"{path} describes a parallel-beam scan (SourceToDetectorDistance 0, RTK's convention); "
+                            "only cone-beam scans are supported")
     if geometry.GetRadiusCylindricalDetector() != 0:
         raise GeometryError(f"{path} describes a cylindrical detector (radius "
                             f"{geometry.GetRadiusCylindricalDetector():g} mm); only flat panels are supported")

@@ -22,6 +22,8 @@ import numpy as np
 
 from ..errors import InputError
 
+MAX_ORIGIN_MM = 1e6  # 1 km: a larger origin is a corrupt header, not a patient position
+
 
 @dataclass
 class Volume:

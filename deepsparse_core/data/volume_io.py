@@ -27,12 +27,11 @@ from ..atomic import atomic_path, kept_note
 from ..errors import InputError
 from ..outputs import check_output_file
 from .header_checks import check_volume_header
-from .volume import Volume
+from .volume import MAX_ORIGIN_MM, Volume
 
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
 MIN_SPACING_MM = 0.01
 MAX_SPACING_MM = 50.0
-MAX_ORIGIN_MM = 1e6  # 1 km: any larger origin is a corrupt header, not a patient position
 
 
 # ----------------------------------------------------------------------------------------------

@@ -150,7 +150,25 @@ class Geometry:
                                              self.volume_shape[2] * self.volume_spacing[2]))
         if half_diag + math.hypot(self.volume_offset[1], self.volume_offset[2]) >= self.dso:
             raise GeometryError("the reconstruction grid reaches the source: reduce it or increase DSO")
+        if len(self.angles) > 1 and max(self.angles) - min(self.angles) < 1e-9:
+            raise GeometryError(f"all {len(self.angles)} views are at the same angle ({math.degrees(self.angles[0]):g}°): "
+                                "an arc of 0? the views must differ")
+        self._check_in_beam()
         self._check_memory()
+
+    def _check_in_beam(self) -> None:
+        """Refuse a grid that no ray of any view crosses (a volume offset that moved it out of the
+        beam): its xy box outside the field-of-view cylinder, or its z range beyond the cone (both
+        bounds generous: only a surely wrong grid is refused)."""
+        (nv, nu), (dv, du), (off_v, off_u) = self.detector_shape, self.detector_spacing, self.detector_offset
+        fov = self.dso * math.sin(math.atan((nu * du / 2 + abs(off_u)) / self.dsd))
+        ext = [n * sp for n, sp in zip(self.volume_shape, self.volume_spacing)]  # (z, y, x) mm
+        gap_x = max(abs(self.volume_offset[2]) - ext[2] / 2, 0.0)
+        gap_y = max(abs(self.volume_offset[1]) - ext[1] / 2, 0.0)
+        half_z = (nv * dv / 2 + abs(off_v)) * (self.dso + fov) / self.dsd
+        if math.hypot(gap_x, gap_y) >= fov or abs(self.volume_offset[0]) - ext[0] / 2 >= half_z:
+            raise GeometryError(f"the reconstruction grid (volume_offset {self.volume_offset} mm) lies outside the "
+                                f"X-ray beam (a {fov:.0f} mm field of view, {half_z:.0f} mm high): no view sees it")
 
     def _check_memory(self) -> None:
         """Refuse a grid or a projection stack (float32) larger than this machine's memory."""
