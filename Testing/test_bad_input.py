@@ -285,6 +285,18 @@ CASES = {
         lambda w, o: ["train", "--resume", "--steps", "2", "--device", "cpu", "--out",
                       _copy_run(w / "run", o / "run", lambda s: s["rng"]["numpy"][0].update(bit_generator="seed"))],
         "bit generator"),
+    # damaged state.json fields (issue 19, class 3): one line saying the run state is damaged
+    **{f"train-resume-state-{name}": (
+        lambda w, o, edit=edit: ["train", "--resume", "--steps", "2", "--device", "cpu", "--out",
+                                 _copy_run(w / "run", o / "run", edit)], f"run state is damaged: {field}")
+       for name, field, edit in (
+           ("float-step", "step", lambda st: st.update(step=1.5)),
+           ("text-step", "step", lambda st: st.update(step="1")),
+           ("unknown-stage", "stage", lambda st: st["stage"].update(name="warmup")),
+           ("empty-rng", "rng", lambda st: st["rng"].update(numpy=[])),
+           ("nan-elapsed", "elapsed_s", lambda st: st.update(elapsed_s=float("nan"))),
+           ("list-config", "config", lambda st: st.update(config=[1, 2])),
+           ("text-best-psnr", "best_val_psnr", lambda st: st.update(best_val_psnr="high")))},
     # 11. a second run into a folder another run holds
     "train-folder-locked": (lambda w, o: _train(w, o, "--stage", "scratch", run=_locked(o)), "another training run"),
     # 13. ITK's own messages stay off stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,13 +237,39 @@ def read_state(run_dir: str | Path) -> RunState:
         raise CheckpointError(f"{path} is not a DeepSparse training state")
     if d.get("version") != RUN_VERSION:
         raise CheckpointError(f"{path} has version {d.get('version')}, expected {RUN_VERSION}")
-    try:
-        known = {"format", "version", "step", "stage", "config", "rng", "best_val_psnr", "elapsed_s"}
-        return RunState(step=int(d["step"]), stage=dict(d["stage"]), config=dict(d["config"]),
-                        rng=[{"numpy": s} for s in d["rng"]["numpy"]], best_val_psnr=d.get("best_val_psnr"),
-                        elapsed_s=float(d["elapsed_s"]), extra={k: v for k, v in d.items() if k not in known})
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} is incomplete or corrupt ({e})") from None
+    known = {"format", "version", "step", "stage", "config", "rng", "best_val_psnr", "elapsed_s"}
+    missing = sorted(k for k in known if k not in d and k != "best_val_psnr")
+    if missing:
+        raise CheckpointError(f"{path}: the run state is damaged: {', '.join(missing)} missing")
+    from .stages import STAGES
+
+    def damaged(field, value, want):
+        return CheckpointError(f"{path}: the run state is damaged: {field} is {value!r}, expected {want}")
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    step, stage, rng = d["step"], d["stage"], d["rng"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise damaged("step", step, "a whole number >= 0")
+    if not isinstance(stage, dict) or stage.get("name") not in STAGES:
+        raise damaged("stage", stage if not isinstance(stage, dict) else stage.get("name"),
+                      f"a stage named one of {', '.join(STAGES)}")
+    if not isinstance(d["config"], dict):
+        raise damaged("config", d["config"], "an object")
+    states = rng.get("numpy") if isinstance(rng, dict) else None
+    if not isinstance(states, list) or not states or not all(isinstance(st, dict) and st for st in states):
+        raise damaged("rng", rng, "the numpy generator state of each process")
+    if not number(d["elapsed_s"]) or d["elapsed_s"] < 0:
+        raise damaged("elapsed_s", d["elapsed_s"], "a finite number of seconds >= 0")
+    best = d.get("best_val_psnr")
+    if best is not None and not number(best):
+        raise damaged("best_val_psnr", best, "a finite number or null")
+    if "cpu_s" in d and (not number(d["cpu_s"]) or d["cpu_s"] < 0):
+        raise damaged("cpu_s", d["cpu_s"], "a finite number of seconds >= 0")
+    return RunState(step=step, stage=dict(stage), config=dict(d["config"]),
+                    rng=[{"numpy": st} for st in states], best_val_psnr=best,
+                    elapsed_s=float(d["elapsed_s"]), extra={k: v for k, v in d.items() if k not in known})
 
 
 def load_run(run_dir: str | Path, device="cpu"):
