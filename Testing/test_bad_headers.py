@@ -217,3 +217,85 @@ def test_a_dicom_series_with_a_hole_is_refused(tmp_path, capfd):
         with pytest.raises(InputError, match="missing, duplicated or unevenly spaced slices"):
             read_volume(_dicom_series(tmp_path / name, **options))
         assert capfd.readouterr().err == ""
+
+
+# ---------------------------------------------------------------------------- class 4: declared sizes
+def _sparse(path: Path, header: bytes, total: int) -> Path:
+    """A file of ``total`` bytes that holds only ``header`` (sparse: no disk is used)."""
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(total)
+    return path
+
+
+def _sparse_npy(path: Path, n: int) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (n, n, n)})
+    return _sparse(path, buf.getvalue(), len(buf.getvalue()) + 4 * n ** 3)
+
+
+def _sparse_nifti(path: Path, n: int) -> Path:
+    nibabel.save(nibabel.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)), str(path))
+    header = bytearray(path.read_bytes()[:352])
+    struct.pack_into("<4h", header, 40, 3, n, n, n)
+    return _sparse(path, bytes(header), 352 + 4 * n ** 3)
+
+
+def _sparse_projections(path: Path, views: int, pixels: int) -> Path:
+    """A projections file whose header declares ``views`` x ``pixels``^2 float32 projections."""
+    import json
+
+    from deepsparse_core.physics.geometry import Geometry
+
+    geometry = {**Geometry.preset("fast", 6).to_dict(), "detector_shape": [pixels, pixels],
+                "angles": np.linspace(0.0, np.pi, views, endpoint=False).tolist()}  # too big for a Geometry here
+    nbytes = 4 * views * pixels * pixels
+    head = json.dumps({"__metadata__": {"format": "deepsparse-projections", "version": "1",
+                                        "geometry": json.dumps(geometry), "noise": "null",
+                                        "placement": "null"},
+                       "projections": {"dtype": "F32", "shape": [views, pixels, pixels],
+                                       "data_offsets": [0, nbytes]}}).encode()
+    head += b" " * (-len(head) % 8)
+    return _sparse(path, struct.pack("<Q", len(head)) + head, 8 + len(head) + nbytes)
+
+
+SIZES = {  # headers that declare more than any memory here holds, in sparse files (no disk used)
+    "npy-2000^3": (lambda d: _sparse_npy(d / "ct.npy", 2000), ["simulate"]),
+    "nifti-2048^3": (lambda d: _sparse_nifti(d / "ct.nii", 2048), ["simulate"]),
+    "projections-36-GiB": (lambda d: _sparse_projections(d / "p.safetensors", 600, 4000), ["reconstruct"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SIZES))
+def test_a_header_declaring_more_than_memory_is_refused_before_reading(case, tmp_path, capfd):
+    """Issue 19, class 4: "needs ~N GiB, M GiB available" instead of a MemoryError or the OOM killer."""
+    build, command = SIZES[case]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    path = build(tmp_path / "in")
+    out = tmp_path / "out" / ("p.safetensors" if command[0] == "simulate" else "v.nii.gz")
+    argv = [*command, str(path), "--device", "cpu", "--out", str(out)]
+    if command[0] == "simulate":
+        argv += ["--views", "6", "--preset", "fast"]
+    capfd.readouterr()
+    rc = main(argv)
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and "Traceback" not in err and lines and lines[-1].startswith("error: "), err
+    assert re.search(r"needs ~[\d.]+ GiB of memory, [\d.]+ GiB available", lines[-1]), lines[-1]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_header_within_memory_but_beyond_the_file_is_truncated(tmp_path, monkeypatch):
+    from deepsparse_core import resources
+
+    path = _sparse_npy(tmp_path / "ct.npy", 64)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 4)
+    with pytest.raises(InputError, match="truncated .npy file"):
+        read_volume(path)
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: 1 << 20)  # 1 MiB left
+    with pytest.raises(InputError, match=r"needs ~3.0 MiB of memory, 1.0 MiB available"):
+        read_volume(_sparse_npy(tmp_path / "small.npy", 64))

@@ -285,6 +285,15 @@ CASES = {
         lambda w, o: ["train", "--resume", "--steps", "2", "--device", "cpu", "--out",
                       _copy_run(w / "run", o / "run", lambda s: s["rng"]["numpy"][0].update(bit_generator="seed"))],
         "bit generator"),
+    # sizes beyond memory, asked on the command line (issue 19, class 4): refused before any work
+    "phantoms-shape-2000": (lambda w, o: ["phantoms", "--shape", "2000", "--count", "1", "--out", o / "ph"],
+                            r"needs ~[\d.]+ GiB of memory, [\d.]+ GiB available"),
+    "train-batch-100000": (lambda w, o: _train(w, o, "--stage", "scratch", "--views", "4", "--min-views", "2",
+                                               "--max-views", "4", "--batch-size", "100000", "--points", "512"),
+                         r"needs ~[\d.]+ GiB of memory"),
+    "train-points-beyond-voxels": (lambda w, o: _train(w, o, "--stage", "scratch", "--views", "4", "--min-views", "2",
+                                                       "--max-views", "4", "--points", "10000000"),
+                                   "more than the .* voxels"),
     # damaged state.json fields (issue 19, class 3): one line saying the run state is damaged
     **{f"train-resume-state-{name}": (
         lambda w, o, edit=edit: ["train", "--resume", "--steps", "2", "--device", "cpu", "--out",

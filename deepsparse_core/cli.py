@@ -128,10 +128,10 @@ def _output_geometry(args, data):
     values = args.resolution
     geometry = data.geometry.with_resolution(None if values is None else tuple(values))
     if values is not None:
-        from .resources import require_memory
+        from .resources import require_available
 
         # the output grid, its copy written to disk and the method's work arrays: about 3 float32 volumes
-        require_memory(3 * 4.0 * math.prod(geometry.volume_shape), f"--resolution {' '.join(map(str, values))}")
+        require_available(3 * 4.0 * math.prod(geometry.volume_shape), f"--resolution {' '.join(map(str, values))}")
     return geometry
 
 
@@ -329,6 +329,9 @@ def cmd_candidates(args) -> int:
     return 0
 
 
+PHANTOM_BYTES_PER_VOXEL = 32  # peak memory of one phantom: 25-29 bytes a voxel measured at 160^3, every kind
+
+
 def cmd_phantoms(args) -> int:
     """Write seeded synthetic CTs (HU, NIfTI) for training corpora: ``<kind>-<seed>.nii.gz``."""
     from .data.phantoms import PHANTOM_KINDS, phantom_volume
@@ -343,6 +346,9 @@ def cmd_phantoms(args) -> int:
         raise InputError("--count must be >= 1 and --shape >= 8")
     check_seed(args.seed)
     check_seed(args.seed + args.count - 1)
+    from .resources import require_available
+
+    require_available(PHANTOM_BYTES_PER_VOXEL * args.shape ** 3, f"a {args.shape}^3 phantom")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")

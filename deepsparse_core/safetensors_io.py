@@ -49,4 +49,24 @@ def read_metadata(path: str | Path, fmt: str, version: str, what: str) -> dict[s
         raise InputError(f"{path} is not a {what} (format {meta.get('format')!r}, expected {fmt!r})")
     if meta.get("version") != version:
         raise InputError(f"{path} has {what} version {meta.get('version')}, expected {version}")
+    _require_tensor_memory(path, what)
     return meta
+
+
+def _require_tensor_memory(path: Path, what: str) -> None:
+    """Refuse a file whose header declares tensors beyond its own size (truncated) or beyond the
+    memory available now (e.g. a sparse file declaring 36 GiB), before any tensor is read. Loading
+    may convert float16 to float32 and copy once: 3x the stored bytes are asked for."""
+    import json
+    import struct
+
+    from .resources import require_available
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))  # safe_open has just parsed the same header
+    ends = [int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"]
+    stored = max(ends, default=0)
+    if 8 + n + stored > path.stat().st_size:
+        raise InputError(f"{path}: truncated {what} (its header declares {stored} bytes of tensors)")
+    require_available(3.0 * stored, f"{path.name} ({what})")

@@ -14,6 +14,9 @@ checks read the fields as stored and refuse with one line naming the file and th
 * NRRD (``.nrrd``, ``.nhdr``): ``space directions`` / ``spacings`` finite (their absence is a
   warning: 1 mm is assumed), ``space origin`` finite, and a gzip or bzip2 body (attached or
   detached) that decompresses to the size the header declares.
+
+The voxel count a header declares is also checked against the memory available now, before
+anything is allocated ("needs ~N GiB, M GiB available"; :func:`require_declared`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..resources import require_available
 
 # NIfTI datatype codes that are not a real scalar: complex 64/128/256, RGB, RGBA
 _NIFTI_NOT_REAL = {32: "complex64", 1792: "complex128", 2048: "complex256", 128: "RGB", 2304: "RGBA"}
@@ -43,6 +47,14 @@ def check_volume_header(path: Path) -> None:
         _check_metaimage(path)
     elif name.endswith((".nrrd", ".nhdr")):
         _check_nrrd(path)
+
+
+def require_declared(path: Path, shape, itemsize: int) -> None:
+    """Refuse a file whose header declares more voxels than memory can hold now: the stored
+    values, their float32 copy and ITK's image (``itemsize`` + 8 bytes a voxel)."""
+    voxels = int(np.prod([int(n) for n in shape], dtype=np.float64))
+    dims = " x ".join(str(int(n)) for n in shape)
+    require_available(voxels * (itemsize + 8.0), f"{path.name} (a {dims} volume, by its header)")
 
 
 def _bad(path: Path, what: str) -> InputError:
@@ -68,6 +80,10 @@ def _check_nifti(path: Path) -> None:
         stored = int(np.frombuffer(raw[:4], "<i4")[0]) if len(raw) >= 4 else None
         raise _bad(path, f"sizeof_hdr is {stored}, not 348 (NIfTI-1) or 540 (NIfTI-2), or the file is truncated")
     h = np.frombuffer(raw[:dtype.itemsize], dtype)[0]
+    dims = [int(n) for n in h["dim"]]
+    if not 1 <= dims[0] <= 7 or min(dims[1:dims[0] + 1]) < 1:
+        raise _bad(path, f"dim = {dims[:dims[0] + 1] if 1 <= dims[0] <= 7 else dims}")
+    require_declared(path, dims[1:dims[0] + 1], max(int(h["bitpix"]) // 8, 1))
     code = int(h["datatype"])
     if code in _NIFTI_NOT_REAL:
         raise InputError(f"{path}: voxels of type {_NIFTI_NOT_REAL[code]} are not real scalar values")
@@ -104,9 +120,12 @@ def _check_metaimage(path: Path) -> None:
             head = f.read(65536)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    fields = {}
     for line in head.split(b"\n"):
         key, sep, value = line.decode("latin-1").partition("=")
         key = key.strip()
+        if sep:
+            fields[key] = value.strip()
         if key == "ElementDataFile":
             break
         if not sep or key not in _META_NUMBERS:
@@ -119,6 +138,21 @@ def _check_metaimage(path: Path) -> None:
             raise _bad(path, f"{key} = {value.strip()} (must be finite)")
         if _META_NUMBERS[key] == "spacing" and np.any(numbers <= 0):
             raise _bad(path, f"{key} = {value.strip()} (voxel sizes must be positive)")
+    try:
+        shape = [int(v) for v in fields.get("DimSize", "").split()]
+        channels = int(fields.get("ElementNumberOfChannels", "1"))
+    except ValueError:
+        raise _bad(path, f"DimSize = {fields.get('DimSize')!r} is not a list of whole numbers") from None
+    if shape:
+        if min(shape) < 1:
+            raise _bad(path, f"DimSize = {fields['DimSize']} (sizes must be positive)")
+        itemsize = _META_ITEMSIZE.get(fields.get("ElementType", ""), 4)
+        require_declared(path, shape + [max(channels, 1)], itemsize)
+
+
+_META_ITEMSIZE = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+                  "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+                  "MET_DOUBLE": 8}
 
 
 # ----------------------------------------------------------------------------------------- NRRD
@@ -146,6 +180,15 @@ def _check_nrrd(path: Path) -> None:
     if "space directions" not in fields and "spacings" not in fields:
         warnings.warn(f"{path.name}: NRRD header has no space directions nor spacings; assuming 1.0 mm "
                       "isotropic spacing", stacklevel=4)
+    try:
+        sizes = [int(v) for v in fields.get("sizes", "").split()]
+        itemsize = _nrrd_itemsize(fields.get("type", ""))
+    except ValueError:
+        sizes, itemsize = [], None  # ITK reports a malformed sizes field
+    if sizes:
+        if min(sizes) < 1:
+            raise _bad(path, f"sizes: {fields['sizes']} (sizes must be positive)")
+        require_declared(path, sizes, itemsize or 4)
     encoding = fields.get("encoding", "raw").lower()
     if encoding not in ("gzip", "gz", "bzip2", "bz2"):
         return
@@ -163,11 +206,6 @@ def _check_nrrd(path: Path) -> None:
         raw = gzip.decompress(body) if encoding in ("gzip", "gz") else bz2.decompress(body)
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise InputError(f"{path}: truncated or corrupt {encoding} data ({exc})") from None
-    try:
-        sizes = [int(v) for v in fields.get("sizes", "").split()]
-        itemsize = _nrrd_itemsize(fields.get("type", ""))
-    except ValueError:
-        return  # ITK reports a malformed sizes or type field
     expected = int(np.prod(sizes)) * itemsize if sizes and itemsize else None
     if expected is not None and len(raw) < expected:
         raise InputError(f"{path}: truncated {encoding} data ({len(raw)} of {expected} bytes)")

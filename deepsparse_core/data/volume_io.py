@@ -156,6 +156,22 @@ def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
 
 
 def _read_npy(path: Path) -> Volume:
+    from .header_checks import require_declared
+
+    try:  # the header first: a declared size beyond memory or beyond the file is refused before loading
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0  # 2.0 and 3.0 (UTF-8 names) share the layout
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError):
+        raise InputError(f"{path}: not a valid .npy array file") from None
+    if dtype.kind not in "biuf":  # complex, timedelta, datetime, strings, objects...
+        raise InputError(f"{path}: array of type {dtype} does not hold real numbers")
+    if offset + int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > path.stat().st_size:
+        raise InputError(f"{path}: truncated .npy file (its header declares shape {shape} of {dtype})")
+    require_declared(path, shape, dtype.itemsize)
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError):
@@ -195,6 +211,9 @@ def _read_mrc(path: Path) -> Volume:
     count = nx * ny * nz
     if path.stat().st_size < offset + count * dtype.itemsize:
         raise bad
+    from .header_checks import require_declared
+
+    require_declared(path, (nz, ny, nx), dtype.itemsize)
     data = np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(nz, ny, nx)
     # mapc/mapr/maps say which of x, y, z the columns, rows and sections run along.
     axis_map = [int(a) for a in words[16:19]]

@@ -163,6 +163,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     data_device = device if cfg.data_on_device else torch.device("cpu")
     train_set = CandidateSet(cfg.data, "train", data_device).require("training")
     geometry = train_set.geometry
+    _check_step_size(cfg, stage, model.config, geometry)
     if saved:
         _check_same_geometry(run_meta, geometry, Path(cfg.out), cfg.data)
     sampler = stage.view_sampler(train_set.n_candidates, geometry.arc)
@@ -409,6 +410,20 @@ def _check_config(cfg: TrainConfig) -> None:
     if cfg.views is not None and cfg.views < 1 or cfg.min_views < 1 or cfg.max_views < cfg.min_views:
         raise InputError(f"need --views >= 1 and 1 <= --min-views <= --max-views, got views {cfg.views}, "
                          f"min {cfg.min_views}, max {cfg.max_views}")
+
+
+def _check_step_size(cfg: TrainConfig, stage, config, geometry) -> None:
+    """Refuse ``--points`` beyond the grid's voxels, and a batch whose point features alone (a
+    lower bound of a step's memory: points x views x the per-view point features, float32, kept
+    for the backward pass with their gradient and one work copy) exceed the memory available."""
+    from ..resources import require_available
+
+    voxels = math.prod(geometry.volume_shape)
+    if cfg.points > voxels:
+        raise InputError(f"--points {cfg.points} is more than the {voxels} voxels of the training grid "
+                         f"{'x'.join(map(str, geometry.volume_shape))}")
+    per_sample = 3 * 4.0 * cfg.points * max(stage.n_max, 1) * config.point_features
+    require_available(per_sample * cfg.batch_size, f"a training step of batch {cfg.batch_size} x {cfg.points} points")
 
 
 def _check_same_geometry(run_meta: dict, geometry, run_dir: Path, data) -> None:
