@@ -722,7 +722,7 @@ def test_a_long_valid_output_name_is_written(ws, tmp_path, ext, capsys):
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
-def _limited(argv, limit_bytes: int):
+def _limited(argv, limit_bytes: int, progress: str = "none"):
     """The CLI in a child process whose files may not grow beyond ``limit_bytes`` (``ulimit -f``)."""
     import resource
     import subprocess
@@ -731,7 +731,7 @@ def _limited(argv, limit_bytes: int):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-m", "deepsparse_core", "--progress", "none", *map(str, argv)],
+    return subprocess.run([sys.executable, "-m", "deepsparse_core", "--progress", progress, *map(str, argv)],
                           capture_output=True, text=True, preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -753,6 +753,25 @@ def test_a_full_disk_keeps_the_existing_output_and_says_so(ws, tmp_path, name):
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: ") and len(lines) == 1 and "Traceback" not in run.stderr, lines
     assert sha256_file(out) == before and [p.name for p in tmp_path.iterdir()] == [name]
+
+
+@pytest.mark.parametrize("progress", ["none", "json"])
+def test_phantoms_on_a_full_disk_leave_nothing_and_a_rerun_makes_them(tmp_path, progress):
+    """Issue 19, class 5: phantoms on a full disk exited 0 and left broken files that a rerun
+    skipped. Now: exit 2, one line (and one JSON error event), no file and no folder it made; a
+    rerun with room writes every phantom."""
+    out = tmp_path / "ph"
+    argv = ["phantoms", "--kinds", "chest", "head", "--shape", "48", "--out", out]
+    run = _limited(argv, 16 * 1024, progress)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "cannot write" in lines[0], lines
+    if progress == "json":
+        events = [json.loads(line) for line in run.stdout.splitlines()]
+        assert events[-1]["event"] == "error" and "cannot write" in events[-1]["message"]
+    assert not out.exists()
+    assert main(["--progress", "none", *map(str, argv)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["chest-0000.nii.gz", "head-0000.nii.gz"]
 
 
 def test_an_output_folder_through_a_symbolic_link_is_used(ws, tmp_path):

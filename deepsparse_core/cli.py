@@ -351,16 +351,22 @@ def cmd_phantoms(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(kind, args.seed + i) for kind in kinds for i in range(args.count)]
     written = []
-    with progress(len(jobs), "phantoms") as bar:
-        for kind, seed in jobs:
-            path = out / f"{kind}-{seed:04d}.nii.gz"
-            if not path.exists():
-                write_volume(phantom_volume(kind, (args.shape,) * 3, seed=seed), path)
-            written.append(str(path))
-            bar.update(1)
+    try:
+        with progress(len(jobs), "phantoms") as bar:
+            for kind, seed in jobs:
+                path = out / f"{kind}-{seed:04d}.nii.gz"
+                if not path.exists():  # each file is written atomically: an existing one is whole
+                    write_volume(phantom_volume(kind, (args.shape,) * 3, seed=seed), path)
+                written.append(str(path))
+                bar.update(1)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a folder this run made and filled with nothing
+            out.rmdir()
+        raise
     print(f"wrote {len(written)} phantom CTs to {out}", file=sys.stderr)
     emit("result", phantoms=written)
     return 0
