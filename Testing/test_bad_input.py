@@ -196,6 +196,16 @@ def _touch(path: Path) -> Path:
     return path
 
 
+def _locked_folder(folder: Path) -> Path:
+    """A folder whose lock another process holds (released at the end of the test)."""
+    from deepsparse_core.outputs import folder_lock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _LOCKS.append(folder_lock(folder, "busy"))
+    _LOCKS[-1].__enter__()
+    return folder
+
+
 def _locked(out: Path):
     """A run folder whose lock another run holds (released at the end of the test)."""
     from deepsparse_core.training.checkpoint import run_lock
@@ -341,6 +351,21 @@ CASES = {
                                                w / "ct.nii.gz", "--window", "1000", "-1000"], "window"),
     "prepare-zero-candidates": (lambda w, o: _prep(w, w / "ct.nii.gz", o, "--candidates", "0"), "candidates"),
     "prepare-recipe-photons-text": (lambda w, o: ["prepare", "--recipe", _recipe(o, photons="many")], "photons"),
+    # recipe fields of the wrong type name the field (issue 19, class 7)
+    **{f"prepare-recipe-{name}": (lambda w, o, field=field, value=value: [
+        "prepare", "--recipe", _recipe(o, **{field: value})], f"option '{field}' {why}")
+       for name, field, value, why in (
+           ("split-file-int", "split_file", 3, "must be a split file"),
+           ("split-file-list", "split_file", ["a", "b"], "must be a split file"),
+           ("device-int", "device", 0, "must be auto, cpu, cuda"),
+           ("device-unknown", "device", "gpu", "must be auto, cpu, cuda"),
+           ("out-list", "out", ["a", "b"], "must be a path"),
+           ("noise-text", "noise", "yes", "must be true or false"),
+           ("splits-two", "splits", [0.9, 0.1], "must be three fractions"),
+           ("input-number", "input", 5, "must be a folder"))},
+    # 12. a second prepare into a folder another prepare holds (issue 19, class 8)
+    "prepare-folder-locked": (lambda w, o: _prep(w, w / "ct.nii.gz", o)[:-1] + [_locked_folder(o / "train_data")],
+                              "another prepare run is writing into"),
     # the shared options of every backend
     "reconstruct-fdk-cutoff-zero": (lambda w, o: _rec(w, o, "--method", "fdk", "--cutoff", "0"), "cutoff"),
     "reconstruct-rtk-cutoff-above-one": (lambda w, o: _rec(w, o, "--method", "fdk", "--backend", "rtk", "--cutoff", "1.5"),
@@ -392,11 +417,11 @@ CASES = {
 }
 
 
-def _recipe(out: Path, **options) -> Path:
+def _recipe(folder: Path, **options) -> Path:
     import yaml
 
-    path = out.parent / f"recipe-{out.name}.yaml"
-    path.write_text(yaml.safe_dump({"prepare": {"input": str(out.parent), "out": str(out / "prep"), **options}}))
+    path = folder.parent / f"recipe-{folder.name}.yaml"
+    path.write_text(yaml.safe_dump({"prepare": {"input": str(folder.parent), "out": str(folder / "prep"), **options}}))
     return path
 
 

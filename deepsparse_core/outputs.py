@@ -7,6 +7,7 @@ file or link, since writes are atomic renames that would replace it with a regul
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -106,3 +107,23 @@ def check_inputs_are_safe(args) -> None:
         if key in seen:
             raise InputError(f"{_option(dest)} and {_option(seen[key])} name the same file {out}")
         seen[key] = dest
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, busy: str, error=InputError):
+    """Hold an exclusive ``flock`` on the existing ``folder`` itself for the block (no lock file is
+    ever left behind); another process holding it raises ``error(busy)`` at once. Unlocked where
+    there is no flock (Windows)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            pass
+        except OSError:
+            raise error(busy) from None
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock

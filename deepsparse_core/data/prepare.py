@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -37,7 +38,7 @@ import yaml
 from ..arguments import add_device_argument
 from ..atomic import sha256_file, write_text
 from ..errors import InputError
-from ..outputs import check_output_folder
+from ..outputs import check_output_folder, folder_lock
 from ..progress import emit, progress, say
 from .splits import SPLITS, assign, check_fractions, write_split_lists
 
@@ -287,6 +288,21 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
     settings = _settings(geometry, noise, seed)
     created, had_manifest = not out.exists(), (out / MANIFEST).exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out, f"another prepare run is writing into {out}; wait for it to finish or choose "
+                              "another --out"):
+            return _prepare_locked(out, created, had_manifest, paths, names, settings, geometry, noise, seed,
+                                   splits, table, workers, device, augment, show_progress)
+    except BaseException:
+        if created:  # nothing of this run's own is kept in a folder it made (a busy one stays untouched)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds while empty
+        raise
+
+
+def _prepare_locked(out, created, had_manifest, paths, names, settings, geometry, noise, seed, splits, table,
+                    workers, device, augment, show_progress) -> dict:
+    """:func:`prepare`'s work, while this process holds the output folder."""
     done_before = _load_manifest(out, settings)
 
     from ..devices import resolve_device
@@ -404,7 +420,42 @@ def load_recipe(path: str | Path) -> dict:
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise InputError(f"recipe {path}: unknown prepare options {', '.join(sorted(unknown))}")
+    for name, value in options.items():
+        why = _recipe_type_error(name, value)
+        if why:
+            raise InputError(f"recipe {path}: prepare option '{name}' {why}, got {value!r}")
     return options
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _recipe_type_error(name: str, value) -> str | None:
+    """Why a recipe's value of ``name`` has the wrong type (None when it is fine); numbers are
+    checked with their ranges by :func:`_option` later, like the command line's."""
+    if value is None:
+        return None if name in ("geometry", "split_file", "out", "input") else "needs a value"
+    if name in ("out", "preset", "geometry"):
+        return None if _text(value) else "must be a path or name (text)"
+    if name == "input":
+        ok = _text(value) or isinstance(value, list) and value and all(_text(v) for v in value)
+        return None if ok else "must be a folder, a list file or a list of CT paths"
+    if name == "split_file":
+        ok = _text(value) or isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        return None if ok else "must be a split file or a {CT name: train|val|test} mapping"
+    if name == "device":
+        ok = isinstance(value, str) and (value in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", value))
+        return None if ok else "must be auto, cpu, cuda or cuda:N"
+    if name == "noise":
+        return None if isinstance(value, bool) else "must be true or false"
+    if name == "splits":
+        numbers = isinstance(value, list) and len(value) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        return None if numbers else "must be three fractions [train, val, test]"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):  # candidates, photons, seed, workers...
+        return "must be a number"
+    return None
 
 
 def resolve_options(args: argparse.Namespace) -> dict:

@@ -146,33 +146,22 @@ def run_lock(run_dir: str | Path):
     ``train`` into the same folder fails at once with one line. A folder this call created and
     that is still empty on exit (the run failed before writing anything) is removed again.
     """
-    from ..outputs import check_output_folder
+    from ..outputs import check_output_folder, folder_lock
 
     run_dir = check_output_folder(run_dir)  # not a file, writable: before anything is made
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir, os.O_RDONLY)
     except OSError as e:
         raise CheckpointError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
     try:
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # no flock (Windows): run unlocked
-            pass
-        except OSError:
-            raise CheckpointError(f"another training run is using {run_dir}; wait for it to finish "
-                                  "or choose another --out") from None
-        try:
+        with folder_lock(run_dir, f"another training run is using {run_dir}; wait for it to finish or choose "
+                                  "another --out", CheckpointError):
             yield run_dir
-        finally:
-            if created:
-                with contextlib.suppress(OSError):
-                    run_dir.rmdir()  # only succeeds while empty
     finally:
-        os.close(fd)  # releases the lock
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only succeeds while empty
 
 
 @dataclass
