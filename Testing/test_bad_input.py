@@ -381,6 +381,8 @@ CASES = {
     "reconstruct-card-asks-1e6-passes": (lambda w, o: _rec(w, o, "--method", "dice", "--model",
                                                            w / "model_dc_million.safetensors"),
                                          "recommends 1000000 data-consistency passes, above the maximum 200"),
+    # an error after the checks leaves no empty output folder (issue 19, class 8)
+    "demo-unknown-sample": (lambda w, o: ["demo", "--sample", "nosuch", "--out", o / "demo"], "unknown sample"),
     "demo-1e8-iterations": (lambda w, o: ["demo", "--iterations", "100000000", "--out", o / "demo"], "maximum"),
     # issue 19, classes 3 and 8: model metadata of the wrong types, bundle arguments
     **{f"reconstruct-model-{name}": (lambda w, o, name=name: _rec(w, o, "--method", "dice", "--model",
@@ -851,3 +853,15 @@ def test_json_mode_reports_command_line_errors_as_json(argv, capsys):
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("usage: ") and "error: " in err
+
+
+def test_resume_removes_the_temporaries_of_a_killed_checkpoint(ws, tmp_path, capsys):
+    """Issue 19, class 8: a SIGKILL while a checkpoint was written left ``.<file>.pending`` files
+    that --resume never removed. The previous checkpoint is intact (state.json is renamed last)."""
+    run = _copy_run(ws / "run", tmp_path / "run")
+    for name in ("model.safetensors", "state.json"):
+        (run / f".{name}.pending").write_bytes(b"half a checkpoint")
+    assert main(["--progress", "none", "train", "--resume", "--steps", "2", "--device", "cpu", "--out", str(run)]) == 0, \
+        capsys.readouterr().err
+    assert not list(run.glob(".*.pending"))
+    assert json.loads((run / "state.json").read_text())["step"] == 2

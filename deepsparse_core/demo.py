@@ -33,10 +33,24 @@ def run_demo(out: str | Path, sample: str = "chest", n_views: int = 6, preset: s
     """Run the whole pipeline; returns {method: {psnr, ssim, vif, seconds}}. ``ct_path`` overrides ``sample``."""
     from .data import samples
 
+    from .devices import resolve_device
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ct = Path(ct_path) if ct_path else samples.fetch_sample(sample)
+    ct = Path(ct_path) if ct_path else samples.fetch_sample(sample)  # bad input fails before --out is made
     geometry = Geometry.preset(preset, n_views)
+    device = str(resolve_device(device))
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_demo(out, ct, geometry, sample, n_views, preset, noise, seed, device, sart_iterations, ct_path)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a folder this run made and wrote nothing into
+        raise
+
+
+def _run_demo(out: Path, ct: Path, geometry: Geometry, sample, n_views, preset, noise, seed, device,
+              sart_iterations, ct_path) -> dict:
     print(f"CT: {ct}\ngeometry: {preset}, {geometry.views_phrase()}, "
           f"grid {geometry.volume_shape} at {geometry.volume_spacing[0]} mm, noise {'on' if noise.enabled else 'off'}")
     data = simulate(ct, geometry, noise, seed=seed, device=device)

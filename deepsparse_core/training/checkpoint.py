@@ -143,7 +143,8 @@ def run_lock(run_dir: str | Path):
     """Hold an exclusive lock on the run folder (created if needed) while training into it.
 
     The lock is ``flock`` on the folder itself, so no lock file is ever left behind; a second
-    ``train`` into the same folder fails at once with one line. A folder this call created and
+    ``train`` into the same folder fails at once with one line. Temporaries of a checkpoint that a
+    kill cut short (``.<file>.pending``) are removed once the lock is held. A folder this call created and
     that is still empty on exit (the run failed before writing anything) is removed again.
     """
     from ..outputs import check_output_folder, folder_lock
@@ -157,6 +158,9 @@ def run_lock(run_dir: str | Path):
     try:
         with folder_lock(run_dir, f"another training run is using {run_dir}; wait for it to finish or choose "
                                   "another --out", CheckpointError):
+            for stale in run_dir.glob(".*.pending"):  # a checkpoint cut short (SIGKILL): the lock says nobody writes
+                with contextlib.suppress(OSError):
+                    stale.unlink()
             yield run_dir
     finally:
         if created:
