@@ -319,6 +319,8 @@ CASES = {
     # 11. a second run into a folder another run holds
     "train-folder-locked": (lambda w, o: _train(w, o, "--stage", "scratch", run=_locked(o)), "another training run"),
     # 13. ITK's own messages stay off stderr
+    "simulate-folder-without-dicom": (lambda w, o: _sim(w, _touch(_mkdir(o / "notes") / "readme.txt").parent, o),
+                                      "holds no DICOM series"),
     "simulate-truncated-mha": (lambda w, o: _sim(w, w / "half_ct.mha", o), "cannot read|truncated"),
     # 14. a prepare that makes nothing leaves nothing (no manifest, no folder)
     "prepare-nothing-prepared": (lambda w, o: _prep(w, w / "half_ct.nii.gz", o), "no CT could be prepared"),

@@ -114,8 +114,10 @@ def _check_nifti_data(path: Path) -> None:
 
     import nibabel
 
+    quiet = nibabel.imageglobals.LoggingOutputSuppressor()  # nibabel's own log lines ("setting 0 dims to 1")
     try:
-        data = np.asanyarray(nibabel.load(str(path)).dataobj.get_unscaled())
+        with quiet:
+            data = np.asanyarray(nibabel.load(str(path)).dataobj.get_unscaled())
     except (EOFError, OSError, ValueError, zlib.error, nibabel.filebasedimages.ImageFileError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: truncated or corrupt NIfTI file ({reason})") from None
@@ -125,10 +127,11 @@ def _check_nifti_data(path: Path) -> None:
 
 def _read_dicom_folder(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
+    with itk_messages():  # GDCM's "No Series were found" warning: our one line says it
+        series = reader.GetGDCMSeriesIDs(str(folder))
+        files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len) if series else ()
     if not series:
         raise InputError(f"{folder}: folder holds no DICOM series")
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
     reader.SetFileNames(files)
     try:
         with itk_messages() as messages:
