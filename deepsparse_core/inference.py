@@ -41,7 +41,7 @@ from .errors import GeometryError, InputError
 from .physics.data_consistency import refine
 from .physics.geometry import Geometry
 from .progress import Cancelled
-from .reconstruct import MAX_DATA_CONSISTENCY
+from .limits import MAX_DATA_CONSISTENCY
 
 MODELS_DIR = Path(__file__).parent / "models"
 

@@ -12,6 +12,7 @@ import types
 from typing import TYPE_CHECKING
 
 from .errors import DeepSparseError, InputError
+from .limits import MAX_DATA_CONSISTENCY, MAX_SART_ITERATIONS
 from .physics.backends import BACKENDS, FILTERS
 
 if TYPE_CHECKING:
@@ -26,9 +27,6 @@ OPTIONS = {
     "sart": {"iterations": 20, "relaxation": 0.3, "views_per_subset": 1, "nonnegative": True},
     "dice": {"model": None, "data_consistency": None, "cancel": None},
 }
-# work that would run for days is refused (the defaults: 20 iterations, the card's 16 passes)
-MAX_SART_ITERATIONS = 10_000
-MAX_DATA_CONSISTENCY = 200   # passes, from the command line or a model card
 __all__ = ["METHODS", "BACKENDS", "FILTERS", "OPTIONS", "MAX_SART_ITERATIONS", "MAX_DATA_CONSISTENCY", "reconstruct"]
 
 

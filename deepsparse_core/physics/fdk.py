@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import GeometryError
-from .backends import FILTERS, check_filter
+from .filters import FILTERS, check_filter
 from .geometry import Geometry, check_projections
 from .projector import back_project_voxel_driven
 

@@ -5,12 +5,12 @@ Every backend has the same two operators, taking our :class:`~deepsparse_core.ph
     fdk(projections, geometry, filter="ram-lak", cutoff=1.0) -> (nz, ny, nx)
     sart(projections, geometry, iterations=20, relaxation=0.3, views_per_subset=1, nonnegative=True)
 
-``filter`` is one of :data:`FILTERS` (RTK's ramp windows, on bins below ``cutoff`` times the
-Nyquist frequency); ``relaxation`` is SART's lambda. The same arguments mean the same mathematics on
-every backend (``Testing/test_reconstruct.py``, ``test_fdk.py`` and ``test_sart.py`` compare torch
-with RTK), with one exception: arcs shorter than pi + the fan angle (the paper's 6 views over 180
-degrees) get uniform view weights in the torch FDK only (see ``physics.fdk.scan_weighting``); RTK
-and TIGRE have no such weighting and use their own (angular gaps, Parker).
+``filter`` is one of :data:`FILTERS` (:mod:`..filters`: RTK's ramp windows, on bins below
+``cutoff`` times the Nyquist frequency); ``relaxation`` is SART's lambda. The same arguments mean
+the same mathematics on every backend (``Testing/test_reconstruct.py``, ``test_fdk.py`` and
+``test_sart.py`` compare torch with RTK). Arcs shorter than pi + the fan angle (the paper's 6 views
+over 180 degrees), where Parker weights are undefined, get uniform view weights on torch and RTK
+alike (``physics.fdk.scan_weighting``); TIGRE uses its own weighting there.
 
 * ``torch`` (always there; tensors on any device): :func:`deepsparse_core.physics.fdk.fdk` and
   :func:`deepsparse_core.physics.sart.sart`, which take further torch-only options (``short_scan``,
@@ -26,9 +26,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ...errors import InputError
+from ..filters import FILTERS, check_filter
 
 BACKENDS = ("torch", "rtk", "tigre")
-FILTERS = ("ram-lak", "shepp-logan", "hann", "cosine")   # FDK ramp windows, as RTK's FFTRampImageFilter
 
 
 def get_backend(name: str):
@@ -47,14 +47,6 @@ def get_backend(name: str):
 
         return tigre
     raise InputError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
-
-
-def check_filter(filter: str, cutoff: float) -> None:
-    """InputError unless ``filter`` is one of :data:`FILTERS` and ``cutoff`` is in (0, 1]."""
-    if filter not in FILTERS:
-        raise InputError(f"unknown FDK filter {filter!r}; choose one of: {', '.join(FILTERS)}")
-    if not isinstance(cutoff, (int, float)) or isinstance(cutoff, bool) or not 0.0 < cutoff <= 1.0:
-        raise InputError(f"filter cutoff must be in (0, 1] (fraction of the Nyquist frequency), got {cutoff!r}")
 
 
 __all__ = ["BACKENDS", "FILTERS", "get_backend", "check_filter"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import DeepSparseError
 from ..geometry import Geometry
-from . import check_filter
+from ..filters import check_filter
 
 
 def available() -> bool:
