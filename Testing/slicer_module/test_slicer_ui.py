@@ -191,7 +191,7 @@ def _string_list(widget, name):
 def test_import_tab_takes_the_inputs_of_deepsparse_import(widgets):
     """Issue 12, item 5: projections (stack, folder), geometry (RTK XML or YAML), values (line
     integrals, flat/dark, I0), views, arc or indices, pixel size, detector preset."""
-    from deepsparse_core.data.scanner_io import IMAGE_SUFFIXES
+    from deepsparse_core.data.projection_images import IMAGE_SUFFIXES
 
     tab = widgets["importTab"]
     in_tab = {_parameter_name(w): w for w in tab.iter("widget") if _parameter_name(w)}
