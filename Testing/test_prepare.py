@@ -188,6 +188,25 @@ def test_documented_recipes_load(recipe):
     assert options.get("preset") or options.get("geometry")
 
 
+# the DeepSparse authors' splits.json (xmed-lab/DeepSparse): train/eval/test counts; their eval is our val
+AUTHOR_SPLITS = {"luna16": (738, 50, 100), "panorama": (1244, 200, 600), "pengwin": (60, 10, 30),
+                 "toothfairy": (343, 25, 75)}
+
+
+@pytest.mark.parametrize("dataset", sorted(AUTHOR_SPLITS))
+def test_recipes_carry_the_authors_splits(dataset):
+    """Issue 17, item 3: the recipe's split file reproduces the authors' test set (counts pinned);
+    PANORAMA and PENGWIN also follow their label-centred crops and 50 candidate views."""
+    from deepsparse_core.data.prepare import read_split_file
+
+    options = load_recipe(RECIPES / f"{dataset}.yaml")
+    table = read_split_file(RECIPES.parent.parent / options["split_file"])  # paths relative to the repository
+    counts = tuple(sum(1 for v in table.values() if v == s) for s in ("train", "val", "test"))
+    assert counts == AUTHOR_SPLITS[dataset] and "splits" not in options
+    if dataset in ("panorama", "pengwin"):
+        assert options["labels"] and options["candidates"] == 50
+
+
 def test_parallel_workers_give_the_same_caches_as_in_process(ct_folder, tmp_path):
     good = [ct_folder / "alpha.nii.gz", ct_folder / "beta.nrrd"]
     one = prepare(good, tmp_path / "one", tiny_geometry(4), NoiseModel(), workers=1, show_progress=False)
@@ -196,3 +215,61 @@ def test_parallel_workers_give_the_same_caches_as_in_process(ct_folder, tmp_path
     for name in one["files"]:
         a, b = (load_projections(tmp_path / d / name) for d in ("one", "two"))
         assert torch.equal(a.projections, b.projections)
+
+
+def test_labels_centre_each_grid_on_the_label_bounding_box(tmp_path):
+    """Issue 17, item 3: the DeepSparse authors crop PANORAMA and PENGWIN centred on the label's
+    bounding box (one grid per CT), not on the scan; an nnU-Net channel suffix (case_0000) finds
+    the label 'case'. A long scan that the centred crop would split gives one piece; the lesion
+    lands at the grid centre (to a voxel), far from where a centred crop would put it."""
+    from deepsparse_core.data.prepare import prepare
+    from deepsparse_core.data.volume import Volume
+    from deepsparse_core.data.volume_io import write_volume
+    from deepsparse_core.physics.geometry import Geometry
+    from deepsparse_core.physics.noise import NoiseModel
+    from safetensors.numpy import load_file
+
+    geometry = Geometry.preset("fast", 8).with_grid((16, 16, 16))  # 16 voxels over the preset's extent
+    spacing = geometry.volume_spacing
+    shape = (60, 24, 24)  # 60 slices: a long scan, several centred pieces
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[40:44, 4:8, 14:18] = 1000.0  # a lesion in the upper third, off-centre in y and x
+    label = (ct > 0).astype(np.uint8)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    write_volume(Volume(ct, spacing), tmp_path / "images" / "case_0000.nii.gz")
+    write_volume(Volume(label.astype(np.float32), spacing), tmp_path / "labels" / "case.nii.gz")
+
+    plain = prepare(tmp_path / "images", tmp_path / "plain", geometry, NoiseModel(enabled=False),
+                    splits=(1, 0, 0), show_progress=False)
+    assert plain["counts"]["files"] > 1  # centred crops split the long scan
+    manifest = prepare(tmp_path / "images", tmp_path / "roi", geometry, NoiseModel(enabled=False),
+                       splits=(1, 0, 0), show_progress=False, labels=tmp_path / "labels")
+    assert list(manifest["files"]) == ["case_0000-p0.safetensors"] and manifest["settings"]["labels"]
+    reference = load_file(str(tmp_path / "roi" / "case_0000-p0.safetensors"))["reference"].astype(np.float32)
+    bright = np.argwhere(reference > 0.5)
+    assert len(bright) and np.all(np.abs(bright.mean(0) - (np.asarray(reference.shape) - 1) / 2) <= 1.0)
+
+
+def test_labels_are_refused_with_augment_and_a_missing_label_fails_its_ct(tmp_path, capsys):
+    from deepsparse_core.data.prepare import prepare
+    from deepsparse_core.data.volume import Volume
+    from deepsparse_core.data.volume_io import write_volume
+    from deepsparse_core.errors import InputError
+    from deepsparse_core.physics.geometry import Geometry
+    from deepsparse_core.physics.noise import NoiseModel
+
+    geometry = Geometry.preset("fast", 8).with_grid((16, 16, 16))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    ct = np.full((20, 20, 20), -1000.0, np.float32)
+    ct[8:12, 8:12, 8:12] = 500.0
+    write_volume(Volume(ct, geometry.volume_spacing), tmp_path / "images" / "other.nii.gz")
+    with pytest.raises(InputError, match="do not combine with --augment"):
+        prepare(tmp_path / "images", tmp_path / "a", geometry, NoiseModel(enabled=False), augment=1,
+                labels=tmp_path / "labels", show_progress=False)
+    with pytest.raises(InputError, match="no CT could be prepared.*no label map for other.nii.gz"):
+        prepare(tmp_path / "images", tmp_path / "b", geometry, NoiseModel(enabled=False), splits=(1, 0, 0),
+                labels=tmp_path / "labels", show_progress=False)
+    assert "warning: skipped other: no label map for other.nii.gz" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

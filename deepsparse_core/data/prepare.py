@@ -5,6 +5,8 @@ paper's preprocessing for the geometry (:func:`~deepsparse_core.data.preprocess.
 sub-volume piece of a long scan in its own cache ``<stem>-p<k>.safetensors`` with ``--candidates``
 (paper: 200) float16 projections and the noise model, seeded per piece. ``--augment K`` adds K
 seeded variants per CT (:func:`~deepsparse_core.data.augment.augment_ct`), ``<stem>-a<j>-p<k>``.
+``--labels FOLDER`` centres each CT's grid on its label map's foreground bounding box instead (one
+piece per CT; the DeepSparse authors' crop for PANORAMA and PENGWIN).
 
 The output folder is what ``deepsparse train --data`` reads: the caches, ``train.txt``/``val.txt``/
 ``test.txt`` (all pieces and variants of one CT in the same split, so a held-out CT never leaks)
@@ -47,7 +49,7 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "deepsparse-prepare/1"
 DEFAULTS = {"preset": "fast", "geometry": None, "candidates": 200, "noise": True, "photons": 1e5,
             "electronic_sigma": 10.0, "splits": [0.8, 0.1, 0.1], "split_file": None, "seed": 0,
-            "workers": 1, "device": "auto", "augment": 0, "out": None, "input": None}
+            "workers": 1, "device": "auto", "augment": 0, "out": None, "input": None, "labels": None}
 
 
 # ---------------------------------------------------------------------------- finding the CTs
@@ -118,7 +120,7 @@ def _is_image_like(path: Path) -> bool:
 def ct_name(path: Path) -> str:
     """File name without its CT suffix (``a/b/ct01.nii.gz`` -> ``ct01``); a DICOM folder's name."""
     suffix = _ct_suffix(path)
-    return path.name[: -len(suffix)] if suffix else path.stem
+    return path.name[: -len(suffix)] if suffix else path.name  # (a LUNA16 UID's dots are no suffix)
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -179,7 +181,17 @@ def _prepare_unit(job: dict) -> dict:
 
                 ct = augment_ct(ct, np.random.default_rng(_seed(job["seed"], job["name"], "augment",
                                                                  job["variant"])))
-            pieces = simulate_pieces(ct, geometry, noise, lambda k: _seed(job["seed"], name_of(k)), job["device"])
+            roi = None
+            if job.get("labels"):
+                if not job["label"]:
+                    raise InputError(f"no label map for {Path(job['source']).name} in {job['labels']}")
+                from .preprocess import label_centre_lps
+
+                roi = label_centre_lps(read_volume(job["label"], check_hu=False, allow_constant=True))
+                if roi is None:
+                    warnings.warn(f"{Path(job['label']).name} has no foreground: the grid is centred on the scan")
+            pieces = simulate_pieces(ct, geometry, noise, lambda k: _seed(job["seed"], name_of(k)), job["device"],
+                                     roi)
             files = {}
             for data in pieces:
                 p = data.placement
@@ -233,8 +245,17 @@ def assign_splits(names: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0,
 
 
 # ---------------------------------------------------------------------------- the run
-def _settings(geometry, noise, seed: int) -> dict:
-    return {"geometry": geometry.to_dict(), "noise": noise.to_dict(), "seed": seed}
+def _settings(geometry, noise, seed: int, labels=None) -> dict:
+    settings = {"geometry": geometry.to_dict(), "noise": noise.to_dict(), "seed": seed}
+    return {**settings, "labels": str(labels)} if labels else settings  # (older manifests have no key)
+
+
+def find_label(labels: Path, name: str) -> Path | None:
+    """The label map of CT ``name`` in the folder ``labels``: the file of the same CT name, or of
+    the name without an nnU-Net channel suffix (``case_0000`` -> ``case``, PANORAMA's layout)."""
+    wanted = {name, re.sub(r"_\d{4}$", "", name)}
+    found = sorted(p for p in labels.rglob("*") if p.is_file() and _ct_suffix(p) and ct_name(p) in wanted)
+    return found[0] if found else None
 
 
 def _load_manifest(out: Path, settings: dict) -> dict[str, dict]:
@@ -261,12 +282,14 @@ def _still_valid(out: Path, files: dict) -> bool:
 
 def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.1),
             split_file=None, workers: int = 1, device: str = "cpu", augment: int = 0,
-            show_progress: bool = True) -> dict:
+            show_progress: bool = True, labels=None) -> dict:
     """Prepare a training folder (see the module docstring); returns the manifest.
 
     ``inputs``: a folder or list file (str/Path) or a list of paths. ``split_file``: a file of
-    ``split<TAB>name`` lines or a ``{name: split}`` mapping (recipes). Raises :class:`InputError`
-    when no CT could be prepared.
+    ``split<TAB>name`` lines or a ``{name: split}`` mapping (recipes). ``labels``: a folder of label
+    maps (:func:`find_label`); each CT's grid is then centred on its label's foreground bounding box,
+    one piece per CT, as the DeepSparse authors crop PANORAMA and PENGWIN. Raises
+    :class:`InputError` when no CT could be prepared.
     """
     if isinstance(inputs, (str, Path)):
         paths = find_cts(inputs)
@@ -274,6 +297,13 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
         paths = [Path(p) for p in inputs]
     if augment < 0 or workers < 1:
         raise InputError("--augment must be >= 0 and --workers >= 1")
+    if labels is not None:
+        labels = Path(labels)
+        if not labels.is_dir():
+            raise InputError(f"--labels {labels} is not a folder of label maps")
+        if augment:
+            raise InputError("label-centred crops (--labels) do not combine with --augment: an augmented CT's "
+                             "label would have to move with it")
     if not split_file:
         check_fractions(splits)
     if isinstance(split_file, dict):  # an inline table from a recipe: {ct name: split}
@@ -285,14 +315,14 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
         table = read_split_file(split_file) if split_file else None
     out = check_output_folder(out)
     names = _unique_names(paths)
-    settings = _settings(geometry, noise, seed)
+    settings = _settings(geometry, noise, seed, labels)
     created, had_manifest = not out.exists(), (out / MANIFEST).exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         with folder_lock(out, f"another prepare run is writing into {out}; wait for it to finish or choose "
                               "another --out"):
             return _prepare_locked(out, created, had_manifest, paths, names, settings, geometry, noise, seed,
-                                   splits, table, workers, device, augment, show_progress)
+                                   splits, table, workers, device, augment, show_progress, labels)
     except BaseException:
         if created:  # nothing of this run's own is kept in a folder it made (a busy one stays untouched)
             with contextlib.suppress(OSError):
@@ -301,7 +331,7 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
 
 
 def _prepare_locked(out, created, had_manifest, paths, names, settings, geometry, noise, seed, splits, table,
-                    workers, device, augment, show_progress) -> dict:
+                    workers, device, augment, show_progress, labels=None) -> dict:
     """:func:`prepare`'s work, while this process holds the output folder."""
     done_before = _load_manifest(out, settings)
 
@@ -313,7 +343,10 @@ def _prepare_locked(out, created, had_manifest, paths, names, settings, geometry
     for path, name in zip(paths, names):
         for variant in range(augment + 1):
             unit = name if variant == 0 else f"{name}-a{variant}"
+            label = find_label(labels, ct_name(path)) if labels is not None else None
             jobs.append({"source": str(path), "name": name, "variant": variant, "unit": unit,
+                         "labels": str(labels) if labels is not None else None,
+                         "label": str(label) if label is not None else None,
                          "out": str(out), "geometry": geometry.to_dict(), "noise": noise.to_dict(),
                          "seed": seed, "device": device, "threads": threads})
 
@@ -435,8 +468,8 @@ def _recipe_type_error(name: str, value) -> str | None:
     """Why a recipe's value of ``name`` has the wrong type (None when it is fine); numbers are
     checked with their ranges by :func:`_option` later, like the command line's."""
     if value is None:
-        return None if name in ("geometry", "split_file", "out", "input") else "needs a value"
-    if name in ("out", "preset", "geometry"):
+        return None if name in ("geometry", "split_file", "out", "input", "labels") else "needs a value"
+    if name in ("out", "preset", "geometry", "labels"):
         return None if _text(value) else "must be a path or name (text)"
     if name == "input":
         ok = _text(value) or isinstance(value, list) and value and all(_text(v) for v in value)
@@ -513,7 +546,8 @@ def cmd_prepare(args) -> int:
                        electronic_sigma=_option(o, "electronic_sigma", float))
     manifest = prepare(o["input"], o["out"], geometry, noise, seed=_option(o, "seed", int),
                        splits=o["splits"], split_file=o["split_file"], workers=_option(o, "workers", int),
-                       device=o["device"], augment=_option(o, "augment", int), show_progress=mode() != "none")
+                       device=o["device"], augment=_option(o, "augment", int), show_progress=mode() != "none",
+                       labels=Path(os.path.expandvars(str(o["labels"]))).expanduser() if o["labels"] else None)
     c = manifest["counts"]
     emit("result", out=str(o["out"]), **c, skipped=manifest["skipped"])
     say(f"{o['out']}: {c['files']} cache files from {c['cts_prepared']} CT(s) "
@@ -549,5 +583,8 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="parallel processes over CTs (default 1: in-process)")
     add_device_argument(p, default=None)
     p.add_argument("--augment", type=int, metavar="K", help="augmented variants per CT (default 0)")
+    p.add_argument("--labels", metavar="FOLDER",
+                   help="folder of label maps (same CT names): centre each grid on its label's bounding box, "
+                        "one piece per CT, as the DeepSparse authors crop PANORAMA and PENGWIN (default: none)")
     p.set_defaults(func=cmd_prepare)
     return p

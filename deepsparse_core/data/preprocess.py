@@ -112,17 +112,49 @@ def center_crop_or_pad(array: np.ndarray, shape, fill: float = 0.0) -> np.ndarra
 
     With an odd difference the extra voxel is cropped/padded at the end.
     """
+    return crop_or_pad(array, shape, center_offsets(array.shape, shape), fill)
+
+
+def crop_or_pad(array: np.ndarray, shape, starts, fill: float = 0.0) -> np.ndarray:
+    """The window of ``shape`` whose voxel 0 is input index ``starts`` (negative or running past
+    the end: padded with ``fill``), as a new array."""
     shape = tuple(int(s) for s in shape)
     if any(s < 1 for s in shape):
         raise InputError(f"target shape must be positive, got {shape}")
     out = np.full(shape, fill, dtype=array.dtype)
     src, dst = [], []
-    for start, n, t in zip(center_offsets(array.shape, shape), array.shape, shape):
-        length = min(n, t)
-        src.append(slice(max(start, 0), max(start, 0) + length))
-        dst.append(slice(max(-start, 0), max(-start, 0) + length))
+    for start, n, t in zip(starts, array.shape, shape):
+        lo, hi = max(start, 0), min(start + t, n)
+        if hi <= lo:
+            return out  # the window misses the array on this axis: all fill
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - start, hi - start))
     out[tuple(dst)] = array[tuple(src)]
     return out
+
+
+def roi_offsets(shape, target_shape, centre_index) -> tuple[int, ...]:
+    """Index in the input of voxel 0 of a ``target_shape`` window centred on ``centre_index``
+    (z, y, x), the DeepSparse authors' rule for their label-centred crops: a window that would run
+    past the end of a larger volume is moved back to end with it; one starting before index 0 is
+    padded there."""
+    starts = []
+    for n, t, c in zip(shape, target_shape, centre_index):
+        start = int(math.floor(c)) - t // 2
+        if start + t > n and n >= t:
+            start = n - t
+        starts.append(start)
+    return tuple(starts)
+
+
+def label_centre_lps(label: Volume) -> tuple[float, float, float] | None:
+    """The LPS centre (x, y, z mm) of the bounding box of a label map's foreground (values > 0), or
+    None when it has none (the crop then falls back to the scan's centre, as the authors' does)."""
+    found = np.nonzero(label.array > 0)
+    if len(found[0]) == 0:
+        return None
+    centre_kji = [(int(a.min()) + int(a.max())) / 2 for a in found]
+    return tuple(float(v) for v in label.index_to_lps(centre_kji))
 
 
 def split_axial(volume: Volume, length_mm: float = PAPER_SUBVOLUME_MM,
@@ -151,7 +183,7 @@ def split_axial(volume: Volume, length_mm: float = PAPER_SUBVOLUME_MM,
 
 def preprocess_ct(volume: Volume, grid_shape, grid_spacing, window=(-1000.0, 1000.0),
                   length_mm: float = PAPER_SUBVOLUME_MM,
-                  overlap_mm: float = 0.0) -> list[tuple[np.ndarray, dict]]:
+                  overlap_mm: float = 0.0, roi_centre_lps=None) -> list[tuple[np.ndarray, dict]]:
     """The paper's preprocessing: one CT in HU -> reconstruction-grid volumes in [0, 1].
 
     Steps: :func:`reorient_to_lps`; :func:`normalize_hu` with ``window``; :func:`split_axial`
@@ -165,6 +197,10 @@ def preprocess_ct(volume: Volume, grid_shape, grid_spacing, window=(-1000.0, 100
     ``piece``/``n_pieces``, ``placement`` (the :class:`~deepsparse_core.data.placement.Placement` of
     the grid, what projections files carry), ``z_range_lps`` (S coordinates of the first and last source slice
     used) and the source geometry. The grid direction is the identity (LPS).
+
+    ``roi_centre_lps`` (x, y, z mm; e.g. a label's bounding-box centre, :func:`label_centre_lps`):
+    no split; one grid centred there instead of on the scan (:func:`roi_offsets`), as the DeepSparse
+    authors crop PANORAMA and PENGWIN.
     """
     grid_shape = tuple(int(n) for n in grid_shape)
     grid_spacing = tuple(float(s) for s in grid_spacing)
@@ -176,12 +212,23 @@ def preprocess_ct(volume: Volume, grid_shape, grid_spacing, window=(-1000.0, 100
     air = air_value(window)
     oriented = reorient_to_lps(volume)
     normalized = oriented.with_array(normalize_hu(oriented.array, window))
-    pieces = split_axial(normalized, min(length_mm, grid_shape[0] * grid_spacing[0]), overlap_mm)
+    if roi_centre_lps is None:
+        pieces = split_axial(normalized, min(length_mm, grid_shape[0] * grid_spacing[0]), overlap_mm)
+    else:
+        roi = np.asarray(roi_centre_lps, dtype=float).reshape(-1)
+        if roi.shape != (3,) or not np.all(np.isfinite(roi)):
+            raise InputError(f"an ROI centre needs 3 finite LPS coordinates (mm), got {roi_centre_lps}")
+        pieces = [normalized]
     results = []
     for index, piece in enumerate(pieces):
         resampled = resample(piece, grid_spacing, order=1, fill=air)
-        array = center_crop_or_pad(resampled.array, grid_shape, air)
-        start = center_offsets(resampled.shape, grid_shape)
+        if roi_centre_lps is None:
+            start = center_offsets(resampled.shape, grid_shape)
+        else:  # the ROI centre in the resampled grid's (z, y, x) index space
+            ijk = np.linalg.solve(resampled.direction * np.asarray(resampled.spacing[::-1]),
+                                  roi - np.asarray(resampled.origin))
+            start = roi_offsets(resampled.shape, grid_shape, np.round(ijk[::-1]))
+        array = crop_or_pad(resampled.array, grid_shape, start, air)
         origin = resampled.index_to_lps(start)
         grid = Volume(array, grid_spacing, origin)
         meta = {

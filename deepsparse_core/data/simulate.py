@@ -34,13 +34,14 @@ def project(reference01, geometry: Geometry, noise: NoiseModel = NoiseModel(), s
     return ProjectionData(projections.cpu(), geometry, noise, reference.cpu(), placement)
 
 
-def _pieces(ct: Volume | str, geometry: Geometry) -> list[tuple[np.ndarray, dict]]:
+def _pieces(ct: Volume | str, geometry: Geometry, roi_centre_lps=None) -> list[tuple[np.ndarray, dict]]:
     from .preprocess import preprocess_ct
     from .volume_io import read_volume
 
     if not isinstance(ct, Volume):
         ct = read_volume(ct)
-    return preprocess_ct(ct, geometry.volume_shape, geometry.volume_spacing, geometry.hu_window)
+    return preprocess_ct(ct, geometry.volume_shape, geometry.volume_spacing, geometry.hu_window,
+                         roi_centre_lps=roi_centre_lps)
 
 
 def prepare_reference(ct: Volume | str, geometry: Geometry, piece: int | None = None) -> tuple[np.ndarray, dict]:
@@ -66,8 +67,9 @@ def simulate(ct: Volume | str, geometry: Geometry, noise: NoiseModel = NoiseMode
 
 
 def simulate_pieces(ct: Volume | str, geometry: Geometry, noise: NoiseModel, seed_of_piece,
-                    device: str = "auto") -> Iterator[ProjectionData]:
+                    device: str = "auto", roi_centre_lps=None) -> Iterator[ProjectionData]:
     """:func:`simulate` for every piece of a long scan in turn; piece k is noised with seed
-    ``seed_of_piece(k)``. The CT is read and preprocessed once."""
-    for array01, meta in _pieces(ct, geometry):
+    ``seed_of_piece(k)``. The CT is read and preprocessed once. With ``roi_centre_lps`` there is
+    one piece, the grid centred there (:func:`~deepsparse_core.data.preprocess.preprocess_ct`)."""
+    for array01, meta in _pieces(ct, geometry, roi_centre_lps):
         yield project(array01, geometry, noise, seed_of_piece(meta["piece"]), meta["placement"], device)
