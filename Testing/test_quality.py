@@ -175,3 +175,49 @@ def test_cli_parser_runs_fdk_with_limit(cache, tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["views"], r["method"]) for r in rows] == [("6", "fdk")]
     assert (out / "slices_6views.png").is_file() and (out / "quality.md").is_file()
+
+
+def test_paper_protocol_runs_the_network_alone_on_noise_free_caches_and_says_so(cache, tmp_path, monkeypatch):
+    """Issue 17, item 3: ``--protocol paper`` (network only, noise-free, the preset's grid, the
+    authors' views) runs on a small synthetic set; noisy caches, a DC request or a grid other than
+    the preset's are refused before any work; the report says when its numbers are comparable."""
+    from deepsparse_core.data.projections_file import load_projections, save_projections
+    from deepsparse_core.errors import InputError
+    from deepsparse_core.physics.noise import NoiseModel
+
+    folder, paths, model = cache
+    assert not load_projections(paths[1]).noise.enabled  # make_synthetic_cache: noise-free
+    seen = []
+    original = quality._run_one
+    monkeypatch.setattr(quality, "_run_one", lambda data, v, device, iters, dc: seen.append(dc) or original(
+        data, v, device, iters, dc))
+    with pytest.warns(UserWarning, match="VIF"):
+        bench = quality.run_benchmark([paths[1]], tmp_path / "paper", views=[6], methods=["fdk", "dice"],
+                                      model_specs=[f"tiny:6={model}"], device="cpu", bundled=False,
+                                      show_progress=False, protocol="paper")
+    assert seen and set(seen) == {0} and bench.settings["protocol"] == "paper"
+    text = (tmp_path / "paper" / "quality.md").read_text()
+    assert "**Paper protocol**" in text and "K = 24" in text and "comparable with the paper's Tables 2-3 only" in text
+    with pytest.warns(UserWarning, match="VIF"):
+        quality.run_benchmark([paths[1]], tmp_path / "ours", views=[6], methods=["fdk"], device="cpu",
+                              bundled=False, show_progress=False)
+    assert "Not the paper protocol" in (tmp_path / "ours" / "quality.md").read_text()
+
+    noisy = load_projections(paths[1])
+    noisy.noise = NoiseModel(enabled=True)
+    save_projections(tmp_path / "noisy.safetensors", noisy)
+    with pytest.raises(InputError, match="prepared with noise"):
+        quality.run_benchmark([tmp_path / "noisy.safetensors"], tmp_path / "x", views=[6], methods=["fdk"],
+                              device="cpu", bundled=False, show_progress=False, protocol="paper")
+    with pytest.raises(InputError, match="network alone: drop --data-consistency 4"):
+        quality.run_benchmark([paths[1]], tmp_path / "y", views=[6], methods=["fdk"], device="cpu",
+                              bundled=False, show_progress=False, protocol="paper", data_consistency=4)
+    import dataclasses
+
+    small = load_projections(paths[1])
+    small.geometry = dataclasses.replace(small.geometry, name="fast")  # named after a preset, not on its grid
+    save_projections(tmp_path / "small.safetensors", small)
+    with pytest.raises(InputError, match="not the fast preset's 128x128x128"):
+        quality.run_benchmark([tmp_path / "small.safetensors"], tmp_path / "z", views=[6], methods=["fdk"],
+                              device="cpu", bundled=False, show_progress=False, protocol="paper")
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))

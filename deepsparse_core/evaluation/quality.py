@@ -6,6 +6,12 @@ view count n, the candidates floor(j K / n), j = 0 .. n-1 (the authors' evaluati
 A method that cannot run (missing model file, incompatible geometry, numerical failure) becomes an
 ``n/a`` row with its reason; the others go on.
 
+``--protocol paper`` is the one evaluation whose numbers can be set beside the paper's Tables 2-3:
+the network alone (no data-consistency passes), noise-free caches, the preset's own grid (256^3 for
+the paper's presets), the authors' evaluation views; anything else is refused before any work
+(:func:`check_paper_protocol`). The data set, its split and crop must be the authors' too
+(``docs/recipes``), which a cache cannot show: the report says so.
+
 Outputs in ``out``: ``quality.csv`` (one row per volume x views x method), ``quality.md`` (tables
 per view count, best values bold), ``quality.json`` (everything, machine-readable) and
 ``slices_<n>views.png`` (mid-slices of one volume: ground truth, each method, |rec - gt| maps).
@@ -31,6 +37,13 @@ from ..reconstruct import METHODS
 from .figures import comparison_figure, figure_size  # noqa: F401 (figure_size: public, re-exported)
 
 DEFAULT_VIEWS = (6, 8, 10)
+PROTOCOLS = ("ours", "paper")
+PAPER_PROTOCOL_NOTE = (
+    "**Paper protocol** (`--protocol paper`): the network alone (no data-consistency passes), noise-free "
+    "caches on the preset's own grid, the authors' evaluation views floor(j K / n) of K candidates over "
+    "[0, 180) (the authors use K = 200 for LUNA16 and AbdomenAtlas, 50 for PANORAMA, PENGWIN and "
+    "ToothFairy). Numbers here are comparable with the paper's Tables 2-3 only when the volumes are the "
+    "authors' test set with their crop (docs/recipes: splits/, labels), which this report cannot check.")
 METRICS = ("psnr", "ssim", "vif")
 CSV_COLUMNS = ("volume", "views", "method", "psnr", "ssim", "vif", "seconds", "error")
 
@@ -235,11 +248,45 @@ class Benchmark:
         return float(np.mean(values)) if values else None
 
 
+def check_paper_protocol(files, data_consistency) -> dict:
+    """The paper protocol's conditions on these caches (one line naming the first that fails):
+    noise-free projections, the preset's own grid; no data-consistency passes asked for. Returns
+    ``{"candidates": sorted K values, "grids": sorted grid shapes}`` for the report."""
+    import json as _json
+
+    from ..data.projections_file import FORMAT, VERSION
+    from ..physics.geometry import Geometry, preset_names
+    from ..safetensors_io import read_metadata
+
+    if data_consistency not in (None, 0):
+        raise InputError(f"--protocol paper evaluates the network alone: drop --data-consistency {data_consistency}")
+    candidates, grids = set(), set()
+    for path in files:
+        meta = read_metadata(path, FORMAT, VERSION, "DeepSparse projections file")
+        noise = _json.loads(meta.get("noise", "null")) or {}
+        if noise.get("enabled"):
+            raise InputError(f"{Path(path).name} was prepared with noise (I0 {noise.get('photons'):g}): the paper "
+                             "protocol is noise-free; prepare the held-out CTs again with --no-noise")
+        geometry = Geometry.from_dict(_json.loads(meta["geometry"]))
+        if geometry.name in preset_names():
+            preset = Geometry.preset(geometry.name, geometry.n_views)
+            if geometry.volume_shape != preset.volume_shape:
+                raise InputError(f"{Path(path).name} is on a {'x'.join(map(str, geometry.volume_shape))} grid, not the "
+                                 f"{geometry.name} preset's {'x'.join(map(str, preset.volume_shape))}: the paper "
+                                 "protocol evaluates at the preset's grid")
+        candidates.add(geometry.n_views)
+        grids.add("x".join(map(str, geometry.volume_shape)))
+    return {"candidates": sorted(candidates), "grids": sorted(grids)}
+
+
 def run_benchmark(data, out, views=DEFAULT_VIEWS, methods=METHODS, model_specs=(),
                   split: str = "test", sart_iterations: int = 20, device: str = "auto",
                   limit: int | None = None, data_consistency: int | None = None, bundled: bool = True,
-                  figure_volume: int = 0, show_progress: bool = True) -> Benchmark:
-    """Reconstruct, score and report; returns the :class:`Benchmark` (files written into ``out``)."""
+                  figure_volume: int = 0, show_progress: bool = True, protocol: str = "ours") -> Benchmark:
+    """Reconstruct, score and report; returns the :class:`Benchmark` (files written into ``out``).
+    ``protocol``: 'ours' (as asked) or 'paper' (:func:`check_paper_protocol`; DiCE without DC)."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
@@ -255,13 +302,17 @@ def run_benchmark(data, out, views=DEFAULT_VIEWS, methods=METHODS, model_specs=(
         files = files[:max(0, int(limit))]
     if not files:
         raise InputError("no volumes to evaluate")
+    paper = check_paper_protocol(files, data_consistency) if protocol == "paper" else None
+    if paper is not None:
+        data_consistency = 0
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bench = Benchmark([p.stem for p in files], views,
                       settings={"data": [str(p) for p in files], "split": split, "sart_iterations": sart_iterations,
                                 "device": device,
                                 "data_consistency": "model card" if data_consistency is None else data_consistency,
-                                "candidate_offset": 0.0})
+                                "candidate_offset": 0.0, "protocol": protocol,
+                                **({"paper_protocol": paper} if paper is not None else {})})
     columns = {n: variants_for(n, methods, specs, bundled) for n in views}
     bench.columns = {n: [v.name for v in cols] for n, cols in columns.items()}
     fig_index = min(max(0, figure_volume), len(files) - 1)
@@ -347,6 +398,13 @@ def markdown_report(bench: Benchmark) -> str:
              f"(PSNR in dB, data range 1); best value in bold; "
              f"seconds = reconstruction time per volume (DiCE model loading excluded), device "
              f"`{bench.settings.get('device')}`.", ""]
+    paper = bench.settings.get("paper_protocol")
+    if paper is not None:
+        lines += [PAPER_PROTOCOL_NOTE + f" Here: K = {', '.join(map(str, paper['candidates']))}, grid "
+                  f"{', '.join(paper['grids'])}.", ""]
+    else:
+        lines += ["Not the paper protocol (`--protocol paper`): these numbers are not comparable with the paper's "
+                  "tables.", ""]
     all_methods = []
     for n in bench.views:
         all_methods += [m for m in bench.columns.get(n, []) if m not in all_methods]
@@ -418,7 +476,7 @@ def cmd_benchmark_quality(args) -> int:
     bench = run_benchmark(args.data, args.out, views=args.views, methods=args.methods,
                           model_specs=args.model or (), split=args.split, sart_iterations=args.sart_iterations,
                           device=args.device, limit=args.limit, data_consistency=args.data_consistency,
-                          bundled=not args.no_bundled, show_progress=mode() == "bar")
+                          bundled=not args.no_bundled, show_progress=mode() == "bar", protocol=args.protocol)
     out = Path(args.out)
     failed = sum(not r.ok for r in bench.results)
     for n in bench.views:
@@ -453,6 +511,10 @@ def add_quality_parser(subparsers):
                         "(default: each model card's recommendation)")
     add_device_argument(p)
     p.add_argument("--limit", type=int, metavar="K", help="evaluate only the first K volumes")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="ours",
+                   help="ours (as the options say; the default) or paper: the network alone, noise-free caches at "
+                        "the preset's grid, the authors' views, the only numbers comparable with the paper's "
+                        "Tables 2-3 (refused when the caches do not qualify)")
     p.set_defaults(func=cmd_benchmark_quality)
     return p
 
