@@ -273,3 +273,30 @@ def test_labels_are_refused_with_augment_and_a_missing_label_fails_its_ct(tmp_pa
                 labels=tmp_path / "labels", show_progress=False)
     assert "warning: skipped other: no label map for other.nii.gz" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the pool's workers are forked on POSIX")
+def test_a_worker_killed_by_the_oom_killer_fails_its_ct_and_the_rest_carries_on(ct_folder, tmp_path, monkeypatch, capsys):
+    """Issue 19, class 7: a pool worker killed outright (SIGKILL, as by the out-of-memory killer)
+    broke the whole pool with a traceback. Now the CT it held is a failed input with the reason,
+    the other CTs are prepared by a fresh pool, and no in-flight marker is left."""
+    import os
+    import signal
+
+    from deepsparse_core.data import prepare as prepare_module
+
+    work = prepare_module._prepare_unit_work
+
+    def killed_on_beta(job):  # forked into the workers: patched before the pool starts
+        if job["name"] == "beta":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return work(job)
+
+    monkeypatch.setattr(prepare_module, "_prepare_unit_work", killed_on_beta)
+    good = [ct_folder / "alpha.nii.gz", ct_folder / "beta.nrrd", ct_folder / "sub" / "gamma.mha"]
+    manifest = prepare(good, tmp_path / "out", tiny_geometry(4), NoiseModel(), workers=2, show_progress=False)
+    assert sorted(manifest["splits"]["cts"]) == ["alpha", "gamma"]
+    assert [f["source"] for f in manifest["failed"]] == [str(good[1])]
+    assert "worker process died" in manifest["failed"][0]["reason"]
+    assert "warning: skipped beta: its worker process died" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob(".inflight-*"))

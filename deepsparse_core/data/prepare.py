@@ -160,14 +160,25 @@ def _prepare_unit(job: dict) -> dict:
     """
     import torch
 
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    marker = Path(job["inflight"]) / f"{INFLIGHT}{job['unit']}" if job.get("inflight") else None
+    if marker is not None:
+        marker.write_text(job["source"])
+    try:
+        return _prepare_unit_work(job)
+    finally:  # a killed process never gets here: its marker names the unit it held
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _prepare_unit_work(job: dict) -> dict:
     from ..physics.geometry import Geometry
     from ..physics.noise import NoiseModel
     from .candidates import write_cache
     from .simulate import simulate_pieces
     from .volume_io import read_volume
 
-    if job.get("threads"):
-        torch.set_num_threads(job["threads"])
     geometry = Geometry.from_dict(job["geometry"])
     noise = NoiseModel.from_dict(job["noise"])
     out = Path(job["out"])
@@ -380,10 +391,14 @@ def _prepare_locked(out, created, had_manifest, paths, names, settings, geometry
 
             # fork is cheap and needs no importable __main__; CUDA cannot live in forked children
             method = "spawn" if device.startswith("cuda") else "fork"
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-                for future in as_completed([pool.submit(_prepare_unit, job) for job in todo]):
-                    finish(future.result())
-                    bar.update(1)
+            context, left = multiprocessing.get_context(method), list(todo)
+            while left:  # a pool whose worker was killed (the OOM killer) is replaced; the rest carries on
+                left, suspects = _run_pool(left, workers, context, out, finish, bar)
+                for job in suspects:  # each alone: only the job that kills its worker fails
+                    if _run_pool([job], 1, context, out, finish, bar)[1]:
+                        finish({"unit": job["unit"], "error": "its worker process died (killed: out of memory? "
+                                                              "try fewer --workers)"})
+                        bar.update(1)
 
     ct_ok = sorted({j["name"] for j in jobs if j["unit"] in units and j["variant"] == 0})
     if not ct_ok:
@@ -399,6 +414,35 @@ def _prepare_locked(out, created, had_manifest, paths, names, settings, geometry
     manifest["elapsed_s"] = round(time.perf_counter() - start, 3)
     manifest["skipped"] = skipped
     return manifest
+
+
+INFLIGHT = ".inflight-"  # ``<out>/.inflight-<unit>``: a pool worker is preparing that unit
+
+
+def _run_pool(jobs: list[dict], workers: int, context, out: Path, finish, bar) -> tuple[list[dict], list[dict]]:
+    """Prepare ``jobs`` in a process pool; returns (jobs not started, jobs in flight) when a worker
+    process dies outright (killed, e.g. by the out-of-memory killer: the pool breaks and stops its
+    other workers too), else ``([], [])``. In-flight jobs are known by the marker files
+    (``.inflight-<unit>``) their workers leave behind."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    done = set()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(_prepare_unit, {**job, "inflight": str(out)}): job for job in jobs}
+            for future in as_completed(futures):
+                finish(future.result())
+                done.add(futures[future]["unit"])
+                bar.update(1)
+        return [], []
+    except BrokenProcessPool:
+        held = set()
+        for marker in out.glob(INFLIGHT + "*"):
+            held.add(marker.name[len(INFLIGHT):])
+            marker.unlink(missing_ok=True)
+        if not held:  # died before saying what it held: every unfinished job is a suspect
+            held = {j["unit"] for j in jobs} - done
+        return ([j for j in jobs if j["unit"] not in done | held], [j for j in jobs if j["unit"] in held])
 
 
 def _write_manifest(out: Path, settings, units, split_of, errors, jobs, table, fractions, seed, final):
