@@ -57,7 +57,12 @@ def main(argv=None) -> int:
                 ax.plot(h, y, style, color=colour, label=f"{views} views, {label}{extra}")
         ax.set_xscale("log", base=2)
         hours = sorted({d["cpu_hours"] for d in rows})
-        ax.set_xticks(hours, [f"{h:.2f}" for h in hours])
+        labels, last = [], None  # a point within 10 % of the last labelled one keeps its tick, not its label
+        for h in hours:
+            show = last is None or h > 1.1 * last
+            labels.append(f"{h:.2f}" if show else "")
+            last = h if show else last
+        ax.set_xticks(hours, labels)
         ax.minorticks_off()
         ax.set_xlabel("cumulative training CPU-hours (2-core machine), log scale")
         ax.set_ylabel("held-out mean PSNR (dB)")
