@@ -94,7 +94,7 @@ class Projections:
         engine.core_location()
         from deepsparse_core.data.projections_file import ProjectionArrays
         from deepsparse_core.errors import GeometryError
-        from deepsparse_core.physics.geometry import Geometry
+        from deepsparse_core.physics.geometry import Geometry, check_projection_shape
         from deepsparse_core.physics.noise import NoiseModel
 
         if node is None:
@@ -111,10 +111,10 @@ class Projections:
         if not np.isfinite(proj).all():
             raise error(f"'{node.GetName()}' contains NaN or infinite values")
         geometry = Geometry.from_dict(json.loads(node.GetAttribute(GEOMETRY)))
-        if proj.shape != (geometry.n_views, *geometry.detector_shape):
-            raise GeometryError(f"'{node.GetName()}': {proj.shape[0]} projections of {proj.shape[1]} x "
-                                f"{proj.shape[2]} pixels but the geometry has {geometry.n_views} angles and a "
-                                f"{geometry.detector_shape[0]} x {geometry.detector_shape[1]} detector")
+        try:
+            check_projection_shape(proj.shape, geometry)  # (the node is 3D: check_scalar_3d)
+        except GeometryError as e:
+            raise GeometryError(f"'{node.GetName()}': {e}") from None
         noise = NoiseModel.from_dict(json.loads(node.GetAttribute(NOISE) or '{"enabled": false}'))
         placement = json.loads(node.GetAttribute(PLACEMENT) or "null")
         return ProjectionArrays(proj, geometry, noise, None, Placement.from_dict(placement, f"'{node.GetName()}'"))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..outputs import VOLUME_EXTENSIONS
-from ..physics.geometry import Geometry, check_projections
+from ..physics.geometry import Geometry, check_projection_shape, check_projections
 from ..physics.noise import NoiseModel
 from ..safetensors_io import read_metadata, save_atomic
 from .placement import Placement
@@ -35,27 +35,39 @@ FORMAT = "deepsparse-projections"
 VERSION = "1"
 
 
-def _placed(array01, geometry: Geometry, placement: Placement | None, units: str) -> Volume:
-    return (placement or Placement.scanner(geometry)).to_volume(array01, geometry, units)
+def _check_reference(shape, geometry: Geometry) -> None:
+    if tuple(shape) != geometry.volume_shape:
+        raise GeometryError(f"reference volume shape {tuple(shape)} does not match the geometry's grid "
+                            f"{geometry.volume_shape}")
 
 
 @dataclass
-class ProjectionData:
-    """Projections with everything needed to reconstruct and place them (torch tensors)."""
+class _Projections:
+    """What a projections file holds; :class:`ProjectionData` (torch) and :class:`ProjectionArrays`
+    (numpy) differ only in the array type."""
 
-    projections: torch.Tensor            # (V, nv, nu) line integrals, [0, 1] volume x mm
+    projections: object                  # (V, nv, nu) line integrals, [0, 1] volume x mm
     geometry: Geometry
     noise: NoiseModel = field(default_factory=lambda: NoiseModel(enabled=False))
-    reference: torch.Tensor | None = None  # (nz, ny, nx) ground truth in [0, 1]
-    placement: Placement | None = None     # None: the scanner frame (Placement.scanner)
+    reference: object = None             # (nz, ny, nx) ground truth in [0, 1], or None
+    placement: Placement | None = None   # None: the scanner frame (Placement.scanner)
+
+    def to_volume(self, array01, units: str = "normalized") -> Volume:
+        """A reconstruction over this grid's extent (any resolution) as a :class:`Volume` placed like
+        the input CT; ``units`` 'normalized' ([0, 1]) or 'hu'."""
+        return (self.placement or Placement.scanner(self.geometry)).to_volume(array01, self.geometry, units)
+
+
+@dataclass
+class ProjectionData(_Projections):
+    """Projections with everything needed to reconstruct and place them, as torch tensors."""
 
     def __post_init__(self):
         self.projections = check_projections(self.projections, self.geometry, batched=False, finite=False)
         if isinstance(self.placement, dict):  # as stored in files and Slicer node attributes
             self.placement = Placement.from_dict(self.placement)
-        if self.reference is not None and tuple(self.reference.shape) != self.geometry.volume_shape:
-            raise GeometryError(f"reference volume shape {tuple(self.reference.shape)} does not match the "
-                                f"geometry's grid {self.geometry.volume_shape}")
+        if self.reference is not None:
+            _check_reference(self.reference.shape, self.geometry)
 
     def subset(self, views) -> "ProjectionData":
         """The same data restricted to the view indices ``views``."""
@@ -66,25 +78,10 @@ class ProjectionData:
         return ProjectionData(self.projections[views], self.geometry.with_angles(angles), self.noise,
                               self.reference, self.placement)
 
-    def to_volume(self, array01, units: str = "normalized") -> Volume:
-        """A reconstruction over this grid's extent (any resolution) as a :class:`Volume` placed like
-        the input CT; ``units`` 'normalized' ([0, 1]) or 'hu'."""
-        return _placed(array01, self.geometry, self.placement, units)
-
 
 @dataclass
-class ProjectionArrays:
+class ProjectionArrays(_Projections):
     """A projections file's content as float32 numpy arrays (no torch)."""
-
-    projections: np.ndarray              # (V, nv, nu) line integrals, [0, 1] volume x mm
-    geometry: Geometry
-    noise: NoiseModel = field(default_factory=lambda: NoiseModel(enabled=False))
-    reference: np.ndarray | None = None  # (nz, ny, nx) ground truth in [0, 1]
-    placement: Placement | None = None   # None: the scanner frame (Placement.scanner)
-
-    def to_volume(self, array01, units: str = "normalized") -> Volume:
-        """As :meth:`ProjectionData.to_volume`."""
-        return _placed(array01, self.geometry, self.placement, units)
 
 
 def save_projection_arrays(path: str | Path, projections: np.ndarray, geometry: Geometry,
@@ -99,20 +96,13 @@ def save_projection_arrays(path: str | Path, projections: np.ndarray, geometry: 
     proj = np.asarray(projections)
     if proj.ndim != 3:
         raise InputError(f"projections must be (views, rows, columns), got shape {proj.shape}")
-    if proj.shape[0] != geometry.n_views:
-        raise GeometryError(f"{proj.shape[0]} projections but the geometry has {geometry.n_views} angles")
-    if proj.shape[1:] != tuple(geometry.detector_shape):
-        raise GeometryError(f"projections are {proj.shape[1]} x {proj.shape[2]} pixels but the geometry's "
-                            f"detector is {geometry.detector_shape[0]} x {geometry.detector_shape[1]} "
-                            "(rows x columns)")
+    check_projection_shape(proj.shape, geometry)
     if not np.isfinite(proj).all():
         raise InputError("projections contain NaN or infinite values")
     tensors = {"projections": np.ascontiguousarray(proj, dtype=dtype)}
     if reference is not None:
         reference = np.asarray(reference)
-        if reference.shape != geometry.volume_shape:
-            raise GeometryError(f"reference volume shape {reference.shape} does not match the geometry's grid "
-                                f"{geometry.volume_shape}")
+        _check_reference(reference.shape, geometry)
         tensors["reference"] = np.ascontiguousarray(reference, dtype=dtype)
     if isinstance(placement, Placement):
         placement = placement.to_dict()
@@ -176,13 +166,14 @@ def read_projection_arrays(path: str | Path, with_reference: bool = True, views=
         raise InputError(f"{path} has NaN or infinite values in its reference volume")
     if views is not None:
         geometry = geometry.with_angles([geometry.angles[v] for v in views])
-    if proj.ndim != 3 or proj.shape[0] != geometry.n_views or proj.shape[1:] != tuple(geometry.detector_shape):
-        raise GeometryError(f"{path}: projections of shape {proj.shape} do not match its geometry "
-                            f"({geometry.n_views} views of {geometry.detector_shape[0]} x "
-                            f"{geometry.detector_shape[1]} pixels)")
-    if ref is not None and ref.shape != geometry.volume_shape:
-        raise GeometryError(f"{path}: reference volume shape {ref.shape} does not match the geometry's grid "
-                            f"{geometry.volume_shape}")
+    try:
+        if proj.ndim != 3:
+            raise GeometryError(f"projections of shape {proj.shape} are not (views, rows, columns)")
+        check_projection_shape(proj.shape, geometry)
+        if ref is not None:
+            _check_reference(ref.shape, geometry)
+    except GeometryError as e:
+        raise GeometryError(f"{path}: {e}") from None
     return ProjectionArrays(proj.astype(np.float32, copy=False), geometry, noise,
                             None if ref is None else ref.astype(np.float32, copy=False), placement)
 

@@ -415,6 +415,18 @@ class Geometry:
         return cls.from_dict(d)
 
 
+def check_projection_shape(shape, geometry: "Geometry") -> None:
+    """:class:`GeometryError` unless the last three sizes of ``shape`` (views, rows, columns) are
+    ``geometry``'s views and detector; no torch (numpy arrays and Slicer nodes are checked too)."""
+    views, rows, cols = (int(n) for n in tuple(shape)[-3:])
+    nv, nu = geometry.detector_shape
+    if views != geometry.n_views:
+        raise GeometryError(f"{views} projections but the geometry has {geometry.n_views} angles")
+    if (rows, cols) != (nv, nu):
+        raise GeometryError(f"projections are {rows} x {cols} pixels but the geometry's detector is "
+                            f"{nv} x {nu} (rows x columns)")
+
+
 def check_projections(projections, geometry: "Geometry", batched: bool = True, finite: bool = True) -> torch.Tensor:
     """``projections`` as a floating tensor (V, nv, nu), or (B, V, nv, nu) when ``batched``, that
     matches ``geometry``: the one check of every operator and of ``ProjectionData``.
@@ -435,13 +447,7 @@ def check_projections(projections, geometry: "Geometry", batched: bool = True, f
         raise InputError(f"projections must be {shapes}, got shape {tuple(projections.shape)}")
     if not projections.is_floating_point():
         projections = projections.float()
-    views, rows, cols = projections.shape[-3:]
-    nv, nu = geometry.detector_shape
-    if views != geometry.n_views:
-        raise GeometryError(f"{views} projections but the geometry has {geometry.n_views} angles")
-    if (rows, cols) != (nv, nu):
-        raise GeometryError(f"projections are {rows} x {cols} pixels but the geometry's detector is "
-                            f"{nv} x {nu} (rows x columns)")
+    check_projection_shape(projections.shape, geometry)
     if finite and not bool(torch.isfinite(projections).all()):
         raise InputError("projections contain NaN or infinite values")
     return projections
