@@ -516,7 +516,7 @@ class DeepSparseSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         slicer.util.errorDisplay(self.ui.finetuneStatusLabel.text, windowTitle="DeepSparse finetuning")
 
             self.track(self.logic.start_finetune(
-                s["outputModelName"], s["targetViews"], s["epochsStep1"], s["epochsStep2"], base,
+                s["outputModelName"], s["targetViews"], s["epochs"], base,
                 s["trainingFolder"], volumes, s["device"], on_done=done,
                 on_progress=lambda info: self.onProgress(info, self.ui.finetuneProgressBar, self.ui.finetuneStatusLabel),
                 on_log=self.ui.finetuneLogPlainTextEdit.appendPlainText), key="finetune")

@@ -291,6 +291,29 @@ def test_freezing_step_two_groups_fixes_their_weights_statistics_and_codebooks()
     assert model.encoder.training and all(p.requires_grad for p in model.parameters())
 
 
+
+def test_frozen_statistics_keep_every_batchnorm_while_its_scale_and_shift_learn():
+    model, geometry = make_model(), make_geometry(8)
+    model.freeze_statistics().train()
+    norms = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    assert norms and not any(m.training for m in norms.values()) and model.decoder3d.training
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    projections, points = make_inputs(b=2, v=8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(projections, geometry, points)["pred"].square().mean().backward()
+    optimizer.step()
+    after = model.state_dict()
+    for name in norms:
+        for stat in ("running_mean", "running_var", "num_batches_tracked"):
+            assert torch.equal(after[f"{name}.{stat}"], before[f"{name}.{stat}"]), f"{name}.{stat}"
+    assert any(not torch.equal(after[f"{n}.weight"], before[f"{n}.weight"]) for n in norms)  # affine still trains
+    model.eval().train()
+    assert not any(m.training for m in norms.values())  # survives mode switches
+    plain = make_model().train()
+    plain(projections, geometry, points)
+    assert not torch.equal(plain.state_dict()["decoder3d.stages.0.blocks.0.norm.running_mean"],
+                           make_model().state_dict()["decoder3d.stages.0.blocks.0.norm.running_mean"])
+
 def test_denoise_layers_on_and_off():
     geometry = make_geometry(8)
     projections, points = make_inputs(b=2, v=8)

@@ -257,6 +257,22 @@ def test_cli_trains_and_reports_errors(data, tmp_path, capsys):
     assert "--init" in capsys.readouterr().err
 
 
+def test_freeze_norm_finetune_keeps_the_initial_batchnorm_statistics(runs, data, tmp_path):
+    from deepsparse_core.training.__main__ import main
+
+    base = runs["scratch"].run_dir / "model.safetensors"
+    assert main(["--progress", "none", "--stage", "scratch", "--views", "4", "--data", str(data), "--out",
+                 str(tmp_path / "ft"), "--init", str(base), "--freeze-norm", "--steps", "2", "--lr", "1e-3",
+                 "--points", "64", "--device", "cpu", "--batch-size", "2", "--val-every", "0"]) == 0
+    before = load_file(base)
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and json.loads((tmp_path / "ft" / "state.json").read_text())["config"]["freeze_norm"] is True
+    for name in ("model.safetensors", "last.safetensors"):  # the raw model and the exported one (no re-estimate)
+        after = load_file(tmp_path / "ft" / name)
+        assert all(torch.equal(before[k], after[k]) for k in stats), name
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.endswith("norm.weight")), name
+
+
 # ------------------------------------------------------------------ errors
 def test_corrupt_or_foreign_checkpoints_fail_clearly(runs, data, tmp_path):
     src = runs["step1"].run_dir

@@ -7,7 +7,7 @@
 * :mod:`.reconstruction`: simulation and reconstruction jobs.
 * :mod:`.compare`: scoring against a ground truth (in the background) and the metrics table.
 * :mod:`.views`: layout and slice views (comparison, projections), offscreen render.
-* :mod:`.finetune`: finetuning jobs (``deepsparse prepare``, then ``train`` step 1 and step 2).
+* :mod:`.finetune`: finetuning jobs (``deepsparse prepare``, then one ``train`` run).
 * :mod:`.background`: working folders and the start of the Logic's jobs.
 * :mod:`.jobs`: background processes, read by polling, cancelled without waiting.
 * :mod:`.worker`: the module's own background commands (catalog, compare).

@@ -1,9 +1,11 @@
-"""Finetuning a DiCE model on the user's CTs (paper Sec. 3.4: step 1, then step 2), in one job.
+"""Finetuning a DiCE model on the user's CTs, in one job.
 
 Training data is made by ``deepsparse prepare`` (the engine's one path from CTs to a training
 folder: every piece of a long scan, a manifest), from a folder of CTs or from volume nodes
-written by the GUI thread before the job starts; then ``deepsparse train`` runs step 1 and step 2. The new model is
-saved in the user models folder as ``<name>.safetensors`` and joins the method list.
+written by the GUI thread before the job starts; then one ``deepsparse train`` run adapts the base
+model at the target view count with a low rate and its BatchNorm statistics kept
+(:func:`engine.finetune_commands`; why: docs/slicer.md). The new model is saved in the user models
+folder as ``<name>.safetensors`` and joins the method list.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class Finetuning:
 
     def base_model_path(self, key: str, model_file: str, n_views: int) -> Path:
         """The model to start from: a model file, a listed model, or the bundled one serving
-        ``n_views`` (else any bundled model: step 1 adapts it)."""
+        ``n_views`` (else any bundled model: finetuning adapts it to ``n_views``)."""
         if key == "file":
             if not model_file or not Path(model_file).is_file():
                 raise error("choose the base model file (.safetensors)")
@@ -63,14 +65,16 @@ class Finetuning:
 
         return Path(folder), len(find_cts(folder))  # InputError names prepare's CT_SUFFIXES
 
-    def start(self, name: str, n_views: int, epochs_step1: int, epochs_step2: int, base_model,
+    def start(self, name: str, n_views: int, epochs: int, base_model,
               folder=None, volume_nodes=(), device: str = "auto", n_candidates: int = 200,
               points: int | None = None, on_done=None, on_progress=None, on_log=None) -> Job:
         """Finetune ``base_model`` on a folder of CTs or on volume nodes, in the background. An
-        epoch is one pass over the CTs (steps = epochs x CTs / batch of 2); the new model is
+        epoch is one pass over the CTs (steps = ceil(epochs x CTs / batch of 2)); the new model is
         ``job.outputs["model"]``."""
         from deepsparse_core.model.model_file import model_geometry, read_model_metadata
 
+        if int(epochs) < 1:
+            raise error(f"epochs must be at least 1, got {epochs}")
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "").strip("._")
         if not safe:
             raise error("give the new model a name")
@@ -87,10 +91,9 @@ class Finetuning:
             source, n_cts = self._training_input(folder, volume_nodes, work)
             geometry.save(work / "geometry.json")
             batch = min(2, n_cts)
-            steps = [max(0, math.ceil(e * n_cts / batch)) for e in (epochs_step1, epochs_step2)]
+            steps = math.ceil(int(epochs) * n_cts / batch)
             commands, model_out = engine.finetune_commands(source, work, work / "geometry.json", n_candidates,
-                                                           n_views, steps[0], steps[1], base_model, batch,
-                                                           device, points)
+                                                           n_views, steps, base_model, batch, device, points)
 
         def finish(job: Job):
             engine.model_info(model_out)  # a readable model, or the job fails with the reason

@@ -1,6 +1,6 @@
 """Background processes that run ``deepsparse_core`` and report through JSON lines.
 
-A :class:`Job` runs one or more commands one after the other (e.g. finetuning step 1, then step 2),
+A :class:`Job` runs one or more commands one after the other (e.g. finetuning: prepare, then train),
 each in a child process whose standard output and error are merged. A reader thread queues the lines;
 :meth:`Job.poll` -- called from a ``qt.QTimer`` in Slicer, or in a loop by :meth:`Job.wait` --
 parses them on the caller's thread: ``{"event": "progress" | "result" | "error", ...}`` lines

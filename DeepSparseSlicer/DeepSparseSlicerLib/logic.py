@@ -203,8 +203,8 @@ class DeepSparseLogic:
     def base_model_path(self, key: str, model_file: str, n_views: int) -> Path:
         return self.finetuning.base_model_path(key, model_file, n_views)
 
-    def start_finetune(self, name: str, n_views: int, epochs_step1: int, epochs_step2: int, base_model,
+    def start_finetune(self, name: str, n_views: int, epochs: int, base_model,
                        folder=None, volume_nodes=(), device: str = "auto", n_candidates: int = 200,
                        points: int | None = None, on_done=None, on_progress=None, on_log=None) -> Job:
-        return self.finetuning.start(name, n_views, epochs_step1, epochs_step2, base_model, folder, volume_nodes,
+        return self.finetuning.start(name, n_views, epochs, base_model, folder, volume_nodes,
                                      device, n_candidates, points, on_done, on_progress, on_log)

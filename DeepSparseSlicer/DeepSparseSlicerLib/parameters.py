@@ -53,8 +53,7 @@ DEFAULTS = {
     # Finetune
     "trainingFolder": "",
     "targetViews": "6",
-    "epochsStep1": "5",
-    "epochsStep2": "5",
+    "epochs": "100",
     "baseModel": "",
     "baseModelFile": "",
     "outputModelName": "my_dice_model",

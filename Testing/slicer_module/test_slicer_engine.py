@@ -37,9 +37,9 @@ def _every_command(tmp_path):
                     commands.append(engine.reconstruct_command("p.safetensors", "o.nrrd", method, "cpu", "hu",
                                                                model, 7, resolution, k))
     commands += _import_commands()
-    finetune, _ = engine.finetune_commands(tmp_path / "cts", tmp_path, tmp_path / "g.json", 24, 6, 4, 3,
+    finetune, _ = engine.finetune_commands(tmp_path / "cts", tmp_path, tmp_path / "g.json", 24, 6, 4,
                                            "base.safetensors", 2, "cpu", 500)
-    finetune_default, _ = engine.finetune_commands("cts", tmp_path, "g.json", 200, 8, 1, 1, "b.safetensors")
+    finetune_default, _ = engine.finetune_commands("cts", tmp_path, "g.json", 200, 8, 1, "b.safetensors")
     return commands + finetune + finetune_default
 
 
@@ -122,19 +122,19 @@ def test_output_grid_keeps_the_aspect_ratio_along_the_longest_axis():
     assert engine.output_grid((4, 128, 128), 16) == (2, 16, 16)  # the engine needs >= 2
 
 
-def test_finetune_prepares_every_piece_then_step1_then_step2_from_the_step1_run(tmp_path):
-    commands, model = engine.finetune_commands("cts", tmp_path, tmp_path / "g.json", 200, 6, 4, 3,
+def test_finetune_prepares_every_piece_then_adapts_the_base_at_a_low_rate_with_its_statistics(tmp_path):
+    commands, model = engine.finetune_commands("cts", tmp_path, tmp_path / "g.json", 200, 6, 4,
                                                "base.safetensors", batch_size=2, device="cpu", points=500)
-    prepare, step1, step2 = commands
+    prepare, adapt = commands
     value = lambda cmd, opt: cmd[cmd.index(opt) + 1]  # noqa: E731
     assert prepare[5:7] == ["prepare", "cts"] and value(prepare, "--candidates") == "200"
     assert prepare[prepare.index("--splits") + 1:][:3] == ["1", "0", "0"]  # all for training
-    assert value(step1, "--stage") == "step1" and value(step2, "--stage") == "step2"
-    assert value(step1, "--data") == value(step2, "--data") == value(prepare, "--out")
-    assert value(step1, "--init") == "base.safetensors" and value(step2, "--init") == value(step1, "--out")
-    assert value(step1, "--steps") == "4" and value(step2, "--steps") == "3" and value(step2, "--points") == "500"
-    assert value(step2, "--val-every") == "0"
-    assert model == Path(value(step2, "--out")) / "model.safetensors"
+    assert value(adapt, "--stage") == "scratch" and value(adapt, "--views") == "6"
+    assert value(adapt, "--data") == value(prepare, "--out") and value(adapt, "--init") == "base.safetensors"
+    assert "--freeze-norm" in adapt and float(value(adapt, "--lr")) == 2e-5  # measured, docs/slicer.md
+    assert value(adapt, "--steps") == "4" and value(adapt, "--points") == "500"
+    assert value(adapt, "--val-every") == "0"
+    assert model == Path(value(adapt, "--out")) / "model.safetensors"
 
 
 def test_models_come_from_the_engine_lookup_one_file_may_serve_several_view_counts(monkeypatch, tmp_path):

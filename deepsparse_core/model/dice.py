@@ -64,6 +64,7 @@ class DiCE(nn.Module):
         self.point_decoder = PointDecoder(cfg)
         self.denoise = self._denoise_layers() if cfg.denoise else None
         self._frozen: set[str] = set()
+        self._statistics_frozen = False
 
     def _denoise_layers(self) -> nn.ModuleList:
         cfg = self.config
@@ -250,11 +251,22 @@ class DiCE(nn.Module):
             self._frozen.discard(g)
         return self
 
+    def freeze_statistics(self) -> "DiCE":
+        """Keep every BatchNorm in eval mode through ``train()``: its running statistics stay those of the
+        base model while its scale and shift still learn (finetuning on a few CTs, where batches of 2
+        volumes of one region would otherwise rewrite the statistics)."""
+        self._statistics_frozen = True
+        return self.train(self.training)
+
     def train(self, mode: bool = True) -> "DiCE":
         super().train(mode)
         modules = self.group_modules()
         for g in self._frozen:
             modules[g].eval()
+        if self._statistics_frozen:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         return self
 
     def num_parameters(self, include_denoise: bool = True) -> int:

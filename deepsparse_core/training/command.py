@@ -58,6 +58,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--min-lr", type=float, help="final learning rate of the cosine schedule (default 0)")
     opt.add_argument("--lambda-q", type=float, help="quantization loss weight (default 0.1)")
     opt.add_argument("--lambda-d", type=float, help="denoise loss weight, step 2 (default 1.0)")
+    opt.add_argument("--freeze-norm", action="store_true", default=None,
+                     help="keep the initial model's BatchNorm statistics (finetuning on a few CTs; "
+                          "--bn-batches is then unused)")
     opt.add_argument("--seed", type=int, help="seed (default 0)")
     run = p.add_argument_group("running")
     add_device_argument(run, default=None)

@@ -79,6 +79,7 @@ class TrainConfig:
     val_limit: int | None = 4           # (run) validation volumes (None = all)
     val_stride: int = 1                 # (run) evaluate every s-th voxel
     bn_batches: int = BN_BATCHES        # (run) batches averaged into the validated/exported BatchNorm statistics
+    freeze_norm: bool = False           # BatchNorm statistics stay the initial model's (finetuning; bn_batches unused)
     checkpoint_every: int = 1000        # (run)
     log_every: int = 10                 # (run)
     seed: int = 0
@@ -158,6 +159,8 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
         torch.backends.cudnn.allow_tf32 = True
     cfg, stage, model, saved, run_meta, init_meta = _open_run(cfg)           # new or resumed
     step = saved.step if saved else 0
+    if cfg.freeze_norm:
+        model.freeze_statistics()
     model.to(device).train()
     # ------------------------------------------------------------------ data (each process holds the whole set)
     data_device = device if cfg.data_on_device else torch.device("cpu")
@@ -245,7 +248,8 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             # --- validation and model export (rank 0; the others wait at the next collective)
             validating = val_set is not None and (step % cfg.val_every == 0 or stopping)
             if validating or val_set is None and stopping and master:  # without validation: the final model
-                evaluated = calibrated_copy(raw_model, train_set, sampler, cfg.bn_batches, cfg.batch_size,
+                evaluated = calibrated_copy(raw_model, train_set, sampler, 0 if cfg.freeze_norm else cfg.bn_batches,
+                                            cfg.batch_size,
                                             cfg.points, seed=cfg.seed * 1_000_003 + step, autocast=amp)
                 best = False
                 if validating:
