@@ -64,7 +64,7 @@ def fake_training(source, work, *args, **kwargs):           # prepare + train re
     return [[sys.executable, "-c", f"import shutil; shutil.copy({str(tiny)!r}, {str(out)!r})"]], out
 
 engine.finetune_commands = fake_training
-model = run(logic.start_finetune("mine", 6, 1, 1, tiny, volume_nodes=[ct], device="auto"))["model"]
+model = run(logic.start_finetune("mine", 6, 1, tiny, volume_nodes=[ct], device="auto"))["model"]
 assert any(m.model is not None and m.model.path == model for m in logic.methods())
 print(json.dumps({"torch": "torch" in sys.modules, "psnr": scores[0]["psnr"], "imported": again["projections"].GetName(),
                   "methods": keys, "file_views": chosen.model.n_views, "model": str(model)}))
