@@ -446,8 +446,8 @@ def test_finetune_button_reports_a_missing_training_command_or_starts(module, mo
     assert "base model file" in w["statusLabel"].text
     started = {}
 
-    def start(self, name, views, e1, e2, base, folder, volumes, device, on_done=None, on_progress=None, on_log=None):
-        started.update(name=name, views=views, base=base)
+    def start(self, name, views, epochs, base, folder, volumes, device, on_done=None, on_progress=None, on_log=None):
+        started.update(name=name, views=views, epochs=epochs, base=base)
         return _finished_job({"model": tmp_path / f"{name}.safetensors"}, on_done)
 
     (tmp_path / "base.safetensors").write_bytes(b"")
@@ -455,7 +455,7 @@ def test_finetune_button_reports_a_missing_training_command_or_starts(module, mo
     monkeypatch.setattr(type(widget.logic), "start_finetune", start)
     widget.onStartFinetune()
     run_timer(widget)
-    assert started == {"name": "my_dice_model", "views": 6, "base": tmp_path / "base.safetensors"}
+    assert started == {"name": "my_dice_model", "views": 6, "epochs": 100, "base": tmp_path / "base.safetensors"}
     assert "Saved" in w["finetuneStatusLabel"].text and w["startFinetuneButton"].enabled
     assert not w["cancelFinetuneButton"].enabled
 
