@@ -291,7 +291,6 @@ def test_freezing_step_two_groups_fixes_their_weights_statistics_and_codebooks()
     assert model.encoder.training and all(p.requires_grad for p in model.parameters())
 
 
-
 def test_frozen_statistics_keep_every_batchnorm_while_its_scale_and_shift_learn():
     model, geometry = make_model(), make_geometry(8)
     model.freeze_statistics().train()
@@ -313,6 +312,7 @@ def test_frozen_statistics_keep_every_batchnorm_while_its_scale_and_shift_learn(
     plain(projections, geometry, points)
     assert not torch.equal(plain.state_dict()["decoder3d.stages.0.blocks.0.norm.running_mean"],
                            make_model().state_dict()["decoder3d.stages.0.blocks.0.norm.running_mean"])
+
 
 def test_denoise_layers_on_and_off():
     geometry = make_geometry(8)

@@ -248,8 +248,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
             # --- validation and model export (rank 0; the others wait at the next collective)
             validating = val_set is not None and (step % cfg.val_every == 0 or stopping)
             if validating or val_set is None and stopping and master:  # without validation: the final model
-                evaluated = calibrated_copy(raw_model, train_set, sampler, 0 if cfg.freeze_norm else cfg.bn_batches,
-                                            cfg.batch_size,
+                evaluated = calibrated_copy(raw_model, train_set, sampler, cfg.bn_batches, cfg.batch_size,
                                             cfg.points, seed=cfg.seed * 1_000_003 + step, autocast=amp)
                 best = False
                 if validating:

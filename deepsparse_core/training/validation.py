@@ -29,7 +29,8 @@ def calibrated_copy(model: DiCE, train_set: CandidateSet, sampler, batches: int 
     last ~10 batches, so a checkpoint's eval-mode output depends on which volumes came last; measured
     here as validation swings of several dB between neighbouring checkpoints. The average over many
     batches is a property of the weights. Frozen groups (eval mode) keep their statistics and the
-    codebooks do not move. ``batches`` = 0 returns ``model`` itself.
+    codebooks do not move. ``batches`` = 0, or no BatchNorm left to recalibrate (all frozen, e.g.
+    ``DiCE.freeze_statistics``), returns ``model`` itself without running a batch.
     """
     if batches <= 0:
         return model
@@ -37,6 +38,8 @@ def calibrated_copy(model: DiCE, train_set: CandidateSet, sampler, batches: int 
 
     clone = copy.deepcopy(model).train()
     norms = [m for m in clone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if not norms:
+        return model
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the calibration batches
