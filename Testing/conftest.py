@@ -1,5 +1,7 @@
 """Shared fixtures for the deepsparse_core tests (markers are registered in pyproject.toml)."""
 
+import locale
+
 import pytest
 import torch
 
@@ -32,3 +34,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def keep_locale():
+    """GDCM's DICOM writer (the test helpers that write series) sets the C locale and leaves it:
+    every later ``Path.read_text()`` would then decode ASCII and fail on the sources' UTF-8. Each
+    test gets back the locale it started with, so no test depends on which ran before it."""
+    before = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != before:
+        locale.setlocale(locale.LC_ALL, before)

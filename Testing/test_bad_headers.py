@@ -299,3 +299,20 @@ def test_a_header_within_memory_but_beyond_the_file_is_truncated(tmp_path, monke
     monkeypatch.setattr(resources, "available_memory_bytes", lambda: 1 << 20)  # 1 MiB left
     with pytest.raises(InputError, match=r"needs ~3.0 MiB of memory, 1.0 MiB available"):
         read_volume(_sparse_npy(tmp_path / "small.npy", 64))
+
+
+def test_library_reason_is_the_text_line_of_a_real_itk_exception(tmp_path):
+    """Issue 19, class 8: an ITK or SimpleITK exception gives its reason, without the source
+    location, the ``itk::ERROR: Class(0x...)`` prefix or trailing rows of numbers."""
+    from deepsparse_core.errors import library_reason
+
+    bad = tmp_path / "no_endian.nrrd"
+    bad.write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nsizes: 2 2 2\nencoding: raw\n\n" + bytes(32))
+    with pytest.raises(RuntimeError) as caught:
+        sitk.ReadImage(str(bad))
+    assert library_reason(caught.value) == "type (float) and encoding (raw) require endian info"
+    with pytest.raises(RuntimeError) as caught:
+        sitk.ReadImage(str(tmp_path / "missing.mha"))
+    assert re.fullmatch(r'The file ".*missing\.mha" does not exist\.', library_reason(caught.value))
+    assert library_reason(RuntimeError("x.cxx:1:\nITK ERROR: it broke\n1 2 3\n4 5 6\n")) == "it broke"
+    assert library_reason(RuntimeError("1 2 3\n"), default="unknown error") == "unknown error"

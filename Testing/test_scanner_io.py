@@ -281,6 +281,11 @@ def test_truncated_mislabelled_and_inconsistent_files_give_one_clear_error(tmp_p
     (tmp_path / "broken.xml").write_text("<RTKThreeDCircularGeometry")
     write_stack(tmp_path / "ok.mha", np.ones((12, NV, NU)))
     write_stack(tmp_path / "flat.mha", np.ones((1, NV, NU - 1)))
+    # a hand-edited matrix: RTK's reader raises with both matrices printed, row by row
+    text = xml.read_text()
+    first_row = text.split("<Matrix>")[1].strip().splitlines()[0]
+    edited = " ".join(f"{float(t) + 5.0:g}" if i == 0 else t for i, t in enumerate(first_row.split()))
+    (tmp_path / "edited.xml").write_text(text.replace(first_row, edited, 1))
     out = str(tmp_path / "out.safetensors")
     cases = [
         (["short.mha", "--geometry", str(xml), "--i0", "1"], "describes 12 projections but short.mha holds 11"),
@@ -296,6 +301,10 @@ def test_truncated_mislabelled_and_inconsistent_files_give_one_clear_error(tmp_p
          "parallel-beam scan (SourceToDetectorDistance 0"),
         (["ok.mha", "--geometry", str(_xml(tmp_path, np.zeros(12), "one_angle.xml")), "--i0", "1"],
          "all 12 views are at the same angle"),
+        # issue 19, class 8: RTK's reason, not the last row of its matrices
+        (["ok.mha", "--geometry", str(tmp_path / "edited.xml"), "--i0", "1"],
+         "does not match the matrix RTK computes from its angles, distances and offsets, largest element "
+         "difference 5"),
     ]
     for args, message in cases:
         args[0] = str(tmp_path / args[0])

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, library_reason
 
 STACK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".tif", ".tiff")
 IMAGE_SUFFIXES = STACK_SUFFIXES + (".png",)
@@ -63,8 +63,7 @@ def _read_image(path: Path):
     try:
         return sitk.ReadImage(str(path), sitk.sitkFloat32)
     except RuntimeError as e:
-        lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        raise InputError(f"cannot read {path}: {lines[-1].strip() if lines else 'unreadable'}") from None
+        raise InputError(f"cannot read {path}: {library_reason(e)}") from None
 
 
 def _detector_frame(dim, size, spacing, origin, direction, path: Path):
@@ -118,8 +117,7 @@ def read_header(files: list[Path]) -> ImagesHeader:
     try:
         reader.ReadImageInformation()
     except RuntimeError as e:
-        lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        raise InputError(f"cannot read {files[0]}: {lines[-1].strip() if lines else 'unreadable'}") from None
+        raise InputError(f"cannot read {files[0]}: {library_reason(e)}") from None
     size = reader.GetSize()
     shape, spacing, origin, _ = _detector_frame(reader.GetDimension(), size, reader.GetSpacing(),
                                                 reader.GetOrigin(), reader.GetDirection(), files[0])

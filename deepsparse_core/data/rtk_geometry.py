@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import GeometryError, InputError
+from ..errors import GeometryError, InputError, library_reason
 
 ROOT_TAG = "RTKThreeDCircularGeometry"  # root element written by RTK's XML writer (version 3)
 FLEX_TOLERANCE_MM = 1e-3    # per-view deviations below this are float noise of the XML text
@@ -72,7 +72,7 @@ def read_rtk_xml(path: str | Path):
     try:
         reader.GenerateOutputInformation()
     except RuntimeError as e:
-        raise InputError(f"RTK cannot read {path}: {str(e).strip().splitlines()[-1]}") from None
+        raise InputError(f"RTK cannot read {path}: {library_reason(e)}") from None
     geometry = reader.GetOutputObject()
     if len(geometry.GetGantryAngles()) == 0:
         raise InputError(f"{path} holds no projection (no <Projection> element)")

@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_path, kept_note
-from ..errors import InputError
+from ..errors import InputError, library_reason
 from ..outputs import check_output_file
 from .header_checks import check_volume_header
 from .volume import MAX_ORIGIN_MM, Volume
@@ -325,6 +325,5 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
                 sitk.WriteImage(image, str(tmp), compress)
             _check_written(tmp, path, volume.array)
     except (RuntimeError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise InputError(f"{path}: cannot write: {reason}") from None
+        raise InputError(f"{path}: cannot write: {library_reason(exc, 'unknown error')}") from None
     return path
