@@ -363,6 +363,7 @@ CASES = {
            ("device-unknown", "device", "gpu", "must be auto, cpu, cuda"),
            ("out-list", "out", ["a", "b"], "must be a path"),
            ("noise-text", "noise", "yes", "must be true or false"),
+           ("spacing-unit-cm", "spacing_unit", "cm", "must be mm or m"),
            ("splits-two", "splits", [0.9, 0.1], "must be three fractions"),
            ("input-number", "input", 5, "must be a folder"))},
     # 12. a second prepare into a folder another prepare holds (issue 19, class 8)

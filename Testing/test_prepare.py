@@ -189,8 +189,9 @@ def test_documented_recipes_load(recipe):
 
 
 # the DeepSparse authors' splits.json (xmed-lab/DeepSparse): train/eval/test counts; their eval is our val
+# (knee: Lin et al.'s set, the split in xmed-lab/C2RV-CBCT data/Knee/splits.json, the paper's 464/50/100)
 AUTHOR_SPLITS = {"luna16": (738, 50, 100), "panorama": (1244, 200, 600), "pengwin": (60, 10, 30),
-                 "toothfairy": (343, 25, 75)}
+                 "toothfairy": (343, 25, 75), "knee": (464, 50, 100)}
 
 
 @pytest.mark.parametrize("dataset", sorted(AUTHOR_SPLITS))
@@ -205,6 +206,8 @@ def test_recipes_carry_the_authors_splits(dataset):
     assert counts == AUTHOR_SPLITS[dataset] and "splits" not in options
     if dataset in ("panorama", "pengwin"):
         assert options["labels"] and options["candidates"] == 50
+    if dataset == "knee":  # C2RV's knee config: 50 projections; its .mhd files store metres
+        assert options["candidates"] == 50 and options["spacing_unit"] == "m" and options["preset"] == "knee"
 
 
 def test_parallel_workers_give_the_same_caches_as_in_process(ct_folder, tmp_path):
@@ -300,3 +303,51 @@ def test_a_worker_killed_by_the_oom_killer_fails_its_ct_and_the_rest_carries_on(
     assert "worker process died" in manifest["failed"][0]["reason"]
     assert "warning: skipped beta: its worker process died" in capsys.readouterr().err
     assert not list((tmp_path / "out").glob(".inflight-*"))
+
+
+def test_split_file_paths_keep_one_file_name_in_two_folders_apart(tmp_path):
+    """Issue 17, item 3 (the knee split): C2RV's knee layout is <tag>/<id>.mhd and one id can sit
+    under two tags. A split-file entry with its folder (FL/7) matches that file only, a bare name
+    matches where its entries agree, and CTs listed nowhere go to train with a warning."""
+    from deepsparse_core.data.prepare import read_split_file, split_lookup
+
+    cts = tmp_path / "knee"
+    for tag, seed in (("FL", 1), ("MR", 2), ("ML", 3)):
+        (cts / tag).mkdir(parents=True)
+        write_volume(_ct("chest", seed), cts / tag / "7.nii.gz")
+    write_volume(_ct("head", 4), cts / "ML" / "9.nii.gz")
+    split_file = tmp_path / "split.tsv"
+    split_file.write_text("val\tFL/7.nii.gz\ntest\tMR/7\n")
+    with pytest.warns(UserWarning, match=r"2 CT\(s\) not in the split file go to train: 9, ML_7"):
+        manifest = prepare(cts, tmp_path / "out", tiny_geometry(4), NoiseModel(), split_file=split_file,
+                           show_progress=False)
+    assert manifest["splits"]["cts"] == {"FL_7": "val", "MR_7": "test", "ML_7": "train", "9": "train"}
+    table = read_split_file(split_file)
+    assert table == {"FL/7": "val", "MR/7": "test"}
+    assert split_lookup({"7": "val", "x/7": "val"}, "ML_7", cts / "ML" / "7.nii.gz") == "val"  # agreeing entries
+    assert split_lookup({"FL/7": "val", "MR/7": "test"}, "ML_7", cts / "ML" / "7.nii.gz") is None  # ambiguous
+
+
+def test_spacing_in_metres_gives_the_caches_of_the_same_ct_in_mm(tmp_path):
+    """``--spacing-unit m`` (the knee CBCT files of Lin et al. store metres): spacing and origin are
+    scaled to mm before the checks, so the caches equal those of the same CT written in mm; read as
+    mm the file is refused with the spacing named."""
+    ct = _ct("head", 3)
+    (tmp_path / "mm").mkdir()
+    (tmp_path / "m").mkdir()
+    write_volume(ct, tmp_path / "mm" / "a.nii.gz")
+    metres = Volume(ct.array, tuple(v / 1000 for v in ct.spacing), tuple(v / 1000 for v in ct.origin), ct.direction)
+    write_volume(metres, tmp_path / "m" / "a.nii.gz")
+    geometry = tiny_geometry(4)
+    prepare(tmp_path / "mm", tmp_path / "out_mm", geometry, NoiseModel(), show_progress=False)
+    manifest = prepare(tmp_path / "m", tmp_path / "out_m", geometry, NoiseModel(), spacing_unit="m",
+                       show_progress=False)
+    assert manifest["settings"]["spacing_unit"] == "m"
+    a, b = (load_projections(tmp_path / d / "a-p0.safetensors") for d in ("out_mm", "out_m"))
+    torch.testing.assert_close(b.reference, a.reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.projections, a.projections, atol=1e-3, rtol=1e-3)
+    with pytest.raises(InputError, match=r"spacing .* mm is outside"):
+        prepare(tmp_path / "m", tmp_path / "out_bad", geometry, NoiseModel(), show_progress=False)
+    with pytest.raises(InputError, match="--spacing-unit must be mm or m"):
+        prepare(tmp_path / "m", tmp_path / "out_bad", geometry, NoiseModel(), spacing_unit="cm",
+                show_progress=False)

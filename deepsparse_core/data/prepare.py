@@ -49,7 +49,9 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "deepsparse-prepare/1"
 DEFAULTS = {"preset": "fast", "geometry": None, "candidates": 200, "noise": True, "photons": 1e5,
             "electronic_sigma": 10.0, "splits": [0.8, 0.1, 0.1], "split_file": None, "seed": 0,
-            "workers": 1, "device": "auto", "augment": 0, "out": None, "input": None, "labels": None}
+            "workers": 1, "device": "auto", "augment": 0, "out": None, "input": None, "labels": None,
+            "spacing_unit": "mm"}
+SPACING_UNITS = {"mm": 1.0, "m": 1000.0}  # mm per unit of a file's spacing and origin
 
 
 # ---------------------------------------------------------------------------- finding the CTs
@@ -186,7 +188,8 @@ def _prepare_unit_work(job: dict) -> dict:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ct = read_volume(job["source"])
+            scale = job.get("spacing_scale", 1.0)
+            ct = read_volume(job["source"], spacing_scale=scale)
             if job["variant"]:
                 from .augment import augment_ct
 
@@ -198,7 +201,8 @@ def _prepare_unit_work(job: dict) -> dict:
                     raise InputError(f"no label map for {Path(job['source']).name} in {job['labels']}")
                 from .preprocess import label_centre_lps
 
-                roi = label_centre_lps(read_volume(job["label"], check_hu=False, allow_constant=True))
+                roi = label_centre_lps(read_volume(job["label"], check_hu=False, allow_constant=True,
+                                                   spacing_scale=scale))
                 if roi is None:
                     warnings.warn(f"{Path(job['label']).name} has no foreground: the grid is centred on the scan")
             pieces = simulate_pieces(ct, geometry, noise, lambda k: _seed(job["seed"], name_of(k)), job["device"],
@@ -222,9 +226,10 @@ def _prepare_unit_work(job: dict) -> dict:
 
 # ---------------------------------------------------------------------------- splits
 def read_split_file(path: str | Path) -> dict[str, str]:
-    """``{ct name: split}`` from lines ``train|val|test<TAB or spaces>name`` (``#`` comments).
+    """``{entry: split}`` from lines ``train|val|test<TAB or spaces>name`` (``#`` comments).
 
-    A name may be the CT name, its file name or its path; it is matched by :func:`ct_name`.
+    A name may be the cache name, the CT name, its file name or a path (``FL/140478.mhd``); it is
+    matched by :func:`split_lookup`. Keys are :func:`split_key` of the name.
     """
     path = Path(path)
     if not path.is_file():
@@ -237,28 +242,61 @@ def read_split_file(path: str | Path) -> dict[str, str]:
         parts = line.split(None, 1)
         if len(parts) != 2 or parts[0] not in SPLITS:
             raise InputError(f"{path}:{number}: expected 'train|val|test<TAB>name', got {line!r}")
-        table[ct_name(Path(parts[1].strip()))] = parts[0]
+        table[split_key(parts[1].strip())] = parts[0]
     return table
 
 
+def split_key(name: str) -> str:
+    """A split-file name as a table key: its path parts joined by ``/``, the CT suffix dropped
+    (``FL/140478.mhd`` -> ``FL/140478``; ``/data/a.nii.gz`` -> ``data/a``)."""
+    p = Path(name)
+    parts = list(p.parts[1:] if p.is_absolute() else p.parts)
+    return "/".join([*parts[:-1], ct_name(p)])
+
+
+def split_lookup(table: dict[str, str], name: str, path: Path | None = None) -> str | None:
+    """The split of the CT cached as ``name`` (source ``path``): the entry of its cache name; else
+    of the longest tail of its path (``FL/140478`` for ``.../knee/FL/140478.mhd``, so one file name
+    in two folders can sit in two splits); else of its file name alone, where every entry of that
+    file name agrees. None when the table does not list it."""
+    if name in table:
+        return table[name]
+    if path is None:
+        return None
+    parts = [*Path(os.path.abspath(path)).parent.parts[1:], ct_name(path)]
+    for k in range(len(parts), 1, -1):
+        split = table.get("/".join(parts[-k:]))
+        if split:
+            return split
+    stem = parts[-1]
+    agreed = {v for key, v in table.items() if key.rsplit("/", 1)[-1] == stem}
+    return agreed.pop() if len(agreed) == 1 else None
+
+
 def assign_splits(names: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0,
-                  table: dict[str, str] | None = None) -> dict[str, str]:
-    """``{ct name: split}``: from ``table`` (names missing there go to train, with a warning) or
-    seeded by ``fractions`` over whole CTs (:func:`~deepsparse_core.data.splits.assign`)."""
+                  table: dict[str, str] | None = None, paths: dict[str, Path] | None = None) -> dict[str, str]:
+    """``{ct name: split}``: from ``table`` (:func:`split_lookup`, with ``paths`` the source of
+    each name; names missing there go to train, with a warning) or seeded by ``fractions`` over
+    whole CTs (:func:`~deepsparse_core.data.splits.assign`)."""
     names = sorted(names)
     if table is None:
         return assign(names, fractions, seed)
-    missing = [n for n in names if n not in table]
+    found = {n: split_lookup(table, n, (paths or {}).get(n)) for n in names}
+    missing = [n for n in names if found[n] is None]
     if missing:
         warnings.warn(f"{len(missing)} CT(s) not in the split file go to train: {', '.join(missing[:5])}"
                       + (" ..." if len(missing) > 5 else ""), stacklevel=2)
-    return {n: table.get(n, "train") for n in names}
+    return {n: found[n] or "train" for n in names}
 
 
 # ---------------------------------------------------------------------------- the run
-def _settings(geometry, noise, seed: int, labels=None) -> dict:
+def _settings(geometry, noise, seed: int, labels=None, spacing_unit: str = "mm") -> dict:
     settings = {"geometry": geometry.to_dict(), "noise": noise.to_dict(), "seed": seed}
-    return {**settings, "labels": str(labels)} if labels else settings  # (older manifests have no key)
+    if labels:  # (older manifests have neither key)
+        settings["labels"] = str(labels)
+    if spacing_unit != "mm":
+        settings["spacing_unit"] = spacing_unit
+    return settings
 
 
 def find_label(labels: Path, name: str) -> Path | None:
@@ -293,19 +331,22 @@ def _still_valid(out: Path, files: dict) -> bool:
 
 def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.1),
             split_file=None, workers: int = 1, device: str = "cpu", augment: int = 0,
-            show_progress: bool = True, labels=None) -> dict:
+            show_progress: bool = True, labels=None, spacing_unit: str = "mm") -> dict:
     """Prepare a training folder (see the module docstring); returns the manifest.
 
     ``inputs``: a folder or list file (str/Path) or a list of paths. ``split_file``: a file of
     ``split<TAB>name`` lines or a ``{name: split}`` mapping (recipes). ``labels``: a folder of label
     maps (:func:`find_label`); each CT's grid is then centred on its label's foreground bounding box,
-    one piece per CT, as the DeepSparse authors crop PANORAMA and PENGWIN. Raises
+    one piece per CT, as the DeepSparse authors crop PANORAMA and PENGWIN. ``spacing_unit``: ``mm``
+    (default) or ``m``, the unit of the files' spacing and origin (DICOM is always mm). Raises
     :class:`InputError` when no CT could be prepared.
     """
     if isinstance(inputs, (str, Path)):
         paths = find_cts(inputs)
     else:
         paths = [Path(p) for p in inputs]
+    if spacing_unit not in SPACING_UNITS:
+        raise InputError(f"--spacing-unit must be mm or m, got {spacing_unit!r}")
     if augment < 0 or workers < 1:
         raise InputError("--augment must be >= 0 and --workers >= 1")
     if labels is not None:
@@ -321,12 +362,12 @@ def prepare(inputs, out, geometry, noise, *, seed: int = 0, splits=(0.8, 0.1, 0.
         bad = {v for v in split_file.values() if v not in SPLITS}
         if bad:
             raise InputError(f"split table values must be train, val or test, got {', '.join(map(str, bad))}")
-        table = {ct_name(Path(str(k))): v for k, v in split_file.items()}
+        table = {split_key(str(k)): v for k, v in split_file.items()}
     else:
         table = read_split_file(split_file) if split_file else None
     out = check_output_folder(out)
     names = _unique_names(paths)
-    settings = _settings(geometry, noise, seed, labels)
+    settings = _settings(geometry, noise, seed, labels, spacing_unit)
     created, had_manifest = not out.exists(), (out / MANIFEST).exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -359,7 +400,8 @@ def _prepare_locked(out, created, had_manifest, paths, names, settings, geometry
                          "labels": str(labels) if labels is not None else None,
                          "label": str(label) if label is not None else None,
                          "out": str(out), "geometry": geometry.to_dict(), "noise": noise.to_dict(),
-                         "seed": seed, "device": device, "threads": threads})
+                         "seed": seed, "device": device, "threads": threads,
+                         "spacing_scale": SPACING_UNITS[settings.get("spacing_unit", "mm")]})
 
     units, errors, skipped = {}, {}, 0
     start = time.perf_counter()
@@ -409,7 +451,7 @@ def _prepare_locked(out, created, had_manifest, paths, names, settings, geometry
                     out.rmdir()
         raise InputError(f"no CT could be prepared ({len(errors)} failed); first error: "
                          f"{next(iter(errors.values()), 'none')}")
-    split_of = assign_splits(ct_ok, splits, seed, table)
+    split_of = assign_splits(ct_ok, splits, seed, table, dict(zip(names, paths)))
     manifest = _write_manifest(out, settings, units, split_of, errors, jobs, table, splits, seed, final=True)
     manifest["elapsed_s"] = round(time.perf_counter() - start, 3)
     manifest["skipped"] = skipped
@@ -526,6 +568,8 @@ def _recipe_type_error(name: str, value) -> str | None:
         return None if ok else "must be auto, cpu, cuda or cuda:N"
     if name == "noise":
         return None if isinstance(value, bool) else "must be true or false"
+    if name == "spacing_unit":
+        return None if value in SPACING_UNITS else "must be mm or m"
     if name == "splits":
         numbers = isinstance(value, list) and len(value) == 3 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
@@ -591,7 +635,8 @@ def cmd_prepare(args) -> int:
     manifest = prepare(o["input"], o["out"], geometry, noise, seed=_option(o, "seed", int),
                        splits=o["splits"], split_file=o["split_file"], workers=_option(o, "workers", int),
                        device=o["device"], augment=_option(o, "augment", int), show_progress=mode() != "none",
-                       labels=Path(os.path.expandvars(str(o["labels"]))).expanduser() if o["labels"] else None)
+                       labels=Path(os.path.expandvars(str(o["labels"]))).expanduser() if o["labels"] else None,
+                       spacing_unit=o["spacing_unit"])
     c = manifest["counts"]
     emit("result", out=str(o["out"]), **c, skipped=manifest["skipped"])
     say(f"{o['out']}: {c['files']} cache files from {c['cts_prepared']} CT(s) "
@@ -630,5 +675,8 @@ def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FOLDER",
                    help="folder of label maps (same CT names): centre each grid on its label's bounding box, "
                         "one piece per CT, as the DeepSparse authors crop PANORAMA and PENGWIN (default: none)")
+    p.add_argument("--spacing-unit", choices=sorted(SPACING_UNITS),
+                   help="unit of the files' voxel spacing and origin: mm (default) or m (the knee CBCT set of "
+                        "Lin et al. stores metres)")
     p.set_defaults(func=cmd_prepare)
     return p

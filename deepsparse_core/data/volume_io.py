@@ -38,7 +38,8 @@ MAX_SPACING_MM = 50.0
 # Reading
 
 
-def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constant: bool = False) -> Volume:
+def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constant: bool = False,
+                spacing_scale: float = 1.0) -> Volume:
     """Read a 3D CT volume (HU) with its geometry.
 
     Formats: NIfTI (.nii, .nii.gz), NRRD, MHA/MHD and anything else SimpleITK reads; a DICOM
@@ -51,7 +52,9 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constan
     squeezed), non-real or NaN/Inf values, a constant volume, a spacing outside [0.01, 50] mm, an
     origin that is not finite or beyond 1 km, or a direction that is not orthonormal. Values that cannot be HU only warn. ``check_hu=False`` skips
     the HU plausibility warnings (label maps, MR); ``allow_constant=True`` accepts a constant
-    volume (a reconstruction read back, not a CT to simulate from).
+    volume (a reconstruction read back, not a CT to simulate from). ``spacing_scale``: mm per unit
+    of the file's spacing and origin (1000 for files written in metres, as the knee CBCT set of Lin
+    et al.), applied before the checks.
     """
     path = Path(path)
     if not path.exists():
@@ -67,6 +70,9 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constan
         volume = Volume.from_sitk(_as_3d(_read_itk(path), path))
         if _extension(path) in (".nii", ".nii.gz"):
             _check_nifti_data(path)
+    if spacing_scale != 1.0:
+        volume.spacing = tuple(float(v) * spacing_scale for v in volume.spacing)
+        volume.origin = tuple(float(v) * spacing_scale for v in volume.origin)
     _check_volume(volume, path, check_hu, allow_constant)
     return volume
 
