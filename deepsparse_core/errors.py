@@ -1,5 +1,7 @@
 """User-facing errors: one line, no traceback, non-zero exit from the CLI."""
 
+import re
+
 
 class DeepSparseError(Exception):
     """An error caused by the user's input or environment (bad file, bad geometry...).
@@ -24,8 +26,6 @@ def library_reason(exc: BaseException, default: str = "unreadable") -> str:
     is text, not a row of numbers, without the ``itk::ERROR: Class(0x...):`` prefixes. RTK's
     matrix check becomes one sentence with the largest element difference.
     """
-    import re
-
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if any("Matrix and parameters are not consistent" in ln for ln in lines):
         rows = [[float(t) for t in ln.split()] for ln in lines if _numeric_row(ln)]

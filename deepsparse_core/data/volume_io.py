@@ -14,6 +14,7 @@ So voxel ``vol[k, j, i]`` sits at ``origin + direction @ (i sx, j sy, k sz)`` (L
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -71,8 +72,8 @@ def read_volume(path: str | os.PathLike, *, check_hu: bool = True, allow_constan
         if _extension(path) in (".nii", ".nii.gz"):
             _check_nifti_data(path)
     if spacing_scale != 1.0:
-        volume.spacing = tuple(float(v) * spacing_scale for v in volume.spacing)
-        volume.origin = tuple(float(v) * spacing_scale for v in volume.origin)
+        volume = dataclasses.replace(volume, spacing=tuple(v * spacing_scale for v in volume.spacing),
+                                     origin=tuple(v * spacing_scale for v in volume.origin))
     _check_volume(volume, path, check_hu, allow_constant)
     return volume
 
