@@ -116,6 +116,13 @@ def test_totals_carry_over_a_warm_start_from_a_bundled_file(campaign):
                  str(campaign / "data"), "--info", str(campaign / "info.json"), "--data-consistency", "0",
                  "--views", "2", "--out", str(again)]) == 0
     assert read_card(again)["training"]["totals"] == day3["totals"]
+    rescored = campaign / "models" / "day3-rescored.safetensors"   # the bundled file itself, scored again
+    assert main(["--progress", "none", "bundle", str(again), "--held-out", str(campaign / "data"), "--info",
+                 str(campaign / "info.json"), "--data-consistency", "1", "--views", "2", "--out", str(rescored)]) == 0
+    first, second = read_card(again), read_card(rescored)
+    for key in ("totals", "last_run", "checkpoint"):
+        assert second["training"][key] == first["training"][key]
+    assert second["init_card"] == first["init_card"] and second["inference"]["data_consistency"] == 1
 
 
 def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monkeypatch):
@@ -148,7 +155,7 @@ def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monk
     captured = capsys.readouterr()
     # the new model once, then the bundled file once on the other set; the same weights are not better
     assert calls == [str(same), str(out)]
-    assert "kept" in captured.out and "rescored on these CTs" in captured.out
+    assert "kept" in captured.out and "(rescored)" in captured.out
     assert "scored on other held-out CTs" in captured.err
     assert read_card(out)["held_out_volumes"] == stored["held_out_volumes"]   # the file was kept
     # FDK and SART are model-independent: computed once per CT and view count, not again for the rescoring
@@ -156,6 +163,34 @@ def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monk
     text = markdown.read_text()   # the kept model's per-CT scores on these CTs
     assert text.startswith("same-set.safetensors (kept), rescored on 2 held-out CTs")
     assert "| 2 | **mean** (2) |" in text
+
+
+def test_only_if_better_rescores_a_card_scored_with_another_dc_method(campaign):
+    """Same CTs, but the bundled card's DC rows were scored with the plain passes (a card without
+    ``inference.correction_tv``): its stored means are not comparable, so it is scored again."""
+    from deepsparse_core.model.model_file import load_model, save_model
+    from deepsparse_core.physics.data_consistency import CORRECTION_TV
+    from deepsparse_core.training.bundle import _better
+
+    out = campaign / "models" / "method.safetensors"
+    assert main(["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--info",
+                 str(campaign / "info.json"), "--data-consistency", "2", "--views", "2", "--out", str(out),
+                 "--held-out", str(campaign / "data")]) == 0
+    card = read_card(out)
+    assert card["inference"]["correction_tv"] == CORRECTION_TV > 0
+    legacy = campaign / "models" / "plain-dc.safetensors"
+    save_model(legacy, load_model(out)[0], card={**card, "inference": {"data_consistency": 2}})
+    calls = []
+
+    def rescore(path, k):
+        calls.append((path, k))
+        return {n: {"dice_dc": {"psnr": rows["dice_dc"]["psnr"] - 1.0}} for n, rows in card["held_out"].items()}
+
+    better, why = _better(card, legacy, rescore)
+    assert calls == [(legacy, 2)] and better and "rescored" in why
+    calls.clear()   # the same method and CTs: the stored means are compared, nothing is rescored
+    better, why = _better(card, out, rescore)
+    assert calls == [] and not better and "not above" in why
 
 
 def test_markdown_has_per_ct_rows_and_a_mean_without_named_cts():

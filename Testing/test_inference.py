@@ -13,9 +13,10 @@ from deepsparse_core.errors import GeometryError, InputError
 from deepsparse_core.inference import DiceReconstructor, chunk_size_for, get_reconstructor
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model
-from deepsparse_core.physics.data_consistency import projection_residual, refine
+from deepsparse_core.physics.data_consistency import CORRECTION_TV, projection_residual, refine
 from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.physics.projector import forward_project
+from deepsparse_core.physics.tv import tv_denoise
 from deepsparse_core.progress import Cancelled
 from deepsparse_core.reconstruct import reconstruct
 
@@ -297,15 +298,32 @@ def test_data_consistency_lowers_the_residual_within_the_bound(views_per_subset)
     start = (0.7 * ball(g) + 0.15 * torch.rand(g.volume_shape, generator=torch.Generator().manual_seed(0)))
     start = start.clamp(0, 1)
     before = residual(start, data)
-    out = refine(start, data.projections, data.geometry, iterations=3, max_change=0.1, views_per_subset=views_per_subset)
+    out = refine(start, data.projections, data.geometry, iterations=3, max_change=0.1, views_per_subset=views_per_subset,
+                 correction_tv=0)
     after = residual(out, data)
     assert after < 0.8 * before
     assert float((out - start).abs().max()) <= 0.1 + 1e-6
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert float((out - start).abs().max()) > 0.05  # the bound is reached, not vacuous
     more = refine(start, data.projections, data.geometry, iterations=6, max_change=0.1,
-                  views_per_subset=views_per_subset)
+                  views_per_subset=views_per_subset, correction_tv=0)
     assert residual(more, data) <= after + 1e-4
+
+
+def test_data_consistency_denoises_its_correction_by_default():
+    g = small_geometry()
+    data = scan(g)
+    start = (0.7 * ball(g) + 0.15 * torch.rand(g.volume_shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    plain = refine(start, data.projections, data.geometry, iterations=3, correction_tv=0)
+    default = refine(start, data.projections, data.geometry, iterations=3)
+    weight = refine(start, data.projections, data.geometry, iterations=3, correction_tv=CORRECTION_TV)
+    assert CORRECTION_TV > 0 and torch.equal(default, weight)
+    expected = (start + tv_denoise(plain - start, CORRECTION_TV)).clamp(start - 0.1, start + 0.1).clamp(0, 1)
+    assert torch.allclose(default, expected, atol=1e-6)
+    tv = lambda x: float(sum(x.diff(dim=a).abs().sum() for a in range(3)))  # noqa: E731
+    assert tv(default - start) < 0.8 * tv(plain - start)        # the correction is smoother
+    assert float((default - start).abs().max()) <= 0.1 + 1e-6 and 0 <= float(default.min()) <= float(default.max()) <= 1
+    assert residual(default, data) < 0.9 * residual(start, data)  # and still pulls towards the data
 
 
 def test_data_consistency_inside_reconstruct_stays_near_the_network_output(reconstructor, data):
@@ -321,3 +339,5 @@ def test_data_consistency_rejects_bad_parameters(data):
         refine(torch.zeros(16, 16, 16), data.projections, data.geometry, relaxation=2.5)
     with pytest.raises(InputError):
         refine(torch.zeros(16, 16), data.projections, data.geometry)
+    with pytest.raises(InputError, match="correction_tv"):
+        refine(torch.zeros(16, 16, 16), data.projections, data.geometry, correction_tv=-0.01)

@@ -11,7 +11,9 @@ A card is the ``card`` JSON of a model file (:mod:`.model_file`). A bundled mode
   recommended data consistency, FDK and SART on the held-out CTs;
 * ``held_out_rows``: the same per held-out CT; ``mean_also_without`` (optional, from ``--info``):
   CT names left out of a second mean in the Markdown (a crop mostly in air inflates the mean);
-* ``inference``: ``{"data_consistency": K}``, the default refinement passes;
+* ``inference``: ``{"data_consistency": K, "correction_tv": w}``, the default refinement passes and
+  the TV weight their correction was denoised with when scored (absent: plain passes, before
+  2026-12-04);
 * ``commands``: the command lines that reproduce the file.
 
 ``docs/models.md`` repeats the cards (:func:`card_markdown`).
@@ -103,7 +105,9 @@ def card_markdown(name: str, card: dict) -> str:
              f"- **Architecture:** {a.get('name', 'DiCE')}, {a['parameters']:,} parameters"
              + (f" ({a['summary']})" if a.get("summary") else "") + ".",
              f"- **Serves:** {views['min']}-{views['max']} views at the `{card.get('preset', 'fast')}` preset; "
-             f"default data consistency: {card['inference']['data_consistency']} passes.",
+             f"default data consistency: {card['inference']['data_consistency']} passes"
+             + (f" (correction TV-denoised, weight {card['inference']['correction_tv']})"
+                if card['inference'].get('correction_tv') else "") + ".",
              f"- **Training CTs:** {', '.join(d['train'])}.",
              f"- **Augmentation:** {d['augmentation']}", f"- **Phantoms:** {d['phantoms']}",
              f"- **Held out (never trained on):** {', '.join(d['held_out'])}.", ""]

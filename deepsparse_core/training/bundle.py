@@ -103,6 +103,7 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     """The bundled card: ``info`` + architecture, views, totals and held-out scores."""
     from ..model.card import campaign_totals
     from ..model.model_file import load_model
+    from ..physics.data_consistency import CORRECTION_TV
 
     model, meta = load_model(model_path)
     run_card = meta["card"]
@@ -119,16 +120,22 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     for n, m in scores["means"].items():
         held_out[str(n)] = {"fdk": m["fdk"], "sart": m["sart"], "dice": m[0], "dice_dc": m[k]}
     training = dict(info.get("training", {}))
-    # recomputed from the run and the model it started from (run or bundled card), not copied
-    training["totals"] = campaign_totals(run_card.get("init_card"), run_card["run"]) if run_card.get("run") \
-        else run_card.get("totals") or {}
-    training["last_run"] = run_card.get("run")
-    training["checkpoint"] = {"stage": run_card.get("stage"), "step": run_card.get("step"),
-                              "bn_batches": run_card.get("bn_batches")}
+    bundled = run_card.get("training") if isinstance(run_card.get("training"), dict) else None
+    if bundled is not None and not run_card.get("run"):
+        # a bundled file scored again (a new held-out set or DC method): its own work, unchanged
+        training.update({key: bundled.get(key) for key in ("totals", "last_run", "checkpoint")})
+    else:
+        # recomputed from the run and the model it started from (run or bundled card), not copied
+        training["totals"] = campaign_totals(run_card.get("init_card"), run_card["run"]) if run_card.get("run") \
+            else run_card.get("totals") or {}
+        training["last_run"] = run_card.get("run")
+        training["checkpoint"] = {"stage": run_card.get("stage"), "step": run_card.get("step"),
+                                  "bn_batches": run_card.get("bn_batches")}
     card = {**{k2: v for k2, v in info.items() if k2 not in ("training", "architecture")},
             "architecture": architecture, "views": views, "training": training, "held_out": held_out,
             "held_out_volumes": [Path(f).stem for f in files], "held_out_rows": scores["rows"],
-            "inference": {"data_consistency": int(k), "seconds_128": round(scores["dice_seconds"], 2)},
+            "inference": {"data_consistency": int(k), "correction_tv": CORRECTION_TV,
+                          "seconds_128": round(scores["dice_seconds"], 2)},
             "init_card": run_card.get("init_card")}
     return json.loads(dumps(card, default=float))   # strict JSON: non-finite scores become null
 
@@ -136,9 +143,11 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
 def _better(card: dict, existing: Path, rescore=None) -> tuple[bool, str]:
     """Whether ``card``'s mean PSNR with DC beats the bundled file's at every scored view count.
 
-    The two are compared on the same held-out CTs: when the bundled card was scored on another set
-    (or lacks a view count), ``rescore(model_path, k)`` scores the bundled model now, with its own K,
-    and returns ``{n: {"dice_dc": {metric: mean}}}``.
+    The two are compared on the same held-out CTs and the same DC method: when the bundled card was
+    scored on another set (or lacks a view count), or with another correction filter (a card without
+    ``inference.correction_tv`` was scored with the plain passes), ``rescore(model_path, k)`` scores
+    the bundled model now, with its own K and today's method, and returns
+    ``{n: {"dice_dc": {metric: mean}}}``.
     """
     from ..model.card import read_card
 
@@ -147,17 +156,20 @@ def _better(card: dict, existing: Path, rescore=None) -> tuple[bool, str]:
     except InputError:
         return True, f"{existing} is unreadable"
     old = old_card.get("held_out") or {}
-    same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(card["held_out"]) <= set(old)
+    same_method = (old_card.get("inference") or {}).get("correction_tv", 0.0) == \
+        (card.get("inference") or {}).get("correction_tv", 0.0)
+    same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(card["held_out"]) <= set(old) \
+        and same_method
     if not same_set:
         if rescore is None:
-            return False, f"{existing} was scored on other held-out CTs; cannot compare"
+            return False, f"{existing} was scored on other held-out CTs or another DC method; cannot compare"
         k_old = int((old_card.get("inference") or {}).get("data_consistency", 0))
         old = rescore(existing, k_old)
     for n, rows in card["held_out"].items():
         if n in old and rows["dice_dc"]["psnr"] <= old[n]["dice_dc"]["psnr"]:
             return False, (f"{n} views: {rows['dice_dc']['psnr']:.2f} dB is not above the bundled "
-                           f"{old[n]['dice_dc']['psnr']:.2f} dB" + ("" if same_set else " (rescored on these CTs)"))
-    return True, "better at every scored view count" + ("" if same_set else " (bundled model rescored on these CTs)")
+                           f"{old[n]['dice_dc']['psnr']:.2f} dB" + ("" if same_set else " (rescored)"))
+    return True, "better at every scored view count" + ("" if same_set else " (bundled model rescored)")
 
 
 def cmd_bundle(args) -> int:
@@ -212,8 +224,8 @@ def cmd_bundle(args) -> int:
         rescored: dict = {}
 
         def rescore(path, k_old):
-            print(f"the bundled {path.name} was scored on other held-out CTs: scoring it on these "
-                  f"({len(files)}) with its {k_old} DC passes", file=sys.stderr)
+            print(f"the bundled {path.name} was scored on other held-out CTs or another DC method: scoring it "
+                  f"on these ({len(files)}) with its {k_old} DC passes", file=sys.stderr)
             shared = {key: {"fdk": c["fdk"], "sart": c["sart"]} for key, c in volumes.items()}  # same views
             old = held_out_scores(path, files, counts, (0, k_old), args.sart_iterations, args.device,
                                   show_progress=mode() == "bar", vif=False, volumes=shared)
