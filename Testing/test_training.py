@@ -348,3 +348,54 @@ def test_tiny_model_overfits_one_volume_far_above_fdk(tmp_path):
                                device="cpu"))
     assert result.val["views"] == n
     assert result.val["psnr"] > fdk_psnr + 6.0, (result.val, fdk_psnr)
+
+
+def test_init_with_config_warm_starts_into_a_new_architecture(runs, data, tmp_path, capsys):
+    """--init MODEL --config ARCH: tensors whose name and shape match come from MODEL, the rest start
+    fresh, and the run says which (the equal-CPU width study warm-starts a wider grid or MLP this way)."""
+    import dataclasses
+
+    from deepsparse_core.model import DiceConfig
+    from deepsparse_core.training.stages import make_stage
+
+    source, _ = load_model(Path(runs["scratch"].run_dir) / "model.safetensors")
+    base = source.config
+    stage = make_stage("scratch", views=4)
+    own = source.state_dict()
+    # a wider grid M changes no tensor: everything is copied
+    wider = dataclasses.replace(base, volume_resolution=base.volume_resolution + 4)
+    model, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), wider)
+    assert model.config == wider and model.training
+    assert all(torch.equal(v, own[k]) for k, v in model.state_dict().items())
+    assert f"{len(own)} of {len(own)} tensors copied" in meta["transfer"] and "afresh" not in meta["transfer"]
+    # a wider point MLP: its changed layers start fresh, the encoder and 3D decoder are copied
+    mlp = dataclasses.replace(base, point_hidden=tuple(2 * h for h in base.point_hidden))
+    model, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), mlp)
+    new = model.state_dict()
+    changed = sorted(k for k in new if k not in own or own[k].shape != new[k].shape)
+    assert changed and all(k.startswith("point_decoder.") for k in changed)
+    assert all(torch.equal(v, own[k]) for k, v in new.items() if k not in changed)
+    assert "point_decoder" in meta["transfer"] and f"{len(new) - len(changed)} of {len(new)}" in meta["transfer"]
+    # the same architecture: an ordinary warm start, no transfer line
+    _, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), base)
+    assert "transfer" not in meta
+    # step 2 keeps the step-1 architecture
+    with pytest.raises(InputError, match="step 2"):
+        initial_model(make_stage("step2", views=4), str(Path(runs["step1"].run_dir)), wider)
+    # nothing in common: refused, not a silent fresh model
+    other = DiceConfig(n_scales=2, base_channels=3, decoder_channels=5, volume_resolution=4, codebook_size=7,
+                       point_hidden=(9,))
+    with pytest.raises(InputError, match="nothing to warm-start"):
+        initial_model(stage, str(Path(runs["scratch"].run_dir)), other)
+    # end to end: the CLI run logs the line and trains the new architecture
+    from deepsparse_core.training.__main__ import main
+
+    config = tmp_path / "wider.json"
+    config.write_text(json.dumps({**wider.to_dict(), "point_hidden": list(wider.point_hidden)}))
+    capsys.readouterr()
+    assert main(["--progress", "bar", "--stage", "scratch", "--views", "4", "--data", str(data), "--out",
+                 str(tmp_path / "run"), "--init", str(Path(runs["scratch"].run_dir)), "--config", str(config),
+                 "--steps", "1", "--points", "64", "--device", "cpu", "--batch-size", "1", "--val-every", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "into a new architecture" in captured.out + captured.err
+    assert read_model_metadata(tmp_path / "run" / "last.safetensors")["config"] == wider

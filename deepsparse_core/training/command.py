@@ -38,7 +38,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--out", metavar="RUN_DIR", required=True, help="run folder (checkpoints, logs)")
     what.add_argument("--init", metavar="MODEL_OR_RUN", help="start from this model file or run folder")
     what.add_argument("--config", default=None, metavar="paper|small|tiny|FILE.json",
-                      help="architecture of a new model (default paper)")
+                      help="architecture of a new model (default paper); with --init, the architecture to "
+                           "warm-start into (tensors whose name and shape match are copied, the rest start fresh)")
     what.add_argument("--views", type=int, help="target sparse views n (step1/step2: required; scratch: fixed n)")
     what.add_argument("--min-views", type=int, help="n_min (default 6)")
     what.add_argument("--max-views", type=int, help="n_max = M, views for the 3D features (default 24)")

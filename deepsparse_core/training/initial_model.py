@@ -29,8 +29,31 @@ def check_model_views(meta: dict, n_views: int, path="the model") -> None:
                          f"use {trained} projections, or finetune step 1 + step 2 for {n_views} views")
 
 
-def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfig) -> tuple[DiCE, dict | None]:
+def transfer_weights(model: DiCE, state: dict) -> tuple[list[str], list[str]]:
+    """Copy into ``model`` every tensor of ``state`` whose name and shape match; (copied, left as
+    initialized) tensor names. A warm start across an architecture change (a wider grid M changes no
+    shape; a wider decoder or point MLP re-initializes the layers it touches)."""
+    own = model.state_dict()
+    copied = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
+    model.load_state_dict({**own, **{k: state[k].to(own[k].dtype) for k in copied}})
+    return copied, [k for k in own if k not in set(copied)]
+
+
+def _layers(names: list[str]) -> str:
+    """'point_decoder.net.0 (2), decoder3d.stages.1 (4)': tensor names grouped by their module."""
+    groups: dict[str, int] = {}
+    for name in names:
+        module = name.rsplit(".", 1)[0]
+        groups[module] = groups.get(module, 0) + 1
+    return ", ".join(f"{m} ({n})" for m, n in groups.items())
+
+
+def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfig | None) -> tuple[DiCE, dict | None]:
     """(model in train mode with the stage's layers and freezing applied, metadata of ``init`` or None).
+
+    ``config`` None means the paper's architecture for a new model and ``init``'s own with ``init``.
+    Given with ``init`` (stages scratch, pretrain, step1), it is the architecture to warm-start into:
+    :func:`transfer_weights` copies what fits, and the metadata's ``transfer`` line says what.
 
     * scratch: a new DiCE from ``config``, or continue from ``init`` (a campaign of bounded runs that
       warm-starts each day from the last model file, e.g. a bundled one).
@@ -44,10 +67,23 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
     if init is None:
         if stage.name == "step2":
             raise InputError("stage step2 starts from a step-1 model: give --init MODEL_OR_RUN")
-        torch_model = DiCE(model_config(config))
+        torch_model = DiCE(model_config(config if config is not None else "paper"))
     else:
         path = model_path(init)
         torch_model, meta = load_model(path)
+        if config is not None and model_config(config) != torch_model.config:
+            if stage.denoise or torch_model.denoise is not None:
+                raise InputError("--config with --init changes the architecture, which step 2 and step-2 models "
+                                 "cannot: drop --config (step 2 keeps the step-1 model's)")
+            source = torch_model
+            torch_model = DiCE(model_config(config))
+            copied, fresh = transfer_weights(torch_model, source.state_dict())
+            if not {name for name, _ in torch_model.named_parameters()} & set(copied):
+                raise InputError(f"no tensor of {path} fits the --config architecture: nothing to warm-start "
+                                 "(drop --init to train it from scratch)")
+            meta = {**meta, "transfer": f"warm start from {path} into a new architecture: {len(copied)} of "
+                                        f"{len(copied) + len(fresh)} tensors copied"
+                                        + (f"; initialized afresh: {_layers(fresh)}" if fresh else "")}
         has_denoise = torch_model.denoise is not None
         if has_denoise and not stage.denoise:
             raise InputError(f"{path} is a step-2 model (denoise layers); stage {stage.name} needs a model "

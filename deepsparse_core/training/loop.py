@@ -60,7 +60,8 @@ class TrainConfig:
     min_views: int = 6                  # n_min, paper Sec. 3.5
     max_views: int = 24                 # n_max = M, paper Sec. 3.5
     init: str | None = None             # model file or run folder to start from
-    model: str | dict = "paper"         # paper | small | tiny | JSON file / dict (new models only)
+    model: str | dict | None = None     # paper | small | tiny | JSON file / dict; None: paper, or init's own
+    #   with init: the architecture to warm-start into (tensors whose name and shape match are copied)
     steps: int | None = None            # stop after this many steps in total (run)
     minutes: float | None = None        # stop after this many minutes of this invocation (run)
     batch_size: int = 2                 # volumes per step and process (released: 2; paper pretraining: 16 on 4 GPUs)
@@ -201,6 +202,8 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
                    callback if master else None, cancel if master else None)
     if master:
         log.message(f"{raw_model.summary()}")
+        if init_meta and init_meta.get("transfer"):
+            log.message(init_meta["transfer"])
         log.message(f"{stage.describe()}; {len(train_set)} training / {len(val_set) if val_set else 0} validation "
                     f"volumes, {train_set.n_candidates} candidates, batch {cfg.batch_size} x {world} process(es), "
                     f"{cfg.points} points, {device.type}" + (f", from step {step}" if step else ""))
