@@ -326,6 +326,28 @@ def test_data_consistency_denoises_its_correction_by_default():
     assert residual(default, data) < 0.9 * residual(start, data)  # and still pulls towards the data
 
 
+def test_data_consistency_on_a_coarser_grid():
+    """coarsen=2 runs the passes on a grid half as fine over the same extent: the 2x2x2 block means of
+    the start, the correction resampled back, the same box, and still a pull towards the data."""
+    from deepsparse_core.physics.data_consistency import _resample
+
+    g = small_geometry()
+    data = scan(g)
+    x = torch.rand(g.volume_shape, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(_resample(x, tuple(n // 2 for n in g.volume_shape)),
+                          torch.nn.functional.avg_pool3d(x[None, None], 2)[0, 0], atol=1e-6)
+    start = (0.8 * ball(g)).clamp(0, 1)           # a smooth error: the ball 20 % too dark
+    plain = refine(start, data.projections, data.geometry, iterations=3, correction_tv=0)
+    coarse = refine(start, data.projections, data.geometry, iterations=3, correction_tv=0, coarsen=2)
+    assert coarse.shape == start.shape
+    assert float((coarse - start).abs().max()) <= 0.1 + 1e-6 and 0 <= float(coarse.min()) <= float(coarse.max()) <= 1
+    assert residual(coarse, data) < 0.7 * residual(start, data)
+    assert residual(plain, data) < residual(coarse, data)   # the fine grid fits the data better, as it should
+    assert not torch.equal(coarse, plain)
+    both = refine(start, data.projections, data.geometry, iterations=3, coarsen=2)   # with the default TV
+    assert residual(both, data) < 0.7 * residual(start, data)
+
+
 def test_data_consistency_inside_reconstruct_stays_near_the_network_output(reconstructor, data):
     plain = reconstructor.reconstruct(data, resolution=12)
     refined = reconstructor.reconstruct(data, resolution=12, data_consistency=2)
@@ -341,3 +363,6 @@ def test_data_consistency_rejects_bad_parameters(data):
         refine(torch.zeros(16, 16), data.projections, data.geometry)
     with pytest.raises(InputError, match="correction_tv"):
         refine(torch.zeros(16, 16, 16), data.projections, data.geometry, correction_tv=-0.01)
+    for coarsen in (0, 1.5, True):
+        with pytest.raises(InputError, match="coarsen"):
+            refine(torch.zeros(16, 16, 16), data.projections, data.geometry, coarsen=coarsen)

@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_dc_variants.py MODEL DATA [DATA ...] [--views 6 10] [--passes 12]
-        [--threads 2] [--json FILE]
+        [--coarsen 1 2] [--threads 2] [--json FILE]
 
 For each held-out cache and view count (the authors' evaluation views) the network output x0 is
 computed once, refined once by ``--passes`` bounded SART passes (the card's default K;
@@ -19,6 +19,10 @@ the correction d = x_K - x0 before adding it back, x = clip(x0 + F(d), 0, 1):
 * ``tv w``: d denoised by Chambolle's total variation (weight w): piecewise-constant corrections
   survive, oscillating streaks do not.
 
+``--coarsen 1 2`` also runs the passes on a grid twice as coarse per axis (``refine(coarsen=2)``,
+about 8 times cheaper) and scores it plain and with the TV filter; the passes' mean seconds per
+grid are printed, each measured in this process.
+
 SART's scores come from the model card's held-out rows (the same caches and views). Prints per view
 count each variant's mean PSNR / SSIM, its margin over SART and on how many CTs its SSIM falls more
 than 0.005 below the network alone's (the acceptance criterion); then a leave-one-CT-out choice:
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,18 +88,25 @@ FILTERS = {  # name: correction filter F(d, x0); None = the network alone
 }
 
 
+COARSE_FILTERS = ("plain", "tv 0.01")  # scored on the coarser grids too
+
+
+def variant_names(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["variant"] for r in rows))
+
+
 def summarize(rows: list[dict], views: list[int], sart: dict) -> None:
     for n in views:
         cts = sorted({r["volume"] for r in rows if r["views"] == n})
         print(f"\n{n} views (mean of {len(cts)} CTs): PSNR dB / SSIM, margin over SART, CTs losing > {SSIM_SLACK} SSIM")
         alone = {r["volume"]: r for r in rows if r["views"] == n and r["variant"] == "alone"}
-        for name in FILTERS:
+        for name in variant_names(rows):
             mine = [r for r in rows if r["views"] == n and r["variant"] == name]
             p, s = np.mean([r["psnr"] for r in mine]), np.mean([r["ssim"] for r in mine])
             margins = [r["psnr"] - sart[(r["volume"], n)]["psnr"] for r in mine if (r["volume"], n) in sart]
             margin = f"{np.mean(margins):+.2f} dB" if len(margins) == len(mine) else "n/a (no card rows)"
             losing = sum(r["ssim"] < alone[r["volume"]]["ssim"] - SSIM_SLACK for r in mine)
-            print(f"  {name:15s} {p:6.2f} / {s:.3f}   {margin:>10s}   {losing}/{len(mine)}")
+            print(f"  {name:22s} {p:6.2f} / {s:.3f}   {margin:>10s}   {losing}/{len(mine)}")
 
 
 def leave_one_out(rows: list[dict], views: list[int]) -> None:
@@ -102,7 +114,7 @@ def leave_one_out(rows: list[dict], views: list[int]) -> None:
     PSNR) and score it on that one."""
     key = {(r["volume"], r["views"], r["variant"]): r for r in rows}
     cts = sorted({r["volume"] for r in rows})
-    names = [n for n in FILTERS if FILTERS[n] is not None]
+    names = [n for n in variant_names(rows) if n != "alone"]
 
     def losses(name, ct, n):
         return key[(ct, n, name)]["ssim"] < key[(ct, n, "alone")]["ssim"] - SSIM_SLACK
@@ -127,6 +139,7 @@ def main():
     ap.add_argument("data", nargs="+")
     ap.add_argument("--views", nargs="+", type=int, default=[6, 10])
     ap.add_argument("--passes", type=int, default=12, help="bounded SART passes K (default 12, the card's)")
+    ap.add_argument("--coarsen", nargs="+", type=int, default=[1], help="grids for the passes (1 = full)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the per-CT rows as JSON")
     args = ap.parse_args()
@@ -135,21 +148,32 @@ def main():
     card_rows = (read_card(args.model) or {}).get("held_out_rows", [])
     sart = {(r["volume"], r["views"]): r for r in card_rows if r["method"] == "sart"}
     rec = DiceReconstructor(args.model, "cpu")
-    rows = []
+    rows, seconds = [], {}
     for n in args.views:
         for path in files:
             data = sparse_views(Path(path), n)
             ref = data.reference
             x0 = rec.reconstruct(data, data_consistency=0)
-            d = refine(x0, data.projections, data.geometry, iterations=args.passes) - x0
-            for name, filt in FILTERS.items():
-                x = x0 if filt is None else (x0 + filt(d, x0)).clamp(0, 1)
-                rows.append({"volume": Path(path).stem, "views": n, "variant": name,
-                             "psnr": psnr(x, ref), "ssim": ssim(x, ref)})
+            first = len(rows)
+            for c in args.coarsen:
+                t0 = time.perf_counter()
+                d = refine(x0, data.projections, data.geometry, iterations=args.passes, correction_tv=0,
+                           coarsen=c) - x0
+                seconds.setdefault(c, []).append(time.perf_counter() - t0)
+                for name, filt in FILTERS.items():
+                    if c > 1 and name not in COARSE_FILTERS:
+                        continue
+                    x = x0 if filt is None else (x0 + filt(d, x0)).clamp(0, 1)
+                    rows.append({"volume": Path(path).stem, "views": n,
+                                 "variant": name if c == 1 else f"coarse {c}: {name}",
+                                 "psnr": psnr(x, ref), "ssim": ssim(x, ref)})
             print(f"{Path(path).stem} {n} views: " + ", ".join(
-                f"{r['variant']} {r['psnr']:.2f}/{r['ssim']:.3f}" for r in rows[-len(FILTERS):]), flush=True)
+                f"{r['variant']} {r['psnr']:.2f}/{r['ssim']:.3f}" for r in rows[first:]), flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(rows, indent=1))
+    for c, t in seconds.items():
+        print(f"{args.passes} passes on the {'full' if c == 1 else f'{c}x coarser'} grid: {np.mean(t):.2f} s "
+              f"(mean of {len(t)}, {args.threads} thread(s))")
     summarize(rows, args.views, sart)
     if len(files) > 2:
         leave_one_out(rows, args.views)

@@ -56,7 +56,7 @@ def projection_residual(volume: torch.Tensor, projections: torch.Tensor, geometr
 
 def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, iterations: int = 3,
            relaxation: float = 0.5, max_change: float = 0.1, views_per_subset: int = 1,
-           correction_tv: float = CORRECTION_TV, progress=None, cancel=None) -> torch.Tensor:
+           correction_tv: float = CORRECTION_TV, coarsen: int = 1, progress=None, cancel=None) -> torch.Tensor:
     """Pull ``volume`` towards the measured projections, each voxel within ``max_change`` of its start.
 
     Args:
@@ -70,6 +70,9 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
             [-1000, 1000] window).
         views_per_subset: views per update, consecutive in view order (1 = SART, all = SIRT).
         correction_tv: TV weight for denoising the correction x_K - x0 (normalized units), 0 = off.
+        coarsen: run the passes on a grid ``coarsen`` times coarser per axis over the same extent
+            (about coarsen^3 times cheaper): x0 is resampled to it (trilinear, voxel centres; the
+            2x2x2 block mean for coarsen 2 and even sizes) and the correction is resampled back.
         progress: Progress-like object, ``update(1, ...)`` after each pass; cancel: callable checked
             before each pass, raising :class:`~deepsparse_core.progress.Cancelled`.
 
@@ -78,9 +81,10 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
     """
     if volume.dim() != 3:
         raise InputError(f"volume must be (nz, ny, nx), got shape {tuple(volume.shape)}")
-    if iterations < 0 or not 0 < relaxation < 2 or max_change < 0 or views_per_subset < 1 or not correction_tv >= 0:
+    if iterations < 0 or not 0 < relaxation < 2 or max_change < 0 or views_per_subset < 1 or not correction_tv >= 0 \
+            or isinstance(coarsen, bool) or not isinstance(coarsen, int) or coarsen < 1:
         raise InputError("data consistency needs iterations >= 0, 0 < relaxation < 2, max_change >= 0, "
-                         "views_per_subset >= 1 and correction_tv >= 0")
+                         "views_per_subset >= 1, correction_tv >= 0 and a whole coarsen >= 1")
     x0 = volume.detach()
     start = x0.clamp(0.0, 1.0)
     if iterations == 0 or max_change == 0:
@@ -95,16 +99,33 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
             raise Cancelled("data consistency cancelled")
 
     bounds = ((x0 - max_change).clamp_(0.0, 1.0), (x0 + max_change).clamp_(0.0, 1.0))
+    full = tuple(start.shape)
+    coarse = tuple(max(2, -(-n // coarsen)) for n in full)
     with torch.no_grad():
-        out = sart(projections.to(x0.device, x0.dtype), geometry, iterations, relaxation, views_per_subset, init=start,
-                   order="sequential", backprojector="joseph", nonnegative=False, bounds=bounds,
-                   min_ray_length=_MIN_RAY_VOXELS * min(geometry.volume_spacing), progress=after_pass)
-        if correction_tv == 0:
+        grid, begin, box = geometry, start, bounds
+        if coarse != full:
+            grid = geometry.with_resolution(coarse)
+            begin = _resample(start, coarse)
+            box = ((begin - max_change).clamp_(0.0, 1.0), (begin + max_change).clamp_(0.0, 1.0))
+        out = sart(projections.to(x0.device, x0.dtype), grid, iterations, relaxation, views_per_subset, init=begin,
+                   order="sequential", backprojector="joseph", nonnegative=False, bounds=box,
+                   min_ray_length=_MIN_RAY_VOXELS * min(grid.volume_spacing), progress=after_pass)
+        if coarse == full and correction_tv == 0:
             return out
         if cancel is not None and cancel():
             raise Cancelled("data consistency cancelled")
-        # TV shrinks the correction's range, so the box holds up to rounding; the clamp makes it exact
-        return torch.minimum(torch.maximum(start + tv_denoise(out - start, correction_tv), bounds[0]), bounds[1])
+        correction = out - begin if coarse == full else _resample(out - begin, full)
+        if correction_tv:
+            correction = tv_denoise(correction, correction_tv)
+        # TV and trilinear resampling keep the correction's range, so the box holds up to rounding;
+        # the clamp makes it exact
+        return torch.minimum(torch.maximum(start + correction, bounds[0]), bounds[1])
+
+
+def _resample(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Trilinear resampling of (nz, ny, nx) to ``shape`` over the same extent (voxel centres)."""
+    return torch.nn.functional.interpolate(volume[None, None], size=shape, mode="trilinear",
+                                           align_corners=False)[0, 0]
 
 
 __all__ = ["CORRECTION_TV", "refine", "projection_residual"]
