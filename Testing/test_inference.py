@@ -346,6 +346,35 @@ def test_data_consistency_on_a_coarser_grid():
     assert not torch.equal(coarse, plain)
     both = refine(start, data.projections, data.geometry, iterations=3, coarsen=2)   # with the default TV
     assert residual(both, data) < 0.7 * residual(start, data)
+    # the 32^2 detector was binned to 16^2 for the passes; a 31^2 one cannot be and is used as it is
+    odd = small_geometry(detector_shape=(31, 31), detector_spacing=(4.8 * 32 / 31,) * 2)
+    odd_data = scan(odd)
+    unbinned = refine(start, odd_data.projections, odd_data.geometry, iterations=3, correction_tv=0, coarsen=2)
+    assert residual(unbinned, odd_data) < 0.7 * residual(start, odd_data)
+    assert not torch.allclose(unbinned, coarse, atol=1e-3)
+
+
+def test_data_consistency_bins_the_detector_with_the_grid(monkeypatch):
+    """The coarse passes see the 2x2 block means of the projections on a detector of twice the pitch
+    (same extent), i.e. what the coarse grid can resolve."""
+    from deepsparse_core.physics import data_consistency
+
+    g = small_geometry()
+    data = scan(g)
+    seen = {}
+    real = data_consistency.sart
+
+    def spy(projections, geometry, *args, **kw):
+        seen.update(projections=projections, geometry=geometry)
+        return real(projections, geometry, *args, **kw)
+
+    monkeypatch.setattr(data_consistency, "sart", spy)
+    refine(ball(g), data.projections, data.geometry, iterations=1, coarsen=2)
+    assert seen["geometry"].detector_shape == (16, 16) and seen["geometry"].volume_shape == (8, 8, 8)
+    assert seen["geometry"].detector_extent == pytest.approx(g.detector_extent)
+    assert seen["geometry"].volume_extent == pytest.approx(g.volume_extent)
+    p = data.projections
+    assert torch.allclose(seen["projections"][:, 1, 2], p[:, 2:4, 4:6].mean(dim=(1, 2)), atol=1e-6)
 
 
 def test_data_consistency_inside_reconstruct_stays_near_the_network_output(reconstructor, data):

@@ -31,6 +31,8 @@ add streaks as well as remove bias); ``benchmarks/bench_data_consistency.py`` me
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..errors import InputError
@@ -70,9 +72,11 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
             [-1000, 1000] window).
         views_per_subset: views per update, consecutive in view order (1 = SART, all = SIRT).
         correction_tv: TV weight for denoising the correction x_K - x0 (normalized units), 0 = off.
-        coarsen: run the passes on a grid ``coarsen`` times coarser per axis over the same extent
-            (about coarsen^3 times cheaper): x0 is resampled to it (trilinear, voxel centres; the
-            2x2x2 block mean for coarsen 2 and even sizes) and the correction is resampled back.
+        coarsen: run the passes ``coarsen`` times coarser over the same extents: x0 resampled to a
+            grid with that many times fewer voxels per axis (trilinear, voxel centres: the 2x2x2 block
+            mean for coarsen 2 and even sizes), the projections binned to pixels that many times
+            larger (block means; only when both detector sizes divide), and the correction resampled
+            back. A Joseph pass costs rays x steps per ray, so about coarsen^3 times cheaper.
         progress: Progress-like object, ``update(1, ...)`` after each pass; cancel: callable checked
             before each pass, raising :class:`~deepsparse_core.progress.Cancelled`.
 
@@ -102,12 +106,16 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
     full = tuple(start.shape)
     coarse = tuple(max(2, -(-n // coarsen)) for n in full)
     with torch.no_grad():
-        grid, begin, box = geometry, start, bounds
+        grid, begin, box, measured = geometry, start, bounds, projections.to(x0.device, x0.dtype)
         if coarse != full:
             grid = geometry.with_resolution(coarse)
             begin = _resample(start, coarse)
             box = ((begin - max_change).clamp_(0.0, 1.0), (begin + max_change).clamp_(0.0, 1.0))
-        out = sart(projections.to(x0.device, x0.dtype), grid, iterations, relaxation, views_per_subset, init=begin,
+            if all(n % coarsen == 0 for n in geometry.detector_shape):
+                measured = torch.nn.functional.avg_pool2d(measured, coarsen)
+                grid = dataclasses.replace(grid, detector_shape=tuple(n // coarsen for n in grid.detector_shape),
+                                           detector_spacing=tuple(d * coarsen for d in grid.detector_spacing))
+        out = sart(measured, grid, iterations, relaxation, views_per_subset, init=begin,
                    order="sequential", backprojector="joseph", nonnegative=False, bounds=box,
                    min_ray_length=_MIN_RAY_VOXELS * min(grid.volume_spacing), progress=after_pass)
         if coarse == full and correction_tv == 0:
