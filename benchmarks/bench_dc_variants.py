@@ -16,7 +16,7 @@ the correction d = x_K - x0 before adding it back, x = clip(x0 + F(d), 0, 1):
   voxels, regularization e (normalized units squared): locally F(d) = a x0 + b, so the parts of d
   that follow the network's own edges (contrast, bias) stay and what x0 cannot explain (streaks)
   goes; a large e tends to the box mean of d;
-* ``tv w``: d denoised by Chambolle's total variation (weight w): piecewise-constant corrections
+* ``tv w``: d denoised by Chambolle's total variation (weight w; ``physics/tv.py``, the engine's): piecewise-constant corrections
   survive, oscillating streaks do not.
 
 ``--coarsen 1 2`` also runs the passes on a grid twice as coarse per axis (``refine(coarsen=2)``,
@@ -41,13 +41,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from skimage.restoration import denoise_tv_chambolle
 
 from deepsparse_core.evaluation.metrics import psnr, ssim
 from deepsparse_core.evaluation.quality import held_out_files, sparse_views
 from deepsparse_core.inference import DiceReconstructor
 from deepsparse_core.model.card import read_card
 from deepsparse_core.physics.data_consistency import refine
+from deepsparse_core.physics.tv import tv_denoise
 
 SSIM_SLACK = 0.005  # issue 16 acceptance: SSIM with DC at least SSIM alone - 0.005 on every CT
 
@@ -69,10 +69,6 @@ def gauss(d: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.from_numpy(ndimage.gaussian_filter(d.numpy(), sigma))
 
 
-def tv(d: torch.Tensor, weight: float) -> torch.Tensor:
-    return torch.from_numpy(denoise_tv_chambolle(d.numpy(), weight=weight).astype(np.float32))
-
-
 FILTERS = {  # name: correction filter F(d, x0); None = the network alone
     "alone": None,
     "plain": lambda d, x0: d,
@@ -82,9 +78,9 @@ FILTERS = {  # name: correction filter F(d, x0); None = the network alone
     "guided 2 1e-4": lambda d, x0: guided(d, x0, 2, 1e-4),
     "guided 2 1e-3": lambda d, x0: guided(d, x0, 2, 1e-3),
     "guided 2 1e-2": lambda d, x0: guided(d, x0, 2, 1e-2),
-    "tv 0.005": lambda d, x0: tv(d, 0.005),
-    "tv 0.01": lambda d, x0: tv(d, 0.01),
-    "tv 0.02": lambda d, x0: tv(d, 0.02),
+    "tv 0.005": lambda d, x0: tv_denoise(d, 0.005),
+    "tv 0.01": lambda d, x0: tv_denoise(d, 0.01),
+    "tv 0.02": lambda d, x0: tv_denoise(d, 0.02),
 }
 
 

@@ -102,7 +102,10 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
         if iteration < iterations and cancel is not None and cancel():
             raise Cancelled("data consistency cancelled")
 
-    bounds = ((x0 - max_change).clamp_(0.0, 1.0), (x0 + max_change).clamp_(0.0, 1.0))
+    def box_around(x):
+        return (x - max_change).clamp_(0.0, 1.0), (x + max_change).clamp_(0.0, 1.0)
+
+    bounds = box_around(x0)
     full = tuple(start.shape)
     coarse = tuple(max(2, -(-n // coarsen)) for n in full)
     with torch.no_grad():
@@ -110,7 +113,7 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
         if coarse != full:
             grid = geometry.with_resolution(coarse)
             begin = _resample(start, coarse)
-            box = ((begin - max_change).clamp_(0.0, 1.0), (begin + max_change).clamp_(0.0, 1.0))
+            box = box_around(begin)
             if all(n % coarsen == 0 for n in geometry.detector_shape):
                 measured = torch.nn.functional.avg_pool2d(measured, coarsen)
                 grid = dataclasses.replace(grid, detector_shape=tuple(n // coarsen for n in grid.detector_shape),
@@ -127,7 +130,7 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
             correction = tv_denoise(correction, correction_tv)
         # TV and trilinear resampling keep the correction's range, so the box holds up to rounding;
         # the clamp makes it exact
-        return torch.minimum(torch.maximum(start + correction, bounds[0]), bounds[1])
+        return (start + correction).clamp_(*bounds)
 
 
 def _resample(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:

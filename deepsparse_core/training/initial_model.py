@@ -36,7 +36,8 @@ def transfer_weights(model: DiCE, state: dict) -> tuple[list[str], list[str]]:
     own = model.state_dict()
     copied = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
     model.load_state_dict({**own, **{k: state[k].to(own[k].dtype) for k in copied}})
-    return copied, [k for k in own if k not in set(copied)]
+    kept = set(copied)
+    return copied, [k for k in own if k not in kept]
 
 
 def _layers(names: list[str]) -> str:
@@ -71,12 +72,13 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
     else:
         path = model_path(init)
         torch_model, meta = load_model(path)
-        if config is not None and model_config(config) != torch_model.config:
+        target = None if config is None else model_config(config)
+        if target is not None and target != torch_model.config:
             if stage.denoise or torch_model.denoise is not None:
                 raise InputError("--config with --init changes the architecture, which step 2 and step-2 models "
                                  "cannot: drop --config (step 2 keeps the step-1 model's)")
             source = torch_model
-            torch_model = DiCE(model_config(config))
+            torch_model = DiCE(target)
             copied, fresh = transfer_weights(torch_model, source.state_dict())
             if not {name for name, _ in torch_model.named_parameters()} & set(copied):
                 raise InputError(f"no tensor of {path} fits the --config architecture: nothing to warm-start "
