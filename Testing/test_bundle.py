@@ -55,6 +55,9 @@ def test_bundle_writes_a_complete_card_and_keeps_a_better_file(campaign, capsys)
     assert missing_card_fields(card) == []
     assert set(card["held_out"]) == {"2", "3", "4"} and card["inference"]["data_consistency"] in DC_CANDIDATES
     assert card["architecture"]["parameters"] == model.num_parameters()
+    perplexity = card["architecture"]["codebook_perplexity"]
+    assert len(perplexity) == model.config.n_scales and all(1 <= x <= model.config.codebook_size for x in perplexity)
+    assert "Codes in effective use per scale" in md.read_text()
     assert card["training"]["totals"]["steps"] == 5
     from safetensors import safe_open
 
@@ -182,15 +185,46 @@ def test_only_if_better_rescores_a_card_scored_with_another_dc_method(campaign):
     save_model(legacy, load_model(out)[0], card={**card, "inference": {"data_consistency": 2}})
     calls = []
 
-    def rescore(path, k):
+    def rescore(path, k, alone=0.0, dc=-1.0):
         calls.append((path, k))
-        return {n: {"dice_dc": {"psnr": rows["dice_dc"]["psnr"] - 1.0}} for n, rows in card["held_out"].items()}
+        return {n: {"dice": {"psnr": rows["dice"]["psnr"] + alone}, "dice_dc": {"psnr": rows["dice_dc"]["psnr"] + dc}}
+                for n, rows in card["held_out"].items()}
 
     better, why = _better(card, legacy, rescore)
     assert calls == [(legacy, 2)] and better and "rescored" in why
     calls.clear()   # the same method and CTs: the stored means are compared, nothing is rescored
     better, why = _better(card, out, rescore)
     assert calls == [] and not better and "not above" in why
+
+
+def test_only_if_better_compares_at_the_same_k_and_refuses_a_worse_network_alone(campaign):
+    """A candidate with K = 3 against a bundled card scored with K = 2 is compared with the bundled
+    model scored again at K = 3 (more passes alone once won a comparison); a network alone that got
+    worse is refused even when its DC mean is higher."""
+    from deepsparse_core.training.bundle import _better
+
+    out = campaign / "models" / "k2.safetensors"
+    assert main(["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--info",
+                 str(campaign / "info.json"), "--data-consistency", "2", "--views", "2", "--out", str(out),
+                 "--held-out", str(campaign / "data")]) == 0
+    stored = read_card(out)
+    candidate = {**stored, "inference": {**stored["inference"], "data_consistency": 3}}
+    calls = []
+
+    def rescore(alone, dc):
+        def fake(path, k):
+            calls.append(k)
+            return {n: {"dice": {"psnr": rows["dice"]["psnr"] + alone}, "dice_dc": {"psnr": rows["dice_dc"]["psnr"] + dc}}
+                    for n, rows in stored["held_out"].items()}
+        return fake
+
+    # against the stored K = 2 means the candidate's own numbers would tie; scored again at K = 3 it leads
+    better, why = _better(candidate, out, rescore(alone=-0.1, dc=-0.1))
+    assert calls == [3] and better and "3 DC passes" in why and "rescored" in why
+    better, why = _better(candidate, out, rescore(alone=0.1, dc=-0.1))   # DC higher, alone lower: refused
+    assert not better and "network alone" in why
+    better, why = _better(candidate, out, rescore(alone=-0.1, dc=0.0))   # DC tied at the same K: refused
+    assert not better and "not above" in why
 
 
 def test_markdown_has_per_ct_rows_and_a_mean_without_named_cts():

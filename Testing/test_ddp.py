@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deepsparse_core.model import DiceConfig
 from deepsparse_core.model.model_file import load_model
 from deepsparse_core.training import make_synthetic_cache, small_geometry
 from deepsparse_core.training.distributed import parameter_checksum
@@ -20,10 +21,12 @@ def test_two_gloo_processes_train_in_step_and_rank0_checkpoints(tmp_path):
     data = tmp_path / "data"
     make_synthetic_cache(data, 2, small_geometry(32, 16, 16), seed=0)
     out = tmp_path / "run"
+    config = tmp_path / "tiny-restart.json"  # with dead-code restarts: every rank takes part in their broadcast
+    config.write_text(json.dumps({**DiceConfig.tiny().to_dict(), "codebook_restart": 1.0}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "deepsparse_core.training", "--progress", "json", "--stage", "pretrain", "--data", str(data),
-           "--out", str(out), "--config", "tiny", "--min-views", "2", "--max-views", "6", "--points", "200",
+           "--out", str(out), "--config", str(config), "--min-views", "2", "--max-views", "6", "--points", "200",
            "--batch-size", "1", "--steps", "3", "--device", "cpu", "--val-every", "0", "--log-every", "1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

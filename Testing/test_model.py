@@ -67,6 +67,10 @@ def test_config_round_trips_through_json(preset):
     assert cfg.point_features == sum(cfg.scale_channels) + cfg.decoder_channels
     with pytest.raises(InputError):
         DiceConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(InputError, match="codebook_restart"):
+        DiceConfig.from_dict({**cfg.to_dict(), "codebook_restart": -1.0})
+    old_file = {k: v for k, v in cfg.to_dict().items() if k != "codebook_restart"}  # files before restarts
+    assert DiceConfig.from_dict(old_file).codebook_restart == 0.0
 
 
 def test_parameter_counts_order_and_groups():
@@ -254,6 +258,65 @@ def test_ema_update_pulls_codes_towards_their_vectors():
     vq(z)
     assert (vq.codebook[1] - z[0, :, 0]).norm() < (before[1] - z[0, :, 0]).norm()
     assert torch.allclose(vq.codebook[[0, 2, 3]], before[[0, 2, 3]], rtol=1e-3)  # unused codes keep their place
+
+
+def test_dead_codes_restart_at_features_of_the_batch():
+    """restart > 0: codes whose EMA count falls below it move onto vectors of the batch (with that
+    count), live codes are untouched; restart 0 (as released) leaves dead codes where they are."""
+    torch.manual_seed(0)
+    z = torch.randn(1, 3, 40) * 0.1  # 40 vectors near the origin
+    for restart in (0.0, 0.6):  # dead counts decay from 1 to 0.5
+        vq = EMAVectorQuantizer(n_codes=6, dim=3, decay=0.5, restart=restart).train()
+        vq.codebook.zero_()
+        vq.codebook[1:] += 100.0  # only code 0 is near the data
+        vq.embed_sum.copy_(vq.codebook)
+        vq(z)
+        live = vq.codebook[0].clone()
+        assert vq.cluster_size[0] > 20  # 0.5 * 1 + 0.5 * 40
+        dead = vq.codebook[1:]
+        if restart == 0:
+            assert torch.all(dead > 99.0)
+            continue
+        vectors = z[0].t()
+        assert all(torch.isclose(vectors, code).all(1).any() for code in dead)  # each on a batch vector
+        assert torch.equal(vq.cluster_size[1:], torch.full((5,), 0.6))
+        assert torch.allclose(vq.embed_sum[1:], dead * 0.6)
+        assert torch.equal(vq.codebook[0], live)
+        vq.eval()(z)  # no update, no restart outside training
+        assert torch.allclose(vq.embed_sum[1:], dead * 0.6)
+
+
+def test_restart_keeps_every_cluster_covered_where_ema_alone_collapses():
+    """16 tight clusters far from a random initial codebook: EMA alone pulls the one nearest code onto
+    the data and leaves the rest dead; with restarts the codes spread over the clusters (mean
+    quantization error below 1/30 of EMA alone's)."""
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.randn(16, 4, generator=gen) * 5.0 + 50.0
+    errors, used = {}, {}
+    for restart in (0.0, 1.0):
+        torch.manual_seed(0)
+        vq = EMAVectorQuantizer(n_codes=32, dim=4, decay=0.9, restart=restart).train()
+        for _ in range(60):
+            x = centres[torch.randint(16, (512,), generator=gen)] + 0.05 * torch.randn(512, 4, generator=gen)
+            vq(x.t().unsqueeze(0))
+        x = centres + 0.05 * torch.randn(16, 4, generator=gen)
+        z_q, _, idx = vq.eval()(x.t().unsqueeze(0))
+        errors[restart] = (z_q[0].t() - x).norm(dim=1).mean().item()
+        used[restart] = len(idx.unique())
+    assert used[0.0] <= 2 and errors[0.0] > 5.0
+    # restarts revive dead codes but do not split a live one: two nearby clusters may share a code
+    assert used[1.0] >= 15 and errors[1.0] < 0.5, (used, errors)
+
+
+def test_perplexity_counts_the_codes_in_effective_use():
+    vq = EMAVectorQuantizer(n_codes=8, dim=2)
+    assert vq.perplexity() == pytest.approx(8.0)                 # a fresh codebook: even counts
+    vq.cluster_size.copy_(torch.tensor([5.0, 5.0, 5.0, 5.0, 0.0, 0.0, 0.0, 0.0]))
+    assert vq.perplexity() == pytest.approx(4.0)                 # four codes share the vectors evenly
+    vq.cluster_size.copy_(torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0]))
+    assert vq.perplexity() == pytest.approx(1.0)                 # collapse onto one code
+    model = make_model()
+    assert model.codebook_perplexity() == [32.0] * 4
 
 
 def test_straight_through_gradient_and_commitment_loss():

@@ -160,6 +160,10 @@ def test_all_four_stages_train_with_finite_losses(runs):
         assert result.step == 2 and np.isfinite(result.loss), stage
         log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
         assert all(np.isfinite(r["loss"]) for r in log if r["event"] == "train")
+        codes = [r["code_perplexity"] for r in log if r["event"] == "validation"]
+        if stage in ("pretrain", "step2"):   # the runs that validate log the exported codebooks' use
+            model, _ = load_model(result.run_dir / "last.safetensors")
+            assert codes and codes[-1] == model.codebook_perplexity(), stage
     assert np.isfinite(runs["pretrain"].val["psnr"]) and runs["pretrain"].val["views_3d"] == 6
     assert runs["step2"].val["views_3d"] == 4                       # validated on the 4 sparse views only
     step2 = read_model_metadata(runs["step2"].run_dir / "model.safetensors")
@@ -348,6 +352,39 @@ def test_tiny_model_overfits_one_volume_far_above_fdk(tmp_path):
                                device="cpu"))
     assert result.val["views"] == n
     assert result.val["psnr"] > fdk_psnr + 6.0, (result.val, fdk_psnr)
+
+
+def test_a_codebook_grown_by_a_whole_factor_is_split_from_the_old_one():
+    """32 -> 64 codes: the old codes are kept, each copy sits within 1e-3 of the codebook's spread of
+    its original, the EMA counts are shared (codebook = embed_sum / count still holds), and the
+    quantized features barely move. 32 -> 48 is no whole factor: those codebooks start fresh."""
+    import dataclasses
+
+    from deepsparse_core.model import DiCE, DiceConfig
+    from deepsparse_core.training.initial_model import transfer_weights
+
+    torch.manual_seed(0)
+    source = DiCE(DiceConfig.tiny()).eval()
+    for q in source.quantizers:  # a trained-looking codebook: counts that differ per code
+        q.quantizer.cluster_size.uniform_(0.5, 40.0)
+        q.quantizer.embed_sum.copy_(q.quantizer.codebook * q.quantizer.cluster_size.unsqueeze(1))
+    bigger = DiCE(dataclasses.replace(source.config, codebook_size=64)).eval()
+    copied, fresh = transfer_weights(bigger, source.state_dict())
+    assert not fresh and len(copied) == len(bigger.state_dict())
+    x = torch.randn(1, source.config.scale_channels[0], 6, 6, 6)
+    for old, new in zip(source.quantizers, bigger.quantizers):
+        a, b = old.quantizer, new.quantizer
+        assert torch.equal(b.codebook[:32], a.codebook)
+        offset = (b.codebook[32:] - a.codebook).abs()
+        assert (offset > 0).all() and (offset <= 6e-3 * a.codebook.std(0)).all()
+        assert torch.allclose(b.cluster_size, a.cluster_size.repeat(2) / 2)
+        assert torch.allclose(b.embed_sum / b.cluster_size.unsqueeze(1), b.codebook)
+    y_old, y_new = source.quantizers[0](x)[0], bigger.quantizers[0](x)[0]
+    assert (y_old - y_new).abs().max() < 1e-2 * y_old.abs().max()
+    odd = DiCE(dataclasses.replace(source.config, codebook_size=48))
+    _, fresh = transfer_weights(odd, source.state_dict())
+    assert sorted(fresh) == sorted(k for k in odd.state_dict()
+                                   if k.rsplit(".", 1)[-1] in ("codebook", "cluster_size", "embed_sum"))
 
 
 def test_init_with_config_warm_starts_into_a_new_architecture(runs, data, tmp_path, capsys):

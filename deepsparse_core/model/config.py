@@ -22,6 +22,7 @@ _INT_RANGES = {"n_scales": (1, 8), "base_channels": (1, MAX_WIDTH), "channel_gro
                "volume_resolution": (1, 256), "codebook_size": (1, 65536), "decoder_channels": (1, MAX_WIDTH),
                "decoder_blocks": (0, 16), "denoise_blocks": (0, 16)}
 _FLOAT_RANGES = {"projection_scale": (1e-6, 1e9), "codebook_decay": (0.0, 1.0), "codebook_eps": (0.0, 1.0),
+                 "codebook_restart": (0.0, 1e9),
                  "commitment_weight": (0.0, 1e6), "negative_slope": (0.0, 1.0)}
 
 
@@ -46,6 +47,8 @@ class DiceConfig:
     codebook_size: int = 512          # entries per scale, released codebook.n_embed
     codebook_decay: float = 0.99      # EMA decay, released ema_codebook.py
     codebook_eps: float = 1e-5        # Laplace smoothing of cluster sizes, released ema_codebook.py
+    codebook_restart: float = 0.0     # restart codes whose EMA count (vectors per step) falls below this
+                                      # at a random feature of the batch; 0 = never, as released
     commitment_weight: float = 1.0    # beta of the commitment loss, released EMAVectorQuantizer(beta=1)
     decoder_channels: int = 128       # output channels of every 3D decoder stage, released decoder.out_ch
     decoder_blocks: int = 2           # residual 3x3x3 blocks per stage, released decoder.n_conv3d

@@ -58,7 +58,8 @@ class DiCE(nn.Module):
         cfg = self.config = config or DiceConfig.paper()
         self.encoder = ProjectionEncoder(cfg)
         self.quantizers = nn.ModuleList(
-            QuantizationLayer(ch, cfg.codebook_size, cfg.codebook_decay, cfg.codebook_eps, cfg.commitment_weight)
+            QuantizationLayer(ch, cfg.codebook_size, cfg.codebook_decay, cfg.codebook_eps, cfg.commitment_weight,
+                              cfg.codebook_restart)
             for ch in cfg.scale_channels)
         self.decoder3d = CrossScaleDecoder(cfg)
         self.point_decoder = PointDecoder(cfg)
@@ -273,6 +274,10 @@ class DiCE(nn.Module):
         """Learned numbers, codebook entries and EMA statistics included (the released code stores them
         as nn.Parameter(requires_grad=False), so the paper's 6.0 M / 7.2 M count them)."""
         return sum(_count(m) for g, m in self.group_modules().items() if include_denoise or g != "denoise")
+
+    def codebook_perplexity(self) -> list[float]:
+        """Codes in effective use per scale (:meth:`EMAVectorQuantizer.perplexity`), finest first."""
+        return [round(q.quantizer.perplexity(), 1) for q in self.quantizers]
 
     def summary(self) -> str:
         cfg = self.config

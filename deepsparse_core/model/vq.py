@@ -17,9 +17,10 @@ from torch import nn
 class EMAVectorQuantizer(nn.Module):
     """Nearest-code quantization of (B, D, *spatial) features with an EMA-updated codebook."""
 
-    def __init__(self, n_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, beta: float = 1.0):
+    def __init__(self, n_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, beta: float = 1.0,
+                 restart: float = 0.0):
         super().__init__()
-        self.decay, self.eps, self.beta = decay, eps, beta
+        self.decay, self.eps, self.beta, self.restart = decay, eps, beta, restart
         codebook = torch.randn(n_codes, dim)  # released init
         self.register_buffer("codebook", codebook)            # (K, D) current codes
         # EMA statistics. Released starts cluster_size at 0, which divides never-used codes by ~eps
@@ -43,6 +44,14 @@ class EMAVectorQuantizer(nn.Module):
         return z_q, loss, idx.reshape(b, *spatial)
 
     @torch.no_grad()
+    def perplexity(self) -> float:
+        """exp(entropy) of the EMA assignment counts: how many codes are in effective use, from 1 (one
+        code takes every vector) to the codebook size (even use; also a fresh codebook)."""
+        p = self.cluster_size.double().clamp_min(0)
+        p = p[p > 0] / p.sum()
+        return float(torch.exp(-(p * p.log()).sum()))
+
+    @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, idx: torch.Tensor) -> None:
         counts = torch.bincount(idx, minlength=len(self.codebook)).to(self.cluster_size.dtype)  # (K,)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, idx, flat.to(self.embed_sum.dtype))  # (K, D)
@@ -54,15 +63,33 @@ class EMAVectorQuantizer(nn.Module):
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + len(self.cluster_size) * self.eps) * n  # Laplace
         self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
+        if self.restart > 0:
+            self._restart_dead(flat)
+
+    @torch.no_grad()
+    def _restart_dead(self, flat: torch.Tensor) -> None:
+        """Codes whose EMA count fell below ``restart`` move to random features of this batch, with a
+        count of ``restart`` (dead-code restart, Dhariwal et al. 2020, Jukebox). Without it EMA codebooks
+        collapse: the bundled CPU model used 13-35 of its 256 codes per scale. The counts are the same
+        on every rank, so the number of dead codes is too; the new codes come from rank 0."""
+        dead = (self.cluster_size < self.restart).nonzero().squeeze(1)
+        if len(dead) == 0:
+            return
+        new = flat[torch.randint(len(flat), (len(dead),), device=flat.device)].to(self.codebook.dtype)
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(new, 0)
+        self.codebook[dead] = new
+        self.cluster_size[dead] = self.restart
+        self.embed_sum[dead] = new * self.restart
 
 
 class QuantizationLayer(nn.Module):
     """pre 1x1x1 conv -> EMA quantizer -> post 1x1x1 conv (paper: pre-/post-quantization linear layers)."""
 
-    def __init__(self, ch: int, n_codes: int, decay: float, eps: float, beta: float):
+    def __init__(self, ch: int, n_codes: int, decay: float, eps: float, beta: float, restart: float = 0.0):
         super().__init__()
         self.pre = nn.Conv3d(ch, ch, kernel_size=1)
-        self.quantizer = EMAVectorQuantizer(n_codes, ch, decay, eps, beta)
+        self.quantizer = EMAVectorQuantizer(n_codes, ch, decay, eps, beta, restart)
         self.post = nn.Conv3d(ch, ch, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

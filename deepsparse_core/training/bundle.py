@@ -12,9 +12,10 @@ as the smallest of ``DC_CANDIDATES`` within 0.05 dB of the best mean PSNR at the
 PSNR / SSIM sweep first; VIF, which takes seconds per volume, only for the final scores).
 The card (:mod:`deepsparse_core.model.card`) gets the scores, K, the campaign totals from the
 training run's card, and what ``--info`` says (data, augmentation, licences, commands). With
-``--only-if-better`` an existing bundled file is kept unless the new model's mean PSNR (with its K)
-is higher at every scored view count, on the same held-out CTs: a bundled file whose card was scored
-on another set is scored again on this one (with its own K) before the comparison.
+``--only-if-better`` an existing bundled file is kept unless, at every scored view count, the new
+model's mean PSNR with DC is higher and its network alone is not lower, on the same held-out CTs
+with the same K (the new model's): a bundled file whose card was scored on another set, with
+another DC method or another K is scored again before the comparison.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     architecture = {"name": info.get("architecture", "DiCE"), "parameters": model.num_parameters(),
                     "summary": f"S={cfg.n_scales}, M={cfg.volume_resolution}, channels "
                                f"{list(cfg.scale_channels)}, decoder {cfg.decoder_channels}, "
-                               f"codebooks {cfg.codebook_size}, point MLP {list(cfg.point_hidden)}"}
+                               f"codebooks {cfg.codebook_size}, point MLP {list(cfg.point_hidden)}",
+                    "codebook_perplexity": model.codebook_perplexity()}
     held_out = {}
     for n, m in scores["means"].items():
         held_out[str(n)] = {"fdk": m["fdk"], "sart": m["sart"], "dice": m[0], "dice_dc": m[k]}
@@ -141,13 +143,15 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
 
 
 def _better(card: dict, existing: Path, rescore=None) -> tuple[bool, str]:
-    """Whether ``card``'s mean PSNR with DC beats the bundled file's at every scored view count.
+    """Whether ``card``'s model beats the bundled file's at every scored view count: its mean PSNR
+    with DC higher, both with the new card's K passes, and its network alone not lower.
 
-    The two are compared on the same held-out CTs and the same DC method: when the bundled card was
-    scored on another set (or lacks a view count), or with another correction filter (a card without
-    ``inference.correction_tv`` was scored with the plain passes), ``rescore(model_path, k)`` scores
-    the bundled model now, with its own K and today's method, and returns
-    ``{n: {"dice_dc": {metric: mean}}}``.
+    The two are compared on the same held-out CTs, the same DC method and the same K: when the
+    bundled card was scored on another set (or lacks a view count), with another correction filter (a
+    card without ``inference.correction_tv`` used the plain passes) or with another K,
+    ``rescore(model_path, k)`` scores the bundled model now with ``k`` passes and today's method and
+    returns ``{n: {"dice" | "dice_dc": {metric: mean}}}``. (A day-7 model once won only because it
+    was scored with 16 passes against the bundled card's 12.)
     """
     from ..model.card import read_card
 
@@ -156,20 +160,27 @@ def _better(card: dict, existing: Path, rescore=None) -> tuple[bool, str]:
     except InputError:
         return True, f"{existing} is unreadable"
     old = old_card.get("held_out") or {}
-    same_method = (old_card.get("inference") or {}).get("correction_tv", 0.0) == \
-        (card.get("inference") or {}).get("correction_tv", 0.0)
-    same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(card["held_out"]) <= set(old) \
-        and same_method
-    if not same_set:
+    k = int(card["inference"]["data_consistency"])
+    old_inference = old_card.get("inference") or {}
+    same_method = old_inference.get("correction_tv", 0.0) == card["inference"].get("correction_tv", 0.0)
+    same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(card["held_out"]) <= set(old)
+    comparable = same_set and same_method and int(old_inference.get("data_consistency", 0)) == k
+    if not comparable:
         if rescore is None:
-            return False, f"{existing} was scored on other held-out CTs or another DC method; cannot compare"
-        k_old = int((old_card.get("inference") or {}).get("data_consistency", 0))
-        old = rescore(existing, k_old)
+            return False, f"{existing} was scored on other held-out CTs, another DC method or K; cannot compare"
+        old = rescore(existing, k)
+    note = "" if comparable else " (rescored)"
     for n, rows in card["held_out"].items():
-        if n in old and rows["dice_dc"]["psnr"] <= old[n]["dice_dc"]["psnr"]:
-            return False, (f"{n} views: {rows['dice_dc']['psnr']:.2f} dB is not above the bundled "
-                           f"{old[n]['dice_dc']['psnr']:.2f} dB" + ("" if same_set else " (rescored)"))
-    return True, "better at every scored view count" + ("" if same_set else " (bundled model rescored)")
+        if n not in old:
+            continue
+        if rows["dice"]["psnr"] < old[n]["dice"]["psnr"]:
+            return False, (f"{n} views: the network alone, {rows['dice']['psnr']:.2f} dB, is below the bundled "
+                           f"{old[n]['dice']['psnr']:.2f} dB" + note)
+        if rows["dice_dc"]["psnr"] <= old[n]["dice_dc"]["psnr"]:
+            return False, (f"{n} views: {rows['dice_dc']['psnr']:.2f} dB with {k} DC passes is not above the "
+                           f"bundled {old[n]['dice_dc']['psnr']:.2f} dB" + note)
+    return True, f"better at every scored view count, alone and with {k} DC passes" + \
+        ("" if comparable else " (bundled model rescored)")
 
 
 def cmd_bundle(args) -> int:
@@ -223,16 +234,17 @@ def cmd_bundle(args) -> int:
     if args.only_if_better and out.exists():
         rescored: dict = {}
 
-        def rescore(path, k_old):
-            print(f"the bundled {path.name} was scored on other held-out CTs or another DC method: scoring it "
-                  f"on these ({len(files)}) with its {k_old} DC passes", file=sys.stderr)
+        def rescore(path, k_new):
+            print(f"the bundled {path.name} was scored on other held-out CTs, another DC method or another K: "
+                  f"scoring it on these ({len(files)}) with {k_new} DC passes", file=sys.stderr)
             shared = {key: {"fdk": c["fdk"], "sart": c["sart"]} for key, c in volumes.items()}  # same views
-            old = held_out_scores(path, files, counts, (0, k_old), args.sart_iterations, args.device,
-                                  show_progress=mode() == "bar", vif=False, volumes=shared)
-            rescored.update(rows=old["rows"], k=k_old)
+            old = held_out_scores(path, files, counts, tuple(sorted({0, k_new})), args.sart_iterations,
+                                  args.device, show_progress=mode() == "bar", vif=False, volumes=shared)
+            rescored.update(rows=old["rows"], k=k_new)
             for n, m in old["means"].items():
-                print(f"{n} views, bundled: DiCE + {k_old} DC {m[k_old]['psnr']:.2f} dB (mean of {len(files)})")
-            return {str(n): {"dice_dc": m[k_old]} for n, m in old["means"].items()}
+                print(f"{n} views, bundled: DiCE {m[0]['psnr']:.2f}, DiCE + {k_new} DC {m[k_new]['psnr']:.2f} dB "
+                      f"(mean of {len(files)})")
+            return {str(n): {"dice": m[0], "dice_dc": m[k_new]} for n, m in old["means"].items()}
 
         better, why = _better(card, out, rescore)
         if not better:
@@ -267,7 +279,8 @@ def add_bundle_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"recommended passes, or auto: the best of {', '.join(map(str, DC_CANDIDATES))} (default auto)")
     p.add_argument("--sart-iterations", type=int, default=20, help="SART iterations of the baseline (default 20)")
     p.add_argument("--only-if-better", action="store_true",
-                   help="keep an existing --out unless the new model scores higher at every view count")
+                   help="keep an existing --out unless the new model scores higher with DC (same K) and not lower "
+                        "alone at every view count")
     p.add_argument("--markdown", metavar="FILE.md", help="also write the card as Markdown")
     add_device_argument(p)
     p.add_argument("--out", required=True, help="bundled model file (float16 .safetensors)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..errors import InputError
 from ..model import DiCE, DiceConfig
 from ..model.config import model_config
@@ -29,15 +31,42 @@ def check_model_views(meta: dict, n_views: int, path="the model") -> None:
                          f"use {trained} projections, or finetune step 1 + step 2 for {n_views} views")
 
 
+SPLIT_NOISE = 1e-3  # std of the offset given to each split code, relative to the codebook's per-dimension std
+
+
+def _split_codebook(state: dict, own: dict, prefix: str, seed: int = 0) -> dict | None:
+    """A codebook grown by a whole factor f, by splitting (Linde-Buzo-Gray): each old code is kept and
+    f - 1 copies at a small random offset join it, the EMA counts shared among the f copies. The
+    quantizer's output at the start is unchanged up to that offset, and the copies drift apart as
+    training assigns features to them. None when the shapes do not fit."""
+    names = [prefix + n for n in ("codebook", "cluster_size", "embed_sum")]
+    if not all(n in state and n in own for n in names):
+        return None
+    old, new = state[names[0]], own[names[0]]
+    k_old, k_new = old.shape[0], new.shape[0]
+    if old.dim() != 2 or old.shape[1:] != new.shape[1:] or k_new <= k_old or k_new % k_old:
+        return None
+    f = k_new // k_old
+    g = torch.Generator().manual_seed(seed)
+    old = old.to(new.dtype)
+    offset = torch.randn(k_new - k_old, old.shape[1], generator=g, dtype=new.dtype) * (old.std(0) * SPLIT_NOISE)
+    codebook = torch.cat([old, old.repeat(f - 1, 1) + offset])
+    size = state[names[1]].to(new.dtype).repeat(f) / f
+    return {names[0]: codebook, names[1]: size, names[2]: codebook * size.unsqueeze(1)}
+
+
 def transfer_weights(model: DiCE, state: dict) -> tuple[list[str], list[str]]:
     """Copy into ``model`` every tensor of ``state`` whose name and shape match; (copied, left as
     initialized) tensor names. A warm start across an architecture change (a wider grid M changes no
-    shape; a wider decoder or point MLP re-initializes the layers it touches)."""
+    shape; a wider decoder or point MLP re-initializes the layers it touches; a codebook grown by a
+    whole factor is split from the old one, see :func:`_split_codebook`, and counts as copied)."""
     own = model.state_dict()
-    copied = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
-    model.load_state_dict({**own, **{k: state[k].to(own[k].dtype) for k in copied}})
-    kept = set(copied)
-    return copied, [k for k in own if k not in kept]
+    take = {k: state[k].to(own[k].dtype) for k, v in own.items() if k in state and state[k].shape == v.shape}
+    for i, prefix in enumerate(sorted({k[: -len("codebook")] for k in own if k.endswith("quantizer.codebook")})):
+        if prefix + "codebook" not in take:
+            take.update(_split_codebook(state, own, prefix, seed=i) or {})
+    model.load_state_dict({**own, **take})
+    return [k for k in own if k in take], [k for k in own if k not in take]
 
 
 def _layers(names: list[str]) -> str:

@@ -256,7 +256,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
                 best = False
                 if validating:
                     val_scores = validate(evaluated, val_set, stage, cfg.val_stride, autocast=amp)
-                    log.validation(step, val_scores)
+                    log.validation(step, {**val_scores, "code_perplexity": raw_model.codebook_perplexity()})
                     best = best_psnr is None or val_scores["psnr"] > best_psnr
                     best_psnr = val_scores["psnr"] if best else best_psnr
                 run.export(step, evaluated, val_scores if validating else {}, best)
