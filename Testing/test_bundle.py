@@ -61,8 +61,11 @@ def test_bundle_writes_a_complete_card_and_keeps_a_better_file(campaign, capsys)
     assert card["training"]["totals"]["steps"] == 5
     from safetensors import safe_open
 
-    with safe_open(str(out), framework="pt") as f:                  # stored in float16, loaded as float32
-        assert {str(f.get_tensor(k).dtype) for k in f.keys()} <= {"torch.float16", "torch.int64"}
+    with safe_open(str(out), framework="pt") as f:   # stored in float16 (codebook state float32), loaded as float32
+        dtypes = {k: str(f.get_tensor(k).dtype) for k in f.keys()}
+    codebook_state = ("quantizer.codebook", "quantizer.cluster_size", "quantizer.embed_sum")
+    assert {d for k, d in dtypes.items() if not k.endswith(codebook_state)} <= {"torch.float16", "torch.int64"}
+    assert {d for k, d in dtypes.items() if k.endswith(codebook_state)} == {"torch.float32"}
     assert "| 2 |" in md.read_text() and card_markdown(out.name, card) == md.read_text()
     # the same model is not better than itself: --only-if-better keeps the file
     before = out.stat().st_mtime_ns
@@ -198,9 +201,9 @@ def test_only_if_better_rescores_a_card_scored_with_another_dc_method(campaign):
 
 
 def test_only_if_better_compares_at_the_same_k_and_refuses_a_worse_network_alone(campaign):
-    """A candidate with K = 3 against a bundled card scored with K = 2 is compared with the bundled
-    model scored again at K = 3 (more passes alone once won a comparison); a network alone that got
-    worse is refused even when its DC mean is higher."""
+    """Both models are compared with the larger of their K (more passes alone once won a comparison,
+    and fewer than a model ships with would understate it); a network alone that got worse is refused
+    even when its DC mean is higher."""
     from deepsparse_core.training.bundle import _better
 
     out = campaign / "models" / "k2.safetensors"
@@ -208,23 +211,31 @@ def test_only_if_better_compares_at_the_same_k_and_refuses_a_worse_network_alone
                  str(campaign / "info.json"), "--data-consistency", "2", "--views", "2", "--out", str(out),
                  "--held-out", str(campaign / "data")]) == 0
     stored = read_card(out)
-    candidate = {**stored, "inference": {**stored["inference"], "data_consistency": 3}}
     calls = []
 
-    def rescore(alone, dc):
-        def fake(path, k):
-            calls.append(k)
+    def shifted(alone, dc, who):
+        def fake(*args):
+            calls.append((who, args[-1]))
             return {n: {"dice": {"psnr": rows["dice"]["psnr"] + alone}, "dice_dc": {"psnr": rows["dice_dc"]["psnr"] + dc}}
                     for n, rows in stored["held_out"].items()}
         return fake
 
-    # against the stored K = 2 means the candidate's own numbers would tie; scored again at K = 3 it leads
-    better, why = _better(candidate, out, rescore(alone=-0.1, dc=-0.1))
-    assert calls == [3] and better and "3 DC passes" in why and "rescored" in why
-    better, why = _better(candidate, out, rescore(alone=0.1, dc=-0.1))   # DC higher, alone lower: refused
+    # a candidate with K = 3 against the card's K = 2: the bundled model is scored again with 3
+    more = {**stored, "inference": {**stored["inference"], "data_consistency": 3}}
+    better, why = _better(more, out, shifted(-0.1, -0.1, "bundled"))
+    assert calls == [("bundled", 3)] and better and "3 DC passes" in why and "rescored" in why
+    better, why = _better(more, out, shifted(0.1, -0.1, "bundled"))   # DC higher, alone lower: refused
     assert not better and "network alone" in why
-    better, why = _better(candidate, out, rescore(alone=-0.1, dc=0.0))   # DC tied at the same K: refused
+    better, why = _better(more, out, shifted(-0.1, 0.0, "bundled"))   # DC tied at the same K: refused
     assert not better and "not above" in why
+    # a candidate with K = 1 against K = 2: the candidate is scored with 2, the stored means are used
+    calls.clear()
+    fewer = {**stored, "inference": {**stored["inference"], "data_consistency": 1}}
+    better, why = _better(fewer, out, shifted(0.0, 0.0, "bundled"), shifted(0.0, 0.1, "candidate"))
+    assert calls == [("candidate", 2)] and better and "2 DC passes" in why and "rescored" not in why
+    better, why = _better(fewer, out, None, shifted(-0.01, 0.5, "candidate"))  # stored means, alone lower
+    assert not better and "network alone" in why
+    assert not _better(fewer, out)[0]   # nobody to score the candidate with 2 passes: kept
 
 
 def test_markdown_has_per_ct_rows_and_a_mean_without_named_cts():

@@ -69,8 +69,10 @@ def test_config_round_trips_through_json(preset):
         DiceConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(InputError, match="codebook_restart"):
         DiceConfig.from_dict({**cfg.to_dict(), "codebook_restart": -1.0})
-    old_file = {k: v for k, v in cfg.to_dict().items() if k != "codebook_restart"}  # files before restarts
-    assert DiceConfig.from_dict(old_file).codebook_restart == 0.0
+    assert "codebook_restart" not in cfg.to_dict()   # off: files stay readable by versions without the field
+    assert DiceConfig.from_dict(cfg.to_dict()).codebook_restart == 0.0
+    on = getattr(DiceConfig, preset)(codebook_restart=1.0)
+    assert DiceConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
 
 
 def test_parameter_counts_order_and_groups():
@@ -282,14 +284,17 @@ def test_dead_codes_restart_at_features_of_the_batch():
         assert torch.equal(vq.cluster_size[1:], torch.full((5,), 0.6))
         assert torch.allclose(vq.embed_sum[1:], dead * 0.6)
         assert torch.equal(vq.codebook[0], live)
-        vq.eval()(z)  # no update, no restart outside training
-        assert torch.allclose(vq.embed_sum[1:], dead * 0.6)
+        state = {k: v.clone() for k, v in vq.state_dict().items()}
+        vq.cluster_size[1:] = 0.0     # all dead again: still no update, no restart outside training
+        state["cluster_size"][1:] = 0.0
+        vq.eval()(z)
+        assert all(torch.equal(v, state[k]) for k, v in vq.state_dict().items())
 
 
 def test_restart_keeps_every_cluster_covered_where_ema_alone_collapses():
     """16 tight clusters far from a random initial codebook: EMA alone pulls the one nearest code onto
     the data and leaves the rest dead; with restarts the codes spread over the clusters (mean
-    quantization error below 1/30 of EMA alone's)."""
+    quantization error under 0.5 against over 5 with EMA alone)."""
     gen = torch.Generator().manual_seed(1)
     centres = torch.randn(16, 4, generator=gen) * 5.0 + 50.0
     errors, used = {}, {}

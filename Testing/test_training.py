@@ -355,9 +355,10 @@ def test_tiny_model_overfits_one_volume_far_above_fdk(tmp_path):
 
 
 def test_a_codebook_grown_by_a_whole_factor_is_split_from_the_old_one():
-    """32 -> 64 codes: the old codes are kept, each copy sits within 1e-3 of the codebook's spread of
-    its original, the EMA counts are shared (codebook = embed_sum / count still holds), and the
-    quantized features barely move. 32 -> 48 is no whole factor: those codebooks start fresh."""
+    """32 -> 64 codes: the old codes are kept, each copy is offset from its original by 1e-3 of the
+    codebook's spread per dimension (a Gaussian draw: at most 6 sigma here), the EMA counts are shared
+    (codebook = embed_sum / count still holds), and the quantized features barely move. 32 -> 48 is no
+    whole factor: those codebooks start fresh. A one-code codebook (no spread) splits too."""
     import dataclasses
 
     from deepsparse_core.model import DiCE, DiceConfig
@@ -381,6 +382,12 @@ def test_a_codebook_grown_by_a_whole_factor_is_split_from_the_old_one():
         assert torch.allclose(b.embed_sum / b.cluster_size.unsqueeze(1), b.codebook)
     y_old, y_new = source.quantizers[0](x)[0], bigger.quantizers[0](x)[0]
     assert (y_old - y_new).abs().max() < 1e-2 * y_old.abs().max()
+    one = DiCE(dataclasses.replace(source.config, codebook_size=1))
+    two = DiCE(dataclasses.replace(source.config, codebook_size=2))
+    transfer_weights(two, one.state_dict())
+    for q in two.quantizers:
+        c = q.quantizer.codebook
+        assert torch.isfinite(c).all() and not torch.equal(c[0], c[1])
     odd = DiCE(dataclasses.replace(source.config, codebook_size=48))
     _, fresh = transfer_weights(odd, source.state_dict())
     assert sorted(fresh) == sorted(k for k in odd.state_dict()

@@ -105,7 +105,7 @@ def card_markdown(name: str, card: dict) -> str:
              f"- **Architecture:** {a.get('name', 'DiCE')}, {a['parameters']:,} parameters"
              + (f" ({a['summary']})" if a.get("summary") else "") + "."
              + (f" Codes in effective use per scale (perplexity of the EMA counts, finest first): "
-                f"{', '.join(f'{x:g}' for x in a['codebook_perplexity'])}." if a.get("codebook_perplexity") else ""),
+                f"{', '.join(_fmt(x, 1) for x in a['codebook_perplexity'])}." if a.get("codebook_perplexity") else ""),
              f"- **Serves:** {views['min']}-{views['max']} views at the `{card.get('preset', 'fast')}` preset; "
              f"default data consistency: {card['inference']['data_consistency']} passes"
              + (f" (correction TV-denoised, weight {card['inference']['correction_tv']})"

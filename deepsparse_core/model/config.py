@@ -47,8 +47,9 @@ class DiceConfig:
     codebook_size: int = 512          # entries per scale, released codebook.n_embed
     codebook_decay: float = 0.99      # EMA decay, released ema_codebook.py
     codebook_eps: float = 1e-5        # Laplace smoothing of cluster sizes, released ema_codebook.py
-    codebook_restart: float = 0.0     # restart codes whose EMA count (vectors per step) falls below this
-                                      # at a random feature of the batch; 0 = never, as released
+    codebook_restart: float = 0.0     # restart codes whose EMA count falls below this at a random feature
+                                      # of the batch; 0 = never, as released. The count is in vectors per
+                                      # step (batch x M^3, summed over DDP ranks): rescale it with those.
     commitment_weight: float = 1.0    # beta of the commitment loss, released EMAVectorQuantizer(beta=1)
     decoder_channels: int = 128       # output channels of every 3D decoder stage, released decoder.out_ch
     decoder_blocks: int = 2           # residual 3x3x3 blocks per stage, released decoder.n_conv3d
@@ -119,7 +120,11 @@ class DiceConfig:
 
     # ------------------------------------------------------------------ (de)serialization
     def to_dict(self) -> dict:
+        """JSON-ready fields; ``codebook_restart`` only when on, so files without restarts stay readable
+        by versions that predate the field."""
         d = dataclasses.asdict(self)
+        if not d["codebook_restart"]:
+            del d["codebook_restart"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod

@@ -14,8 +14,8 @@ The card (:mod:`deepsparse_core.model.card`) gets the scores, K, the campaign to
 training run's card, and what ``--info`` says (data, augmentation, licences, commands). With
 ``--only-if-better`` an existing bundled file is kept unless, at every scored view count, the new
 model's mean PSNR with DC is higher and its network alone is not lower, on the same held-out CTs
-with the same K (the new model's): a bundled file whose card was scored on another set, with
-another DC method or another K is scored again before the comparison.
+with the same K (the larger of the two models' K): a bundled file whose card was scored on another
+set, with another DC method or another K is scored again before the comparison.
 """
 
 from __future__ import annotations
@@ -142,16 +142,16 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     return json.loads(dumps(card, default=float))   # strict JSON: non-finite scores become null
 
 
-def _better(card: dict, existing: Path, rescore=None) -> tuple[bool, str]:
+def _better(card: dict, existing: Path, rescore=None, score_candidate=None) -> tuple[bool, str]:
     """Whether ``card``'s model beats the bundled file's at every scored view count: its mean PSNR
-    with DC higher, both with the new card's K passes, and its network alone not lower.
+    with DC higher and its network alone not lower, both models with the same K passes.
 
-    The two are compared on the same held-out CTs, the same DC method and the same K: when the
-    bundled card was scored on another set (or lacks a view count), with another correction filter (a
-    card without ``inference.correction_tv`` used the plain passes) or with another K,
-    ``rescore(model_path, k)`` scores the bundled model now with ``k`` passes and today's method and
-    returns ``{n: {"dice" | "dice_dc": {metric: mean}}}``. (A day-7 model once won only because it
-    was scored with 16 passes against the bundled card's 12.)
+    K is the larger of the two cards' K, so neither model is compared with fewer passes than it ships
+    with (a day-7 model once won only because it was scored with 16 passes against the bundled
+    card's 12). ``score_candidate(k)`` scores the new model with ``k`` passes when that is not its
+    own K. The bundled card's stored means are used when they were scored on the same held-out CTs,
+    with the same DC method and that K; otherwise ``rescore(model_path, k)`` scores the bundled model
+    now. Both return ``{n: {"dice" | "dice_dc": {metric: mean}}}``.
     """
     from ..model.card import read_card
 
@@ -160,17 +160,24 @@ def _better(card: dict, existing: Path, rescore=None) -> tuple[bool, str]:
     except InputError:
         return True, f"{existing} is unreadable"
     old = old_card.get("held_out") or {}
-    k = int(card["inference"]["data_consistency"])
+    k_new = int(card["inference"]["data_consistency"])
     old_inference = old_card.get("inference") or {}
+    k_old = int(old_inference.get("data_consistency", 0))
+    k = max(k_new, k_old)
+    new = card["held_out"]
+    if k != k_new:
+        if score_candidate is None:
+            return False, f"{existing} ships with {k_old} DC passes and the new model was not scored with them"
+        new = score_candidate(k)
     same_method = old_inference.get("correction_tv", 0.0) == card["inference"].get("correction_tv", 0.0)
-    same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(card["held_out"]) <= set(old)
-    comparable = same_set and same_method and int(old_inference.get("data_consistency", 0)) == k
+    same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(new) <= set(old)
+    comparable = same_set and same_method and k_old == k
     if not comparable:
         if rescore is None:
             return False, f"{existing} was scored on other held-out CTs, another DC method or K; cannot compare"
         old = rescore(existing, k)
     note = "" if comparable else " (rescored)"
-    for n, rows in card["held_out"].items():
+    for n, rows in new.items():
         if n not in old:
             continue
         if rows["dice"]["psnr"] < old[n]["dice"]["psnr"]:
@@ -246,7 +253,14 @@ def cmd_bundle(args) -> int:
                       f"(mean of {len(files)})")
             return {str(n): {"dice": m[0], "dice_dc": m[k_new]} for n, m in old["means"].items()}
 
-        better, why = _better(card, out, rescore)
+        def score_candidate(k_old):
+            print(f"the bundled {out.name} ships with {k_old} DC passes: scoring the new model with them too",
+                  file=sys.stderr)
+            more = held_out_scores(model, files, counts, (0, k_old), args.sart_iterations, args.device,
+                                   show_progress=mode() == "bar", vif=False, volumes=volumes)
+            return {str(n): {"dice": m[0], "dice_dc": m[k_old]} for n, m in more["means"].items()}
+
+        better, why = _better(card, out, rescore, score_candidate)
         if not better:
             print(f"kept {out}: {why}")
             if args.markdown and rescored:  # the kept model's per-CT scores on these CTs

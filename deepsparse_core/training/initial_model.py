@@ -49,7 +49,9 @@ def _split_codebook(state: dict, own: dict, prefix: str, seed: int = 0) -> dict 
     f = k_new // k_old
     g = torch.Generator().manual_seed(seed)
     old = old.to(new.dtype)
-    offset = torch.randn(k_new - k_old, old.shape[1], generator=g, dtype=new.dtype) * (old.std(0) * SPLIT_NOISE)
+    spread = old.std(0, unbiased=False)
+    spread = torch.where(spread > 0, spread, old.abs().mean().clamp_min(1.0))  # one code, or a flat dimension
+    offset = torch.randn(k_new - k_old, old.shape[1], generator=g, dtype=new.dtype) * (spread * SPLIT_NOISE)
     codebook = torch.cat([old, old.repeat(f - 1, 1) + offset])
     size = state[names[1]].to(new.dtype).repeat(f) / f
     return {names[0]: codebook, names[1]: size, names[2]: codebook * size.unsqueeze(1)}
@@ -109,11 +111,15 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
             source = torch_model
             torch_model = DiCE(target)
             copied, fresh = transfer_weights(torch_model, source.state_dict())
+            split = target.codebook_size != source.config.codebook_size and \
+                any(k.endswith("quantizer.codebook") for k in copied)
             if not {name for name, _ in torch_model.named_parameters()} & set(copied):
                 raise InputError(f"no tensor of {path} fits the --config architecture: nothing to warm-start "
                                  "(drop --init to train it from scratch)")
             meta = {**meta, "transfer": f"warm start from {path} into a new architecture: {len(copied)} of "
                                         f"{len(copied) + len(fresh)} tensors copied"
+                                        + (f" (codebooks split from {source.config.codebook_size} to "
+                                           f"{target.codebook_size} codes)" if split else "")
                                         + (f"; initialized afresh: {_layers(fresh)}" if fresh else "")}
         has_denoise = torch_model.denoise is not None
         if has_denoise and not stage.denoise:
