@@ -166,9 +166,10 @@ def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monk
     assert read_card(out)["held_out_volumes"] == stored["held_out_volumes"]   # the file was kept
     # FDK and SART are model-independent: computed once per CT and view count, not again for the rescoring
     assert sart_runs.count("sart") == sart_runs.count("fdk") == 2
-    text = markdown.read_text()   # the kept model's per-CT scores on these CTs
-    assert text.startswith("same-set.safetensors (kept), rescored on 2 held-out CTs")
-    assert "| 2 | **mean** (2) |" in text
+    text = markdown.read_text()   # the candidate's card, then the kept model's per-CT scores on these CTs
+    assert text.startswith("Not bundled (2 views: ") and "## `same-weights.safetensors`" in text
+    kept = text.index("same-set.safetensors (kept), rescored on 2 held-out CTs with 2 DC passes")
+    assert "| 2 | **mean** (2) |" in text[kept:] and "| 2 | **mean** (2) |" in text[:kept]
 
 
 def test_only_if_better_rescores_a_card_scored_with_another_dc_method(campaign):

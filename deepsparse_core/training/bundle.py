@@ -263,12 +263,14 @@ def cmd_bundle(args) -> int:
         better, why = _better(card, out, rescore, score_candidate)
         if not better:
             print(f"kept {out}: {why}")
-            if args.markdown and rescored:  # the kept model's per-CT scores on these CTs
+            if args.markdown:  # the candidate's card, and the kept model's per-CT scores when rescored
                 from ..atomic import write_text
                 from ..model.card import per_ct_markdown
 
-                write_text(args.markdown, f"{out.name} (kept), rescored on {len(files)} held-out CTs\n"
-                           + per_ct_markdown(rescored["rows"], rescored["k"], info.get("mean_also_without")))
+                kept = "" if not rescored else (
+                    f"\n{out.name} (kept), rescored on {len(files)} held-out CTs with {rescored['k']} DC passes\n"
+                    + per_ct_markdown(rescored["rows"], rescored["k"], info.get("mean_also_without")))
+                write_text(args.markdown, f"Not bundled ({why}):\n\n" + card_markdown(model.name, card) + kept)
             emit("result", written=False, reason=why)
             return 0
     path = write_bundled(model, out, card)
@@ -295,7 +297,8 @@ def add_bundle_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--only-if-better", action="store_true",
                    help="keep an existing --out unless the new model scores higher with DC (same K) and not lower "
                         "alone at every view count")
-    p.add_argument("--markdown", metavar="FILE.md", help="also write the card as Markdown")
+    p.add_argument("--markdown", metavar="FILE.md", help="also write the card as Markdown (with --only-if-better and a kept file: the new "
+                        "model's card, why it was not bundled, and the kept model's rescored per-CT rows)")
     add_device_argument(p)
     p.add_argument("--out", required=True, help="bundled model file (float16 .safetensors)")
     p.set_defaults(func=cmd_bundle)
