@@ -75,6 +75,18 @@ def test_config_round_trips_through_json(preset):
     assert DiceConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
 
 
+def test_config_file_with_restarts_reads_back(tmp_path):
+    """A --config file may set codebook_restart although presets leave it out of to_dict."""
+    from deepsparse_core.model.config import model_config
+
+    path = tmp_path / "restart.json"
+    path.write_text(json.dumps({"preset": "tiny", "codebook_restart": 1.0}))
+    assert model_config(str(path)) == DiceConfig.tiny(codebook_restart=1.0)
+    path.write_text(json.dumps({"preset": "tiny", "codebook_restarts": 1.0}))
+    with pytest.raises(InputError, match="unknown DiCE config fields: codebook_restarts"):
+        model_config(str(path))
+
+
 def test_parameter_counts_order_and_groups():
     counts = [DiCE(getattr(DiceConfig, p)()).num_parameters() for p in ("tiny", "small", "paper")]
     assert counts == sorted(counts) and counts[0] < 2e5

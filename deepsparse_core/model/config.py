@@ -164,7 +164,7 @@ def model_config(spec: str | dict | DiceConfig) -> DiceConfig:
     if preset not in PRESETS:
         raise InputError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
     base = getattr(DiceConfig, preset)().to_dict()
-    unknown = set(spec) - set(base)
+    unknown = set(spec) - {f.name for f in dataclasses.fields(DiceConfig)}
     if unknown:
         raise InputError(f"unknown DiCE config fields: {', '.join(sorted(unknown))}")
     try:

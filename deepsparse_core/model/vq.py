@@ -71,7 +71,7 @@ class EMAVectorQuantizer(nn.Module):
         """Codes whose EMA count fell below ``restart`` move to random features of this batch, with a
         count of ``restart`` (dead-code restart, Dhariwal et al. 2020, Jukebox). Without it EMA codebooks
         collapse: the bundled CPU model of 2026-12-03 had 13-35 of its 256 codes per scale with an EMA
-        count of at least one vector per step (9.5-18.3 codes in effective use, :meth:`perplexity`).
+        count of at least one vector per step (9.5-19.7 codes in effective use, :meth:`perplexity`).
         Under DDP rank 0's candidates are broadcast; the call has the same shape on every rank whatever
         the counts, so ranks cannot wait on each other, and nothing is synchronized with a GPU."""
         candidates = flat[torch.randint(len(flat), (len(self.codebook),), device=flat.device)].to(self.codebook.dtype)

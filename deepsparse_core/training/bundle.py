@@ -241,17 +241,17 @@ def cmd_bundle(args) -> int:
     if args.only_if_better and out.exists():
         rescored: dict = {}
 
-        def rescore(path, k_new):
+        def rescore(path, k):
             print(f"the bundled {path.name} was scored on other held-out CTs, another DC method or another K: "
-                  f"scoring it on these ({len(files)}) with {k_new} DC passes", file=sys.stderr)
+                  f"scoring it on these ({len(files)}) with {k} DC passes", file=sys.stderr)
             shared = {key: {"fdk": c["fdk"], "sart": c["sart"]} for key, c in volumes.items()}  # same views
-            old = held_out_scores(path, files, counts, tuple(sorted({0, k_new})), args.sart_iterations,
+            old = held_out_scores(path, files, counts, tuple(sorted({0, k})), args.sart_iterations,
                                   args.device, show_progress=mode() == "bar", vif=False, volumes=shared)
-            rescored.update(rows=old["rows"], k=k_new)
+            rescored.update(rows=old["rows"], k=k)
             for n, m in old["means"].items():
-                print(f"{n} views, bundled: DiCE {m[0]['psnr']:.2f}, DiCE + {k_new} DC {m[k_new]['psnr']:.2f} dB "
+                print(f"{n} views, bundled: DiCE {m[0]['psnr']:.2f}, DiCE + {k} DC {m[k]['psnr']:.2f} dB "
                       f"(mean of {len(files)})")
-            return {str(n): {"dice": m[0], "dice_dc": m[k_new]} for n, m in old["means"].items()}
+            return {str(n): {"dice": m[0], "dice_dc": m[k]} for n, m in old["means"].items()}
 
         def score_candidate(k_old):
             print(f"the bundled {out.name} ships with {k_old} DC passes: scoring the new model with them too",
@@ -297,8 +297,9 @@ def add_bundle_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--only-if-better", action="store_true",
                    help="keep an existing --out unless the new model scores higher with DC (same K) and not lower "
                         "alone at every view count")
-    p.add_argument("--markdown", metavar="FILE.md", help="also write the card as Markdown (with --only-if-better and a kept file: the new "
-                        "model's card, why it was not bundled, and the kept model's rescored per-CT rows)")
+    p.add_argument("--markdown", metavar="FILE.md",
+                   help="also write the card as Markdown (with --only-if-better and a kept file: the new model's "
+                        "card, why it was not bundled, and the kept model's rescored per-CT rows)")
     add_device_argument(p)
     p.add_argument("--out", required=True, help="bundled model file (float16 .safetensors)")
     p.set_defaults(func=cmd_bundle)
