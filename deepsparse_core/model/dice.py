@@ -31,10 +31,9 @@ from .denoise import DenoiseLayer
 from .encoder import ProjectionEncoder
 from .point_decoder import PointDecoder
 from .sampling import grid_features, pixel_features, project_to_views, sample_volume
-from .vq import QuantizationLayer
+from .vq import CODEBOOK_STATE, QuantizationLayer
 
 GROUPS = ("encoder", "quantization", "decoder3d", "point_decoder", "denoise")
-_CODEBOOK_STATE = ("codebook", "cluster_size", "embed_sum")  # buffers counted as parameters, as the paper does
 
 
 @dataclass
@@ -288,5 +287,5 @@ class DiCE(nn.Module):
 
 def _count(module: nn.Module) -> int:
     params = sum(p.numel() for p in module.parameters())
-    codebooks = sum(b.numel() for name, b in module.named_buffers() if name.rsplit(".", 1)[-1] in _CODEBOOK_STATE)
+    codebooks = sum(b.numel() for name, b in module.named_buffers() if name.rsplit(".", 1)[-1] in CODEBOOK_STATE)
     return params + codebooks

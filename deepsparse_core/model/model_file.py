@@ -31,17 +31,18 @@ if TYPE_CHECKING:
 
 FORMAT = "deepsparse-dice"
 VERSION = "1"
-FULL_PRECISION = ("quantizer.codebook", "quantizer.cluster_size", "quantizer.embed_sum")  # never float16
 
 
 def save_model(path: str | Path, model: DiCE, geometry: Geometry | None = None, n_views: int | None = None,
                card: dict | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write ``model`` atomically; ``dtype=torch.float16`` halves the file (floating tensors only,
     except the codebooks' EMA state: float16 rounds small counts to 0 and overflows sums above 65,504)."""
+    from .vq import CODEBOOK_STATE
+
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
-        if dtype is not None and v.is_floating_point() and not k.endswith(FULL_PRECISION):
+        if dtype is not None and v.is_floating_point() and k.rsplit(".", 1)[-1] not in CODEBOOK_STATE:
             v = v.to(dtype)
         tensors[k] = v.contiguous()
     geo = None

@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+CODEBOOK_STATE = ("codebook", "cluster_size", "embed_sum")  # the quantizer's buffers (state dict name tails)
+
+
 class EMAVectorQuantizer(nn.Module):
     """Nearest-code quantization of (B, D, *spatial) features with an EMA-updated codebook."""
 

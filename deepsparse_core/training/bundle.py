@@ -241,24 +241,27 @@ def cmd_bundle(args) -> int:
     if args.only_if_better and out.exists():
         rescored: dict = {}
 
+        def alone_and_dc(path, k, cache):
+            """``path`` scored with 0 and ``k`` passes (no VIF), reusing ``cache``'s reconstructions."""
+            scores = held_out_scores(path, files, counts, tuple(sorted({0, k})), args.sart_iterations, args.device,
+                                     show_progress=mode() == "bar", vif=False, volumes=cache)
+            return scores, {str(n): {"dice": m[0], "dice_dc": m[k]} for n, m in scores["means"].items()}
+
         def rescore(path, k):
             print(f"the bundled {path.name} was scored on other held-out CTs, another DC method or another K: "
                   f"scoring it on these ({len(files)}) with {k} DC passes", file=sys.stderr)
             shared = {key: {"fdk": c["fdk"], "sart": c["sart"]} for key, c in volumes.items()}  # same views
-            old = held_out_scores(path, files, counts, tuple(sorted({0, k})), args.sart_iterations,
-                                  args.device, show_progress=mode() == "bar", vif=False, volumes=shared)
+            old, means = alone_and_dc(path, k, shared)
             rescored.update(rows=old["rows"], k=k)
-            for n, m in old["means"].items():
-                print(f"{n} views, bundled: DiCE {m[0]['psnr']:.2f}, DiCE + {k} DC {m[k]['psnr']:.2f} dB "
+            for n, m in means.items():
+                print(f"{n} views, bundled: DiCE {m['dice']['psnr']:.2f}, DiCE + {k} DC {m['dice_dc']['psnr']:.2f} dB "
                       f"(mean of {len(files)})")
-            return {str(n): {"dice": m[0], "dice_dc": m[k]} for n, m in old["means"].items()}
+            return means
 
         def score_candidate(k_old):
             print(f"the bundled {out.name} ships with {k_old} DC passes: scoring the new model with them too",
                   file=sys.stderr)
-            more = held_out_scores(model, files, counts, (0, k_old), args.sart_iterations, args.device,
-                                   show_progress=mode() == "bar", vif=False, volumes=volumes)
-            return {str(n): {"dice": m[0], "dice_dc": m[k_old]} for n, m in more["means"].items()}
+            return alone_and_dc(model, k_old, volumes)[1]
 
         better, why = _better(card, out, rescore, score_candidate)
         if not better:

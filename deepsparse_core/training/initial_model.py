@@ -10,6 +10,7 @@ from ..errors import InputError
 from ..model import DiCE, DiceConfig
 from ..model.config import model_config
 from ..model.model_file import load_model
+from ..model.vq import CODEBOOK_STATE
 from .stages import Stage
 
 
@@ -39,7 +40,7 @@ def _split_codebook(state: dict, own: dict, prefix: str, seed: int = 0) -> dict 
     f - 1 copies at a small random offset join it, the EMA counts shared among the f copies. The
     quantizer's output at the start is unchanged up to that offset, and the copies drift apart as
     training assigns features to them. None when the shapes do not fit."""
-    names = [prefix + n for n in ("codebook", "cluster_size", "embed_sum")]
+    names = [prefix + n for n in CODEBOOK_STATE]
     if not all(n in state and n in own for n in names):
         return None
     old, new = state[names[0]], own[names[0]]
