@@ -1,6 +1,7 @@
 """DiCE network (deepsparse_core.model): shapes, sizes, masking, gradients, codebooks, coordinates."""
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -75,6 +76,15 @@ def test_config_round_trips_through_json(preset):
     assert DiceConfig.from_dict(json.loads(json.dumps(on.to_dict()))) == on
 
 
+def test_view_pool_doubles_the_two_d_features_and_round_trips():
+    cfg = DiceConfig.tiny(view_pool="max+mean")
+    assert cfg.point_features == 2 * sum(cfg.scale_channels) + cfg.decoder_channels
+    assert DiceConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert "view_pool" not in DiceConfig.tiny().to_dict()   # the released max: files stay readable by older versions
+    with pytest.raises(InputError, match="view_pool must be one of max, max\\+mean"):
+        DiceConfig.tiny(view_pool="mean")
+
+
 def test_config_file_with_restarts_reads_back(tmp_path):
     """A --config file may set codebook_restart although presets leave it out of to_dict."""
     from deepsparse_core.model.config import model_config
@@ -135,8 +145,9 @@ def test_input_errors():
 
 
 # ---------------------------------------------------------------------------------- view masks
-def test_masked_views_equal_physically_fewer_views_in_eval():
-    model, geometry = make_model().eval(), make_geometry(8)
+@pytest.mark.parametrize("view_pool", ["max", "max+mean"])
+def test_masked_views_equal_physically_fewer_views_in_eval(view_pool):
+    model, geometry = make_model(view_pool=view_pool).eval(), make_geometry(8)
     projections, points = make_inputs(b=2, v=8)
     mask = torch.ones(2, 8, dtype=torch.bool)
     mask[0, [1, 4, 5]] = False
@@ -216,6 +227,63 @@ def test_every_slot_used_takes_the_unmasked_path_with_the_same_result():
     grad, maps.grad = maps.grad.clone(), None
     brute.pow(2).sum().backward()
     assert torch.allclose(out, brute, atol=1e-6) and torch.allclose(grad, maps.grad, atol=1e-5)
+
+
+def test_mean_pooling_appends_the_mean_over_the_used_views():
+    """view_pool "max+mean": the max channels are unchanged and the mean channels equal a per-view loop,
+    for samples with different view counts, a sample without views (zeros) and every slot used."""
+    g = torch.Generator().manual_seed(4)
+    maps = torch.randn(3, 7, 4, 6, 5, generator=g, requires_grad=True)
+    uv = torch.rand(3, 7, 11, 2, generator=g) * 2.2 - 1.1
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    mask[0, [0, 3]] = True
+    mask[1, [1, 2, 4, 5, 6]] = True
+    every = torch.ones(3, 7, dtype=torch.bool)
+
+    def brute_mean(used):
+        out = torch.zeros(3, 4, 11)
+        for b in range(3):
+            views = [F.grid_sample(maps[b, v:v + 1], uv[b, v].reshape(1, 11, 1, 2), align_corners=False)[0, :, :, 0]
+                     for v in range(7) if used[b, v]]
+            if views:
+                out[b] = torch.stack(views).mean(dim=0)
+        return out
+
+    for used in (mask, every):
+        out = pixel_features(maps, uv, used, mean=True)
+        assert out.shape == (3, 8, 11)
+        assert torch.equal(out[:, :4], pixel_features(maps, uv, used))
+        assert torch.allclose(out[:, 4:], brute_mean(used), atol=1e-6)
+    out = pixel_features(maps, uv, mask, mean=True)
+    assert torch.equal(out[2], torch.zeros(8, 11))
+    out[:, 4:].sum().backward()
+    assert maps.grad[~mask].abs().max() == 0 and maps.grad[mask].abs().max() > 0
+
+
+def test_a_max_model_warm_starts_into_max_and_mean_pooling_unchanged():
+    """The mean features come after the 3D feature, and the point MLP's weights on them start at zero:
+    the warm-started model predicts what the max-only model did, and those weights get gradients."""
+    from deepsparse_core.training.initial_model import transfer_weights
+
+    source = make_model(seed=1)
+    target = DiCE(dataclasses.replace(source.config, view_pool="max+mean"))
+    copied, fresh = transfer_weights(target, source.state_dict())
+    assert not fresh and len(copied) == len(target.state_dict())
+    geometry = make_geometry(8)
+    projections, points = make_inputs(b=2, v=8)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, [2, 5]] = False
+    source.eval(), target.eval()
+    with torch.no_grad():
+        before = source(projections, geometry, points, view_mask_2d=mask)["pred"]
+        after = target(projections, geometry, points, view_mask_2d=mask)["pred"]
+    assert torch.allclose(before, after, atol=1e-6)
+    target.train()
+    target(projections, geometry, points, view_mask_2d=mask)["pred"].pow(2).sum().backward()
+    new = slice(source.config.point_features, None)
+    for layer in (target.point_decoder.first, target.point_decoder.skip):
+        assert torch.equal(layer.weight[:, new], torch.zeros_like(layer.weight[:, new]))
+        assert layer.weight.grad[:, new].abs().max() > 0
 
 
 def test_sample_without_any_view_gets_zero_features():

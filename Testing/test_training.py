@@ -420,6 +420,11 @@ def test_init_with_config_warm_starts_into_a_new_architecture(runs, data, tmp_pa
     assert changed and all(k.startswith("point_decoder.") for k in changed)
     assert all(torch.equal(v, own[k]) for k, v in new.items() if k not in changed)
     assert "point_decoder" in meta["transfer"] and f"{len(new) - len(changed)} of {len(new)}" in meta["transfer"]
+    # mean pooling appends 2D features: every tensor is copied (zero weights on the new ones) and the run says so
+    pooled = dataclasses.replace(base, view_pool="max+mean")
+    model, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), pooled)
+    assert f"{len(own)} of {len(own)} tensors copied" in meta["transfer"]
+    assert f"point features widened from {base.point_features} to {pooled.point_features}" in meta["transfer"]
     # the same architecture: an ordinary warm start, no transfer line
     _, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), base)
     assert "transfer" not in meta

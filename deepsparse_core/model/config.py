@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
+VIEW_POOLS = ("max", "max+mean")
 MAX_WIDTH = 4096  # channels of any layer; the paper's widest is 368, 4096 already needs GBs per batch
 
 # inclusive [lo, hi] of every integer field: refused before any layer is built (a 100-byte edit of a
@@ -59,6 +60,9 @@ class DiceConfig:
     # --- point decoder
     point_hidden: tuple[int, ...] = (184, 128, 64, 16)  # released: [368 // 2] + point_decoder.mlp_chs[:-1]
     output_activation: str = "identity"  # "identity" (train MSE on [0,1], clamp at inference) or "sigmoid"
+    view_pool: str = "max"            # how a point's 2D features combine its views: "max" (paper Eq. 5, as
+                                      # released) or "max+mean" (also the mean over the views, appended after
+                                      # the 3D feature, so a "max" model warm-starts into it unchanged)
     negative_slope: float = 0.01      # LeakyReLU slope (torch default, as released)
 
     def __post_init__(self):
@@ -77,6 +81,8 @@ class DiceConfig:
         if not 1 <= len(hidden) <= 16:
             raise InputError("DiCE config point_hidden needs 1 to 16 hidden layers")
         object.__setattr__(self, "point_hidden", tuple(_check_int(h, "point_hidden", 1, MAX_WIDTH) for h in hidden))
+        if self.view_pool not in VIEW_POOLS:
+            raise InputError(f"DiCE config view_pool must be one of {', '.join(VIEW_POOLS)}, got {self.view_pool!r}")
         if self.output_activation not in ("identity", "sigmoid"):
             raise InputError(f"output_activation must be 'identity' or 'sigmoid', got {self.output_activation!r}")
         if max(self.scale_channels) > MAX_WIDTH or self.point_features > 4 * MAX_WIDTH:
@@ -91,8 +97,10 @@ class DiceConfig:
 
     @property
     def point_features(self) -> int:
-        """Width of a point's feature vector: all 2D scales + the 3D volume (368 in the paper)."""
-        return sum(self.scale_channels) + self.decoder_channels
+        """Width of a point's feature vector: all 2D scales + the 3D volume (368 in the paper), then
+        all 2D scales again with ``view_pool`` "max+mean"."""
+        pooled = 2 if self.view_pool == "max+mean" else 1
+        return pooled * sum(self.scale_channels) + self.decoder_channels
 
     @property
     def downsampling(self) -> int:
@@ -120,11 +128,13 @@ class DiceConfig:
 
     # ------------------------------------------------------------------ (de)serialization
     def to_dict(self) -> dict:
-        """JSON-ready fields; ``codebook_restart`` only when on, so files without restarts stay readable
-        by versions that predate the field."""
+        """JSON-ready fields; ``codebook_restart`` and ``view_pool`` only when not the released default,
+        so files without them stay readable by versions that predate the fields."""
         d = dataclasses.asdict(self)
         if not d["codebook_restart"]:
             del d["codebook_restart"]
+        if d["view_pool"] == "max":
+            del d["view_pool"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod

@@ -168,14 +168,21 @@ class DiCE(nn.Module):
 
     # ------------------------------------------------------------------ point decoding
     def point_features(self, features: DiceFeatures, points: torch.Tensor) -> torch.Tensor:
-        """(N, 3) or (B, N, 3) mm -> (B, N, point_features): S pixel-aligned 2D features, finest first,
-        then the voxel-aligned 3D feature (paper Eq. 5-6)."""
+        """(N, 3) or (B, N, 3) mm -> (B, N, point_features): S pixel-aligned 2D features (max over the
+        views), finest first, then the voxel-aligned 3D feature (paper Eq. 5-6); with ``view_pool``
+        "max+mean" then the S means over the views."""
         b = features.volume.shape[0]
         points = points.to(self._dtype)
         uv = project_to_views(features.geometry, points, features.angles, batch=b)  # (B, V, N, 2)
-        feats = [pixel_features(maps, uv, features.view_mask) for maps in features.maps]
+        mean = self.config.view_pool == "max+mean"
+        pooled = [pixel_features(maps, uv, features.view_mask, mean=mean) for maps in features.maps]
         batched = points if points.dim() == 3 else points.expand(b, *points.shape)
-        feats.append(sample_volume(features.volume, features.geometry, batched))
+        volume = sample_volume(features.volume, features.geometry, batched)
+        if mean:  # [max of every scale | 3D | mean of every scale]: a "max" model's inputs stay first
+            halves = [p.chunk(2, dim=1) for p in pooled]
+            feats = [h[0] for h in halves] + [volume] + [h[1] for h in halves]
+        else:
+            feats = pooled + [volume]
         return torch.cat(feats, dim=1).transpose(1, 2)
 
     def _predict(self, features: DiceFeatures, points: torch.Tensor) -> torch.Tensor:

@@ -58,13 +58,24 @@ def _split_codebook(state: dict, own: dict, prefix: str, seed: int = 0) -> dict 
     return {names[0]: codebook, names[1]: size, names[2]: codebook * size.unsqueeze(1)}
 
 
+# the point MLP's layers that read the point features; DiCE appends new features after the old ones
+POINT_INPUTS = ("point_decoder.first.weight", "point_decoder.skip.weight")
+
+
 def transfer_weights(model: DiCE, state: dict) -> tuple[list[str], list[str]]:
     """Copy into ``model`` every tensor of ``state`` whose name and shape match; (copied, left as
     initialized) tensor names. A warm start across an architecture change (a wider grid M changes no
     shape; a wider decoder or point MLP re-initializes the layers it touches; a codebook grown by a
-    whole factor is split from the old one, see :func:`_split_codebook`, and counts as copied)."""
+    whole factor is split from the old one, see :func:`_split_codebook`, and counts as copied; point
+    features appended after the old ones, as ``view_pool`` "max+mean" does, get zero weights in the point
+    MLP's input layers, so the warm-started model computes what the old one did)."""
     own = model.state_dict()
     take = {k: state[k].to(own[k].dtype) for k, v in own.items() if k in state and state[k].shape == v.shape}
+    for name in POINT_INPUTS:  # more point features appended (view_pool "max+mean"): zero weights on them
+        if name in own and name in state and name not in take:
+            old, new = state[name], own[name]
+            if old.dim() == 2 and old.shape[0] == new.shape[0] and old.shape[1] < new.shape[1]:
+                take[name] = torch.cat([old.to(new.dtype), new.new_zeros(new.shape[0], new.shape[1] - old.shape[1])], 1)
     for i, prefix in enumerate(sorted({k[: -len("codebook")] for k in own if k.endswith("quantizer.codebook")})):
         if prefix + "codebook" not in take:
             take.update(_split_codebook(state, own, prefix, seed=i) or {})
@@ -114,6 +125,7 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
             copied, fresh = transfer_weights(torch_model, source.state_dict())
             split = target.codebook_size != source.config.codebook_size and \
                 any(k.endswith("quantizer.codebook") for k in copied)
+            widened = target.point_features > source.config.point_features and POINT_INPUTS[0] in copied
             if not {name for name, _ in torch_model.named_parameters()} & set(copied):
                 raise InputError(f"no tensor of {path} fits the --config architecture: nothing to warm-start "
                                  "(drop --init to train it from scratch)")
@@ -121,6 +133,8 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
                                         f"{len(copied) + len(fresh)} tensors copied"
                                         + (f" (codebooks split from {source.config.codebook_size} to "
                                            f"{target.codebook_size} codes)" if split else "")
+                                        + (f" (point features widened from {source.config.point_features} to "
+                                           f"{target.point_features}, the new ones at zero weight)" if widened else "")
                                         + (f"; initialized afresh: {_layers(fresh)}" if fresh else "")}
         has_denoise = torch_model.denoise is not None
         if has_denoise and not stage.denoise:
