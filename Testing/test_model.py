@@ -260,15 +260,24 @@ def test_mean_pooling_appends_the_mean_over_the_used_views():
     assert maps.grad[~mask].abs().max() == 0 and maps.grad[mask].abs().max() > 0
 
 
-def test_a_max_model_warm_starts_into_max_and_mean_pooling_unchanged():
-    """The mean features come after the 3D feature, and the point MLP's weights on them start at zero:
-    the warm-started model predicts what the max-only model did, and those weights get gradients."""
+@pytest.mark.parametrize("change", [dict(view_pool="max+mean"), dict(point_hidden=(50, 20, 9)),
+                                    dict(view_pool="max+mean", point_hidden=(44, 20, 12))])
+def test_a_warm_start_into_a_grown_point_mlp_predicts_what_the_old_model_did(change):
+    """Mean pooling appends features after the 3D one, and a wider MLP of the same depth adds units: every
+    old unit keeps its weights, its weights on new features and new units start at zero, so the grown
+    model predicts what the old one did (tiny: (38, 16, 8) on 76 features), and those weights learn."""
     from deepsparse_core.training.initial_model import transfer_weights
 
     source = make_model(seed=1)
-    target = DiCE(dataclasses.replace(source.config, view_pool="max+mean"))
-    copied, fresh = transfer_weights(target, source.state_dict())
+    for norm in source.point_decoder.norms:  # trained-looking statistics, so that copying them matters
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+    target = DiCE(dataclasses.replace(source.config, **change))
+    copied, fresh = transfer_weights(target, source.state_dict(), source.config)
     assert not fresh and len(copied) == len(target.state_dict())
+    if "view_pool" in change:  # without the source config, more features are not known to be appended
+        _, fresh = transfer_weights(DiCE(target.config), source.state_dict())
+        assert fresh and all(k.startswith("point_decoder.") for k in fresh)
     geometry = make_geometry(8)
     projections, points = make_inputs(b=2, v=8)
     mask = torch.ones(2, 8, dtype=torch.bool)
@@ -277,13 +286,18 @@ def test_a_max_model_warm_starts_into_max_and_mean_pooling_unchanged():
     with torch.no_grad():
         before = source(projections, geometry, points, view_mask_2d=mask)["pred"]
         after = target(projections, geometry, points, view_mask_2d=mask)["pred"]
-    assert torch.allclose(before, after, atol=1e-6)
+    assert torch.allclose(before, after, atol=1e-5)
     target.train()
     target(projections, geometry, points, view_mask_2d=mask)["pred"].pow(2).sum().backward()
-    new = slice(source.config.point_features, None)
-    for layer in (target.point_decoder.first, target.point_decoder.skip):
-        assert torch.equal(layer.weight[:, new], torch.zeros_like(layer.weight[:, new]))
-        assert layer.weight.grad[:, new].abs().max() > 0
+    decoder = target.point_decoder
+    old, grown = list(source.config.point_hidden) + [1], list(target.config.point_hidden) + [1]
+    zero = [decoder.first.weight[:old[0], source.config.point_features:]]  # old units, new features
+    zero += [layer.weight[:old[k + 1], old[k]:] for k, layer in enumerate(decoder.layers)]  # old units, new inputs
+    assert all(torch.equal(w, torch.zeros_like(w)) for w in zero)
+    assert sum(w.numel() for w in zero) > 0
+    learning = [w.grad for w in (decoder.first.weight, decoder.layers[-1].weight)]
+    learning = [learning[0][:, source.config.point_features:], learning[1][:, old[-2]:]]
+    assert all(g.abs().max() > 0 for g in learning if g.numel())
 
 
 def test_sample_without_any_view_gets_zero_features():

@@ -412,19 +412,20 @@ def test_init_with_config_warm_starts_into_a_new_architecture(runs, data, tmp_pa
     assert model.config == wider and model.training
     assert all(torch.equal(v, own[k]) for k, v in model.state_dict().items())
     assert f"{len(own)} of {len(own)} tensors copied" in meta["transfer"] and "afresh" not in meta["transfer"]
-    # a wider point MLP: its changed layers start fresh, the encoder and 3D decoder are copied
-    mlp = dataclasses.replace(base, point_hidden=tuple(2 * h for h in base.point_hidden))
+    # a wider point MLP reading more features (mean pooling): grown, the old units kept, and the run says so
+    mlp = dataclasses.replace(base, point_hidden=tuple(2 * h for h in base.point_hidden), view_pool="max+mean")
     model, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), mlp)
     new = model.state_dict()
     changed = sorted(k for k in new if k not in own or own[k].shape != new[k].shape)
     assert changed and all(k.startswith("point_decoder.") for k in changed)
     assert all(torch.equal(v, own[k]) for k, v in new.items() if k not in changed)
-    assert "point_decoder" in meta["transfer"] and f"{len(new) - len(changed)} of {len(new)}" in meta["transfer"]
-    # mean pooling appends 2D features: every tensor is copied (zero weights on the new ones) and the run says so
-    pooled = dataclasses.replace(base, view_pool="max+mean")
-    model, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), pooled)
-    assert f"{len(own)} of {len(own)} tensors copied" in meta["transfer"]
-    assert f"point features widened from {base.point_features} to {pooled.point_features}" in meta["transfer"]
+    assert f"{len(new)} of {len(new)} tensors copied" in meta["transfer"]
+    assert (f"point MLP grown from {list(base.point_hidden)} on {base.point_features} features to "
+            f"{list(mlp.point_hidden)} on {mlp.point_features}") in meta["transfer"]
+    # a deeper point MLP cannot grow: its layers start fresh, and the run names them
+    deeper = dataclasses.replace(base, point_hidden=base.point_hidden + (8,))
+    model, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), deeper)
+    assert "initialized afresh: point_decoder" in meta["transfer"] and "grown" not in meta["transfer"]
     # the same architecture: an ordinary warm start, no transfer line
     _, meta = initial_model(stage, str(Path(runs["scratch"].run_dir)), base)
     assert "transfer" not in meta

@@ -58,24 +58,72 @@ def _split_codebook(state: dict, own: dict, prefix: str, seed: int = 0) -> dict 
     return {names[0]: codebook, names[1]: size, names[2]: codebook * size.unsqueeze(1)}
 
 
-# the point MLP's layers that read the point features; DiCE appends new features after the old ones
-POINT_INPUTS = ("point_decoder.first.weight", "point_decoder.skip.weight")
+POINT = "point_decoder."
 
 
-def transfer_weights(model: DiCE, state: dict) -> tuple[list[str], list[str]]:
+def _mlp_shape(state: dict) -> tuple[list[int], int] | None:
+    """(widths of the hidden layers and the output, point features read) of a state's point MLP."""
+    if POINT + "first.weight" not in state:
+        return None
+    widths, k = [state[POINT + "first.weight"].shape[0]], 0
+    while f"{POINT}layers.{k}.weight" in state:
+        widths.append(state[f"{POINT}layers.{k}.weight"].shape[0])
+        k += 1
+    return widths, state[POINT + "first.weight"].shape[1]
+
+
+def _grow_point_decoder(state: dict, own: dict, appended: bool) -> dict | None:
+    """A point MLP of the same depth, wider and/or reading more point features: each old unit keeps its
+    weights, its inputs from new units and new features start at zero, and new units keep their fresh
+    initialization. The grown MLP computes what the old one did, and the zero weights get gradients from
+    the first step. More features only with ``appended`` (the old features come first, unchanged, as with
+    ``view_pool`` "max+mean"). None when it does not fit."""
+    old_shape, new_shape = _mlp_shape(state), _mlp_shape(own)
+    if old_shape is None or new_shape is None or old_shape == new_shape:
+        return None
+    (w_old, c_old), (w_new, c_new) = old_shape, new_shape
+    if len(w_old) != len(w_new) or any(a > b for a, b in zip(w_old, w_new)) or \
+            c_old > c_new or (c_old < c_new and not appended):
+        return None
+    starts = [sum(w_new[1:j]) for j in range(1, len(w_new))]  # skip's row block of each later layer
+    rows = {"first": list(range(w_old[0])), "skip": [o + i for o, w in zip(starts, w_old[1:]) for i in range(w)]}
+    cols = {"first": c_old, "skip": c_old}
+    for k in range(len(w_old) - 1):
+        rows[f"layers.{k}"], cols[f"layers.{k}"] = list(range(w_old[k + 1])), w_old[k]
+        rows[f"norms.{k}"] = list(range(w_old[k]))
+    grown = {}
+    for name, target in own.items():
+        if not name.startswith(POINT) or name not in state:
+            continue
+        module, leaf = name[len(POINT):].rsplit(".", 1)
+        old = state[name].to(target.dtype)
+        if leaf == "num_batches_tracked" or module not in rows:
+            grown[name] = old.clone() if old.shape == target.shape else target.clone()
+            continue
+        index = torch.tensor(rows[module], dtype=torch.long)
+        value = target.clone()
+        if value.dim() == 2:
+            value[index, :] = 0.0
+            value[index, :cols[module]] = old
+        else:
+            value[index] = old
+        grown[name] = value
+    return grown
+
+
+def transfer_weights(model: DiCE, state: dict, source: DiceConfig | None = None) -> tuple[list[str], list[str]]:
     """Copy into ``model`` every tensor of ``state`` whose name and shape match; (copied, left as
     initialized) tensor names. A warm start across an architecture change (a wider grid M changes no
-    shape; a wider decoder or point MLP re-initializes the layers it touches; a codebook grown by a
-    whole factor is split from the old one, see :func:`_split_codebook`, and counts as copied; point
-    features appended after the old ones, as ``view_pool`` "max+mean" does, get zero weights in the point
-    MLP's input layers, so the warm-started model computes what the old one did)."""
+    shape; a wider 3D decoder re-initializes the layers it touches; a codebook grown by a whole factor
+    is split from the old one, see :func:`_split_codebook`; a point MLP of the same depth grown wider or
+    reading more point features keeps computing what the old one did, see :func:`_grow_point_decoder`;
+    split and grown tensors count as copied). ``source``, the config of ``state``, tells whether the old
+    point features come first in the new ones (the same 2D and 3D widths); without it they must be equal."""
     own = model.state_dict()
     take = {k: state[k].to(own[k].dtype) for k, v in own.items() if k in state and state[k].shape == v.shape}
-    for name in POINT_INPUTS:  # more point features appended (view_pool "max+mean"): zero weights on them
-        if name in own and name in state and name not in take:
-            old, new = state[name], own[name]
-            if old.dim() == 2 and old.shape[0] == new.shape[0] and old.shape[1] < new.shape[1]:
-                take[name] = torch.cat([old.to(new.dtype), new.new_zeros(new.shape[0], new.shape[1] - old.shape[1])], 1)
+    appended = source is not None and source.scale_channels == model.config.scale_channels and \
+        source.decoder_channels == model.config.decoder_channels
+    take.update(_grow_point_decoder(state, own, appended) or {})
     for i, prefix in enumerate(sorted({k[: -len("codebook")] for k in own if k.endswith("quantizer.codebook")})):
         if prefix + "codebook" not in take:
             take.update(_split_codebook(state, own, prefix, seed=i) or {})
@@ -122,10 +170,11 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
                                  "cannot: drop --config (step 2 keeps the step-1 model's)")
             source = torch_model
             torch_model = DiCE(target)
-            copied, fresh = transfer_weights(torch_model, source.state_dict())
+            copied, fresh = transfer_weights(torch_model, source.state_dict(), source.config)
             split = target.codebook_size != source.config.codebook_size and \
                 any(k.endswith("quantizer.codebook") for k in copied)
-            widened = target.point_features > source.config.point_features and POINT_INPUTS[0] in copied
+            old_mlp, new_mlp = _mlp_shape(source.state_dict()), _mlp_shape(torch_model.state_dict())
+            grown = old_mlp != new_mlp and not any(k.startswith(POINT) for k in fresh)
             if not {name for name, _ in torch_model.named_parameters()} & set(copied):
                 raise InputError(f"no tensor of {path} fits the --config architecture: nothing to warm-start "
                                  "(drop --init to train it from scratch)")
@@ -133,8 +182,9 @@ def initial_model(stage: Stage, init: str | None, config: str | dict | DiceConfi
                                         f"{len(copied) + len(fresh)} tensors copied"
                                         + (f" (codebooks split from {source.config.codebook_size} to "
                                            f"{target.codebook_size} codes)" if split else "")
-                                        + (f" (point features widened from {source.config.point_features} to "
-                                           f"{target.point_features}, the new ones at zero weight)" if widened else "")
+                                        + (f" (point MLP grown from {old_mlp[0][:-1]} on {old_mlp[1]} features to "
+                                           f"{new_mlp[0][:-1]} on {new_mlp[1]}: old units kept, new inputs at zero "
+                                           "weight)" if grown else "")
                                         + (f"; initialized afresh: {_layers(fresh)}" if fresh else "")}
         has_denoise = torch_model.denoise is not None
         if has_denoise and not stage.denoise:
