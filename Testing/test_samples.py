@@ -1,7 +1,10 @@
 """Sample CTs from PyPI packages: registry, cache, offline behaviour, and the real files."""
 
+import hashlib
+import io
 import re
 import subprocess
+import tarfile
 import warnings
 from pathlib import Path
 
@@ -16,16 +19,20 @@ from deepsparse_core.errors import DeepSparseError
 
 def test_registry_pins_versions_checksums_and_licences():
     assert set(samples.SAMPLES) == {"chest", "lung1", "lung2", "liver", "tptbox", "body", "abdomen",
-                                    "chest4", "pycerr1", "pycerr2", "pycerr3", "pycerr4"}
+                                    "chest4", "abdomen2", "cta", "head",
+                                    "pycerr1", "pycerr2", "pycerr3", "pycerr4"}
     for sample in samples.SAMPLES.values():
-        assert re.fullmatch(r"\d+(\.\d+)+", sample.version)
-        assert sample.archive in ("wheel", "sdist")
-        pinned = samples.WHEELS if sample.archive == "wheel" else samples.SDISTS
+        assert re.fullmatch(r"\d+(\.\d+)+(-\d+)?", sample.version)
+        pinned = {"wheel": samples.WHEELS, "sdist": samples.SDISTS, "deb": samples.DEBS}[sample.archive]
         assert (sample.package, sample.version) in pinned
         assert sample.series or "image" in sample.files
         assert sample.licence.strip()
         for f in sample.files.values():
             assert re.fullmatch(r"[0-9a-f]{64}", f.sha256) and f.size > 0
+            if f.text is not None:  # a written header: its pin is its text's
+                assert hashlib.sha256(f.text.encode()).hexdigest() == f.sha256 and len(f.text.encode()) == f.size
+    for _, sha, size in [*samples.SDISTS.values(), *samples.DEBS.values()]:
+        assert re.fullmatch(r"[0-9a-f]{64}", sha) and size > 0
     assert "labels" in samples.SAMPLES["chest"].files
     assert all(re.fullmatch(r"[0-9a-f]{64}", sha) for sha in samples.WHEELS.values())
     # the non-commercial pycerr crops are for evaluation only; nothing else is restricted
@@ -67,6 +74,67 @@ def test_wheel_is_refused_unless_it_matches_its_pin(tmp_path, monkeypatch):
     monkeypatch.setitem(samples.WHEELS, ("pkg", "1.0"), hashlib.sha256(buf.getvalue()).hexdigest())
     assert samples.fetch_sample("fake").read_bytes() == payload
     assert not list((tmp_path / "cache").glob("**/*.whl"))
+
+
+def _tar(members: dict, mode: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as t:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            t.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def _ar(members: dict) -> bytes:
+    """A Debian package's container: 'ar' with 60-byte headers, members padded to even lengths."""
+    out = b"!<arch>\n"
+    for name, payload in members.items():
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(payload):<10}`\n".encode() + payload
+        out += b"\n" * (len(payload) % 2)
+    return out
+
+
+def test_debian_package_member_inside_nested_archives_is_extracted_and_pinned(tmp_path, monkeypatch):
+    """A .deb is fetched from the pool over https, refused unless it matches its pin, and a file
+    inside a tar inside its data.tar.xz is extracted ('outer!inner'); a written header joins it.
+    No temporary file is left in the cache."""
+    payload = b"raw int16 voxels" * 3
+    project = _tar({"proj/matrix.dat": payload, "proj/main.plist": b"<plist/>"}, "w:gz")
+    deb = _ar({"debian-binary": b"2.0\n", "control.tar.xz": _tar({"./control": b"Package: x"}, "w:xz"),
+               "data.tar.xz": _tar({"./usr/share/doc/x/Example.inv3": project}, "w:xz")})
+    header = "ElementDataFile = matrix.dat\n"
+    files = {"image": samples.SampleFile("x.mhd", hashlib.sha256(header.encode()).hexdigest(), len(header), text=header),
+             "raw": samples.SampleFile("data.tar.xz!./usr/share/doc/x/Example.inv3!proj/matrix.dat",
+                                       hashlib.sha256(payload).hexdigest(), len(payload))}
+    monkeypatch.setenv("DEEPSPARSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(samples.SAMPLES, "fakedeb", samples.Sample("fakedeb", "test", "x", "1.0-1", "deb", files, "GPL-2"))
+    urls = []
+
+    def fake_urlopen(url, timeout=None):
+        urls.append(url)
+        return io.BytesIO(deb)
+
+    monkeypatch.setattr(samples.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setitem(samples.DEBS, ("x", "1.0-1"), ("pool/main/x/x/x_1.0-1_all.deb", "0" * 64, len(deb)))
+    with pytest.raises(DeepSparseError, match="pinned SHA-256") as excinfo:
+        samples.fetch_sample("fakedeb")
+    assert "\n" not in str(excinfo.value) and not list((tmp_path / "cache").glob("**/matrix.dat"))
+    assert urls == [f"{samples.DEBIAN_MIRROR}/pool/main/x/x/x_1.0-1_all.deb"] and urls[0].startswith("https://")
+    monkeypatch.setitem(samples.DEBS, ("x", "1.0-1"), ("pool/main/x/x/x_1.0-1_all.deb",
+                                                       hashlib.sha256(deb).hexdigest(), len(deb)))
+    image = samples.fetch_sample("fakedeb")
+    assert image.read_text() == header and (image.parent / "matrix.dat").read_bytes() == payload
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == ["fakedeb", "matrix.dat", "samples", "x.mhd"]
+    # a member that is not there, at any depth, is a one-line error
+    for member in ("data.tar.gz!x", "data.tar.xz!./usr/share/doc/x/Missing.inv3!proj/matrix.dat",
+                   "data.tar.xz!./usr/share/doc/x/Example.inv3!proj/missing.dat"):
+        monkeypatch.setitem(samples.SAMPLES, "fakedeb", samples.Sample(
+            "fakedeb", "test", "x", "1.0-1", "deb", {**files, "raw": samples.SampleFile(member, "1" * 64, 5)}, "GPL-2"))
+        with pytest.raises(DeepSparseError, match=f"x_1.0-1_all.deb has no file {re.escape(member)}$") as excinfo:
+            samples.fetch_sample("fakedeb")
+        assert "\n" not in str(excinfo.value)
+    assert not [p for p in (tmp_path / "cache").rglob(".*")]
 
 
 def test_series_is_cached_only_when_every_slice_matches(tmp_path, monkeypatch):
@@ -123,6 +191,9 @@ EXPECTED = {  # name: (shape (z, y, x), spacing (z, y, x) mm, min HU, max HU)
     "body": ((350, 119, 119), (5.0, 5.0, 5.0), -1178, 12552),
     "abdomen": ((101, 125, 125), (4.0, 4.0, 4.0), -3024, 3071),
     "chest4": ((34, 128, 128), (10.0, 3.046876, 3.046876), -3024, 3070),
+    "abdomen2": ((112, 101, 122), (3.0, 3.0, 3.0), -1207, 3382),
+    "cta": ((191, 167, 233), (1.5, 1.5, 1.5), -1094, 3343),
+    "head": ((108, 256, 256), (1.5, 0.9570312, 0.9570312), -1024, 2986),
     "pycerr1": ((60, 201, 204), (3.0, 0.977, 0.977), -1000, 3065),
     "pycerr2": ((41, 138, 141), (3.0, 0.977, 0.977), -1000, 2254),
     "pycerr3": ((46, 137, 136), (3.0, 0.977, 0.977), -1000, 1561),

