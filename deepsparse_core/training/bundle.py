@@ -116,7 +116,8 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     architecture = {"name": info.get("architecture", "DiCE"), "parameters": model.num_parameters(),
                     "summary": f"S={cfg.n_scales}, M={cfg.volume_resolution}, channels "
                                f"{list(cfg.scale_channels)}, decoder {cfg.decoder_channels}, "
-                               f"codebooks {cfg.codebook_size}, point MLP {list(cfg.point_hidden)}",
+                               f"codebooks {cfg.codebook_size}, point MLP {list(cfg.point_hidden)}"
+                               + ("" if cfg.view_pool == "max" else f", view pool {cfg.view_pool}"),
                     "codebook_perplexity": model.codebook_perplexity()}
     held_out = {}
     for n, m in scores["means"].items():
