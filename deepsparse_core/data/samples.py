@@ -177,7 +177,8 @@ SAMPLES: dict[str, Sample] = {s.name: s for s in [
            TS_NOTE),
     Sample("head", "head CT, skull base to vertex (InVesalius example project 'Cranium', ProMED CT 0051), "
            "256x256x108 at 0.957x0.957x1.5 mm, HU -1024..2986", "invesalius-examples", "3.1.99998-4", "deb", {
-               "image": SampleFile("cranium.mhd", "a9cdd34c433c16fd0f1c676d7fc51661a44fdfd10f709225a81ac175a3bc5b46", 232, text=CRANIUM_HEADER),
+               "image": SampleFile("cranium.mhd", "a9cdd34c433c16fd0f1c676d7fc51661a44fdfd10f709225a81ac175a3bc5b46",
+                                   232, text=CRANIUM_HEADER),
                "raw": SampleFile("data.tar.xz!./usr/share/doc/invesalius-examples/examples/Cranium.inv3!"
                                  "tmpocjcea/matrix.dat",
                                  "d87fd5e6aaf2c4fdf4f3fe28ee3335192fc2464ed8e9682fc78530cb837938da", 14155776)},
