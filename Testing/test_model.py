@@ -187,6 +187,19 @@ def test_hybrid_view_sampling_uses_more_views_for_the_volume():
     assert torch.allclose(two_d(hybrid), two_d(only_sparse))
 
 
+def per_view(maps, uv, used, reduce):
+    """(B, C, N): ``reduce`` ("amax" or "mean") over the used views of a per-view ``grid_sample`` loop;
+    zeros for a sample without views. The brute force that ``pixel_features`` is checked against."""
+    b, v, n = maps.shape[0], maps.shape[1], uv.shape[2]
+    out = torch.zeros(b, maps.shape[2], n)
+    for i in range(b):
+        views = [F.grid_sample(maps[i, j:j + 1], uv[i, j].reshape(1, n, 1, 2), align_corners=False)[0, :, :, 0]
+                 for j in range(v) if used[i, j]]
+        if views:
+            out[i] = getattr(torch.stack(views), reduce)(dim=0)
+    return out
+
+
 def test_view_features_read_only_the_used_slots_and_match_a_per_view_brute_force():
     """pixel_features gathers the used view slots first (6 of 24 in step 1); the max over views, its
     gradient and the all-masked case must equal a plain loop over every view."""
@@ -200,12 +213,7 @@ def test_view_features_read_only_the_used_slots_and_match_a_per_view_brute_force
     (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
     grad = maps.grad.clone()
     maps.grad = None
-    brute = torch.zeros(3, 4, 11)
-    for b in range(3):
-        views = [F.grid_sample(maps[b, v:v + 1], uv[b, v].reshape(1, 11, 1, 2), align_corners=False)[0, :, :, 0]
-                 for v in range(9) if mask[b, v]]
-        if views:
-            brute[b] = torch.stack(views).amax(dim=0)
+    brute = per_view(maps, uv, mask, "amax")
     (brute * torch.arange(brute.numel()).reshape(brute.shape)).sum().backward()
     assert torch.allclose(out, brute, atol=1e-6)
     assert torch.allclose(grad, maps.grad, atol=1e-5)
@@ -221,9 +229,7 @@ def test_every_slot_used_takes_the_unmasked_path_with_the_same_result():
     uv = torch.rand(2, 6, 13, 2, generator=g) * 2.2 - 1.1
     out = pixel_features(maps, uv, torch.ones(2, 6, dtype=torch.bool))
     out.pow(2).sum().backward()
-    brute = torch.stack([torch.stack([F.grid_sample(maps[b, v:v + 1], uv[b, v].reshape(1, 13, 1, 2),
-                                                    align_corners=False)[0, :, :, 0] for v in range(6)]).amax(0)
-                         for b in range(2)])
+    brute = per_view(maps, uv, torch.ones(2, 6, dtype=torch.bool), "amax")
     grad, maps.grad = maps.grad.clone(), None
     brute.pow(2).sum().backward()
     assert torch.allclose(out, brute, atol=1e-6) and torch.allclose(grad, maps.grad, atol=1e-5)
@@ -239,21 +245,11 @@ def test_mean_pooling_appends_the_mean_over_the_used_views():
     mask[0, [0, 3]] = True
     mask[1, [1, 2, 4, 5, 6]] = True
     every = torch.ones(3, 7, dtype=torch.bool)
-
-    def brute_mean(used):
-        out = torch.zeros(3, 4, 11)
-        for b in range(3):
-            views = [F.grid_sample(maps[b, v:v + 1], uv[b, v].reshape(1, 11, 1, 2), align_corners=False)[0, :, :, 0]
-                     for v in range(7) if used[b, v]]
-            if views:
-                out[b] = torch.stack(views).mean(dim=0)
-        return out
-
     for used in (mask, every):
         out = pixel_features(maps, uv, used, mean=True)
         assert out.shape == (3, 8, 11)
         assert torch.equal(out[:, :4], pixel_features(maps, uv, used))
-        assert torch.allclose(out[:, 4:], brute_mean(used), atol=1e-6)
+        assert torch.allclose(out[:, 4:], per_view(maps, uv, used, "mean"), atol=1e-6)
     out = pixel_features(maps, uv, mask, mean=True)
     assert torch.equal(out[2], torch.zeros(8, 11))
     out[:, 4:].sum().backward()
