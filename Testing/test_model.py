@@ -246,13 +246,13 @@ def test_mean_pooling_appends_the_mean_over_the_used_views():
     mask[1, [1, 2, 4, 5, 6]] = True
     every = torch.ones(3, 7, dtype=torch.bool)
     for used in (mask, every):
-        out = pixel_features(maps, uv, used, mean=True)
-        assert out.shape == (3, 8, 11)
-        assert torch.equal(out[:, :4], pixel_features(maps, uv, used))
-        assert torch.allclose(out[:, 4:], per_view(maps, uv, used, "mean"), atol=1e-6)
-    out = pixel_features(maps, uv, mask, mean=True)
-    assert torch.equal(out[2], torch.zeros(8, 11))
-    out[:, 4:].sum().backward()
+        top, avg = pixel_features(maps, uv, used, mean=True)
+        assert top.shape == avg.shape == (3, 4, 11)
+        assert torch.equal(top, pixel_features(maps, uv, used))
+        assert torch.allclose(avg, per_view(maps, uv, used, "mean"), atol=1e-6)
+    top, avg = pixel_features(maps, uv, mask, mean=True)
+    assert torch.equal(top[2], torch.zeros(4, 11)) and torch.equal(avg[2], torch.zeros(4, 11))
+    avg.sum().backward()
     assert maps.grad[~mask].abs().max() == 0 and maps.grad[mask].abs().max() > 0
 
 

@@ -302,7 +302,7 @@ def _bytes_per_point(config, n_views: int) -> int:
     ch, feat, hidden = config.scale_channels, config.point_features, config.point_hidden
     floats = (10 * n_views                    # detector coordinates and their temporaries
               + 2 * n_views * max(ch)         # grid_sample output + masked copy, widest scale
-              + feat + sum(ch)                # pooled features (with "max+mean": and their concatenation)
+              + feat                          # pooled 2D features and the 3D one
               + 3 * feat                      # concatenation, transpose, reshape
               + 2 * (max(hidden) + feat) + 3 * max(hidden))  # MLP layer input (+ its cast) and outputs
     return 4 * floats

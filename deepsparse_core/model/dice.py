@@ -179,8 +179,7 @@ class DiCE(nn.Module):
         batched = points if points.dim() == 3 else points.expand(b, *points.shape)
         volume = sample_volume(features.volume, features.geometry, batched)
         if mean:  # [max of every scale | 3D | mean of every scale]: a "max" model's inputs stay first
-            halves = [p.chunk(2, dim=1) for p in pooled]
-            feats = [h[0] for h in halves] + [volume] + [h[1] for h in halves]
+            feats = [p[0] for p in pooled] + [volume] + [p[1] for p in pooled]
         else:
             feats = pooled + [volume]
         return torch.cat(feats, dim=1).transpose(1, 2)

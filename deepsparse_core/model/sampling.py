@@ -45,10 +45,11 @@ def project_to_views(geometry: Geometry, points: torch.Tensor, angles: torch.Ten
     return torch.stack([geometry.project_points(p, normalized=True, angles=a) for p, a in zip(points, angles)])
 
 
-def pixel_features(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor, mean: bool = False) -> torch.Tensor:
+def pixel_features(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor,
+                   mean: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Pixel-aligned features: bilinear lookups at detector positions, max-pooled over the unmasked
     views (paper Eq. 1, 5). A max, not a sum: nothing here is a tomographic back-projection.
-    ``mean`` also returns the mean over the unmasked views, after the max (``view_pool`` "max+mean").
+    ``mean`` also returns the mean over the unmasked views (``view_pool`` "max+mean").
 
     Args:
         maps: (B, V, C, h, w) per-view feature maps spanning the detector.
@@ -57,7 +58,7 @@ def pixel_features(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor
             with no view at all gets zeros.
 
     Returns:
-        (B, C, N), or (B, 2C, N) [max; mean] with ``mean``.
+        (B, C, N), or the pair (max, mean) of them with ``mean``.
     """
     b, v, c, h, w = maps.shape
     n = uv.shape[2]
@@ -71,13 +72,13 @@ def pixel_features(maps: torch.Tensor, uv: torch.Tensor, view_mask: torch.Tensor
                           mode="bilinear", padding_mode="zeros", align_corners=False)
     feats = feats.reshape(b, v, c, n)
     if v and bool(view_mask.all()):  # every slot used (inference, most training batches): no masking pass
-        return torch.cat([feats.amax(dim=1), feats.mean(dim=1)], dim=1) if mean else feats.amax(dim=1)
+        return (feats.amax(dim=1), feats.mean(dim=1)) if mean else feats.amax(dim=1)
+    unused = ~view_mask[:, :, None, None]
     if mean:  # before the in-place fill below
-        used = view_mask[:, :, None, None]
-        avg = feats.masked_fill(~used, 0.0).sum(dim=1) / used.sum(dim=1).clamp_min(1).to(feats.dtype)  # (B, C, N)
-    feats = feats.masked_fill_(~view_mask[:, :, None, None], float("-inf")).amax(dim=1)
+        avg = feats.masked_fill(unused, 0.0).sum(dim=1) / (~unused).sum(dim=1).clamp_min(1).to(feats.dtype)
+    feats = feats.masked_fill_(unused, float("-inf")).amax(dim=1)
     feats = torch.where(view_mask.any(dim=1)[:, None, None], feats, torch.zeros_like(feats))
-    return torch.cat([feats, avg], dim=1) if mean else feats
+    return (feats, avg) if mean else feats
 
 
 def grid_features(maps: torch.Tensor, geometry: Geometry, resolution: int, view_mask: torch.Tensor,
