@@ -6,7 +6,7 @@ import json
 import pytest
 
 from deepsparse_core.cli import main
-from deepsparse_core.model.card import card_markdown, missing_card_fields, read_card
+from deepsparse_core.model.card import campaign_totals, card_markdown, missing_card_fields, read_card
 from deepsparse_core.model.model_file import load_model
 from deepsparse_core.progress import set_mode
 from deepsparse_core.training.bundle import DC_CANDIDATES
@@ -42,6 +42,26 @@ def test_totals_add_up_over_warm_started_runs(campaign):
     assert day1["totals"]["cpu_hours"] > 0
     assert day2["totals"]["cpu_hours"] == pytest.approx(day1["totals"]["cpu_hours"] + day2["run"]["cpu_hours"], abs=2e-6)
     assert day2["views"] == {"min": 2, "max": 4} and day2["bn_batches"] == 2
+
+
+def test_a_gpu_run_adds_its_wall_hours_as_gpu_hours():
+    """A GPU run's cpu_hours are the host process's time only: its wall time is counted apart, and
+    carried over later CPU runs; a CPU-only campaign has no gpu_hours at all."""
+    cpu_day = {"steps": 10, "volume_samples": 20, "wall_hours": 2.0, "cpu_hours": 4.0, "device": "cpu"}
+    gpu_day = {"steps": 100, "volume_samples": 800, "wall_hours": 0.1, "cpu_hours": 0.09, "device": "cuda"}
+    day1 = campaign_totals(None, cpu_day)
+    assert "gpu_hours" not in day1
+    day2 = campaign_totals({"totals": day1}, gpu_day)
+    assert day2["gpu_hours"] == pytest.approx(0.1) and day2["cpu_hours"] == pytest.approx(4.09)
+    assert day2["steps"] == 110 and day2["volume_samples"] == 820 and day2["runs"] == 2
+    day3 = campaign_totals({"training": {"totals": day2}}, cpu_day)   # a bundled card's totals
+    assert day3["gpu_hours"] == pytest.approx(0.1) and day3["cpu_hours"] == pytest.approx(8.09)
+    card = {"architecture": {"parameters": 10}, "views": {"min": 6, "max": 6},
+            "data": {"train": ["a"], "augmentation": "none", "phantoms": "none", "held_out": ["b"]},
+            "training": {"totals": day3}, "held_out": {}, "inference": {"data_consistency": 3}, "commands": []}
+    assert "8.09 CPU-hours and 0.10 GPU-hours (the wall time of the runs on a GPU)" in card_markdown("m", card)
+    card["training"]["totals"] = day1
+    assert "4.00 CPU-hours (2.00 h wall" in card_markdown("m", card)
 
 
 def test_bundle_writes_a_complete_card_and_keeps_a_better_file(campaign, capsys):

@@ -4,7 +4,9 @@ Usage: python benchmarks/plot_learning_curve.py [--data docs/learning_curve.json
 
 Reads the per-day scores recorded in ``docs/learning_curve.json`` (each from ``deepsparse bundle``)
 and draws DiCE + DC, DiCE alone and SART at 6 and 10 views on a log2 CPU-hour axis, with the
-least-squares slope in dB per doubling of CPU for DiCE + DC.
+least-squares slope in dB per doubling of CPU for DiCE + DC. A day whose model had GPU work in its
+history (``gpu_hours`` in the day's entry, cumulative) is drawn with a hollow marker and labelled
+with its GPU-hours; the slope is fitted on the CPU-only days, which the CPU-hours alone describe.
 """
 
 from __future__ import annotations
@@ -45,21 +47,29 @@ def main(argv=None) -> int:
         for views, colour in (("6", "tab:blue"), ("10", "tab:orange")):
             for method, style, label in (("dice_dc", "-o", "DiCE + DC"), ("dice", "--s", "DiCE alone"),
                                          ("sart", ":x", "SART")):
-                points = [(d["cpu_hours"], d[name][views][method]) for d in rows
+                points = [(d["cpu_hours"], d[name][views][method], d.get("gpu_hours", 0)) for d in rows
                           if method in d[name].get(views, {})]
                 if not points:
                     continue
                 h, y = [p[0] for p in points], [p[1] for p in points]
+                cpu = [(a, b) for a, b, g in points if not g]
                 extra = ""
                 if method == "dice_dc":
-                    s = slope_per_doubling(h, y)
-                    extra = f" ({s:+.2f} dB per doubling)" if s is not None else ""
+                    s = slope_per_doubling([a for a, _ in cpu], [b for _, b in cpu])
+                    extra = (f" ({s:+.2f} dB per doubling{', CPU-only days' if len(cpu) < len(points) else ''})"
+                             if s is not None else "")
                 ax.plot(h, y, style, color=colour, label=f"{views} views, {label}{extra}")
+                for a, b, g in points:
+                    if g and method != "sart":  # GPU work in this model's history: hollow, and the GPU-hours written beside it
+                        ax.plot([a], [b], style[-1], color=colour, markerfacecolor="white", markersize=9)
+                        if method == "dice_dc":
+                            ax.annotate(f"+{g:.2f} GPU-h", (a, b), textcoords="offset points", xytext=(-8, 6),
+                                        ha="right", fontsize=7, color=colour)
         ax.set_xscale("log", base=2)
         hours = sorted({d["cpu_hours"] for d in rows})
-        labels, last = [], None  # a point within 10 % of the last labelled one keeps its tick, not its label
+        labels, last = [], None  # a point within 20 % of the last labelled one keeps its tick, not its label
         for h in hours:
-            show = last is None or h > 1.1 * last
+            show = last is None or h > 1.2 * last
             labels.append(f"{h:.2f}" if show else "")
             last = h if show else last
         ax.set_xticks(hours, labels)

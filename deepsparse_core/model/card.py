@@ -45,9 +45,15 @@ def card_totals(card: dict | None) -> dict:
 
 def campaign_totals(init_card: dict | None, run: dict) -> dict:
     """The totals of the model ``init_card`` started from, plus this ``run``'s work (steps,
-    volume-samples, wall and CPU hours), and one more run."""
+    volume-samples, wall and CPU hours), and one more run.
+
+    A run on a GPU (``run["device"]`` "cuda") also adds its wall hours to ``gpu_hours``: its
+    ``cpu_hours`` are only the host process's CPU time, which would understate the work."""
     before = card_totals(init_card)
     totals = {k: round(before.get(k, 0) + run[k], 6) for k in TOTALS}
+    gpu = before.get("gpu_hours", 0) + (run["wall_hours"] if run.get("device") == "cuda" else 0)
+    if gpu:
+        totals["gpu_hours"] = round(gpu, 6)
     totals["runs"] = before.get("runs", 0) + 1
     return totals
 
@@ -115,8 +121,10 @@ def card_markdown(name: str, card: dict) -> str:
              f"- **Held out (never trained on):** {', '.join(d['held_out'])}.", ""]
     tot = t["totals"]
     lines += [f"- **Training:** {t.get('summary', '')} Totals: {tot['steps']:,} steps, {tot['volume_samples']:,} "
-              f"volume-samples, {tot['cpu_hours']:.2f} CPU-hours ({tot.get('wall_hours', 0):.2f} h wall, "
-              f"{tot.get('runs', 1)} run(s)).", ""]
+              f"volume-samples, {tot['cpu_hours']:.2f} CPU-hours"
+              + (f" and {tot['gpu_hours']:.2f} GPU-hours (the wall time of the runs on a GPU)"
+                 if tot.get("gpu_hours") else "")
+              + f" ({tot.get('wall_hours', 0):.2f} h wall, {tot.get('runs', 1)} run(s)).", ""]
     lines += ["Held-out mean over the held-out CTs (PSNR dB / SSIM / VIF):", "",
               "| views | FDK | SART | DiCE alone | DiCE + data consistency |", "|---:|---|---|---|---|"]
     for n, rows in sorted(card["held_out"].items(), key=lambda kv: int(kv[0])):

@@ -1,0 +1,82 @@
+"""Helpers of the benchmark scripts that the campaign's records depend on: the learning curve's slope
+and the compact CTs that travel to a lent GPU (``benchmarks/gpu_data.py``)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_slope_is_db_per_doubling_of_cpu():
+    curve = _load("plot_learning_curve")
+    hours = [1.0, 2.0, 4.0, 8.0]
+    assert curve.slope_per_doubling(hours, [20.0, 20.5, 21.0, 21.5]) == pytest.approx(0.5)
+    assert curve.slope_per_doubling([3.0], [20.0]) is None
+    assert curve.slope_per_doubling([2.0, 2.0], [20.0, 21.0]) is None
+
+
+def test_gpu_days_are_drawn_but_left_out_of_the_slope(tmp_path):
+    curve = _load("plot_learning_curve")
+    days = [{"day": d, "cpu_hours": h, "seven_ct": {"6": {"dice_dc": p, "dice": p - 1, "sart": 27.0}}}
+            for d, h, p in ((1, 1.0, 28.0), (2, 2.0, 28.5), (3, 4.0, 29.0))]
+    days.append({"day": 4, "cpu_hours": 4.5, "gpu_hours": 0.08,
+                 "seven_ct": {"6": {"dice_dc": 31.0, "dice": 30.0, "sart": 27.0}}})
+    (tmp_path / "c.json").write_text(json.dumps({"days": days}))
+    assert curve.main(["--data", str(tmp_path / "c.json"), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+    # the GPU day would steepen a fit over all four days; the CPU-only slope stays 0.5 dB per doubling
+    assert curve.slope_per_doubling([1.0, 2.0, 4.0], [28.0, 28.5, 29.0]) == pytest.approx(0.5)
+    assert curve.slope_per_doubling([1.0, 2.0, 4.0, 4.5], [28.0, 28.5, 29.0, 31.0]) > 0.6
+
+
+def _image(spacing, size=(40, 30, 20), value=40.0):
+    array = np.full(size[::-1], value, dtype=np.float32)
+    array[:, :, :5] = -3024.0          # padding outside the field
+    array[:, :, -5:] = 3000.0          # beyond the training window
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin((-10.0, 5.0, 2.0))
+    return image
+
+
+def test_gpu_data_resamples_to_the_minimum_spacing_clips_and_keeps_the_frame():
+    compact = _load("gpu_data").compact
+    out = compact(_image((1.0, 1.0, 4.0)), 2.0)
+    assert out.GetPixelID() == sitk.sitkInt16
+    assert out.GetSpacing() == pytest.approx((2.0, 2.0, 4.0))       # finer axes coarsened, the coarse one kept
+    assert out.GetSize() == (20, 15, 20)                            # the same extent
+    assert out.GetOrigin() == pytest.approx((-10.0, 5.0, 2.0))
+    array = sitk.GetArrayFromImage(out)
+    assert array.min() == -1024 and array.max() == 1200
+    assert np.all(array[:, :, 8:12] == 40)                           # soft tissue far from the edges unchanged
+
+
+def test_gpu_data_leaves_a_coarse_ct_unresampled():
+    compact = _load("gpu_data").compact
+    source = _image((3.0, 3.0, 3.0))
+    out = compact(source, 2.0)
+    assert out.GetSize() == source.GetSize() and out.GetSpacing() == source.GetSpacing()
+    expected = np.clip(sitk.GetArrayFromImage(source), -1024, 1200).astype(np.int16)
+    assert np.array_equal(sitk.GetArrayFromImage(out), expected)
+
+
+def test_gpu_data_refuses_bad_names_and_spacings(tmp_path, capsys):
+    main = _load("gpu_data").main
+    assert main(["--out", str(tmp_path), "chest:x"]) == 2
+    assert main(["--out", str(tmp_path), "chest:-1"]) == 2
+    assert main(["--out", str(tmp_path), "no_such_sample"]) == 2
+    err = capsys.readouterr().err
+    assert "positive number of mm" in err and "unknown sample 'no_such_sample'" in err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())

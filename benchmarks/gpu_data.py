@@ -1,0 +1,91 @@
+"""The compact real CTs that travel to a lent GPU machine (``.gpu_data/``, read by ``gpu_run.sh``).
+
+Usage:
+    python benchmarks/gpu_data.py [--out .gpu_data] [--min-spacing 2] NAME[:MM] [NAME[:MM] ...]
+
+A device call carries at most 64 MiB, the repository and the SimpleITK + nibabel wheels (56 MB)
+included, which leaves about 7 MB for CTs. Each named sample (``deepsparse samples``; it must be
+in the cache already) is written as a gzip-compressed int16 NRRD:
+
+* resampled to at least ``MM`` mm per axis (default ``--min-spacing``), after a Gaussian of the
+  missing resolution (sigma = sqrt(MM^2 - s^2) / 2.355 mm per axis) against aliasing; axes that are
+  already coarser keep their spacing, so a CT that is coarse everywhere is copied unresampled;
+* HU clipped to [-1024, 1200]: the training window is [-1000, 1000] HU, so nothing inside it
+  changes, and the noise above it no longer costs bytes.
+
+The `fast` grid is 3.2 mm, so 2 mm sources lose little; 3 mm ones (``chest:3``) are slightly
+softer. The 2026-12-04 GPU run carried ``chest:3 chest4 abdomen2 head cta:3 tptbox`` (6.6 MB;
+docs/model_status.md). Prints each file's size and the total.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deepsparse_core.data.samples import fetch_sample  # noqa: E402
+from deepsparse_core.errors import DeepSparseError  # noqa: E402
+
+HU_RANGE = (-1024, 1200)
+
+
+def compact(image: sitk.Image, min_spacing: float) -> sitk.Image:
+    """``image`` resampled to at least ``min_spacing`` mm per axis, HU clipped, int16."""
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    spacing = np.array(image.GetSpacing())
+    new = np.maximum(spacing, min_spacing)
+    if (new > spacing).any():
+        sigma = [float(np.sqrt(max(n ** 2 - s ** 2, 0.0)) / 2.355) for n, s in zip(new, spacing)]
+        smooth = sitk.SmoothingRecursiveGaussian(image, sigma) if min(sigma) > 0 else \
+            sitk.DiscreteGaussian(image, [x * x for x in sigma])
+        size = [max(1, int(round(n * s / m))) for n, s, m in zip(image.GetSize(), spacing, new)]
+        image = sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), new.tolist(),
+                              image.GetDirection(), float(HU_RANGE[0]), sitk.sitkFloat32)
+    array = np.clip(np.rint(sitk.GetArrayFromImage(image)), *HU_RANGE).astype(np.int16)
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(image)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("samples", nargs="+", metavar="NAME[:MM]", help="cached samples, each with an optional spacing")
+    p.add_argument("--out", default=".gpu_data", help="output folder (default .gpu_data)")
+    p.add_argument("--min-spacing", type=float, default=2.0, help="default minimum spacing, mm (default 2)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for item in args.samples:
+        name, _, mm = item.partition(":")
+        try:
+            spacing = float(mm) if mm else args.min_spacing
+            if not spacing > 0:
+                raise ValueError
+        except ValueError:
+            print(f"error: {item}: the spacing after ':' must be a positive number of mm", file=sys.stderr)
+            return 2
+        try:
+            source = fetch_sample(name, "image", download=False)
+        except DeepSparseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if source.is_dir():
+            print(f"error: {name} is a DICOM series; give single-file samples", file=sys.stderr)
+            return 2
+        image = compact(sitk.ReadImage(str(source)), spacing)
+        path = out / f"{name}.nrrd"
+        sitk.WriteImage(image, str(path), True, 9)
+        total += path.stat().st_size
+        print(f"{path}: {image.GetSize()} at {', '.join(f'{s:.2f}' for s in image.GetSpacing())} mm, "
+              f"{path.stat().st_size / 1e6:.2f} MB")
+    print(f"total {total / 1e6:.2f} MB in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
