@@ -56,6 +56,12 @@ def test_a_gpu_run_adds_its_wall_hours_as_gpu_hours():
     assert day2["steps"] == 110 and day2["volume_samples"] == 820 and day2["runs"] == 2
     day3 = campaign_totals({"training": {"totals": day2}}, cpu_day)   # a bundled card's totals
     assert day3["gpu_hours"] == pytest.approx(0.1) and day3["cpu_hours"] == pytest.approx(8.09)
+    # a GPU run's card written before gpu_hours existed: rebuilt from its run and the card it started from
+    old_gpu_card = {"run": gpu_day, "totals": {k: v for k, v in day2.items() if k != "gpu_hours"},
+                    "init_card": {"training": {"totals": day1}}}
+    assert campaign_totals(old_gpu_card, cpu_day)["gpu_hours"] == pytest.approx(0.1)
+    two_gpus = {**gpu_day, "processes": 2}
+    assert campaign_totals(None, two_gpus)["gpu_hours"] == pytest.approx(0.2)
     card = {"architecture": {"parameters": 10}, "views": {"min": 6, "max": 6},
             "data": {"train": ["a"], "augmentation": "none", "phantoms": "none", "held_out": ["b"]},
             "training": {"totals": day3}, "held_out": {}, "inference": {"data_consistency": 3}, "commands": []}

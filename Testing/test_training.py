@@ -160,6 +160,8 @@ def test_all_four_stages_train_with_finite_losses(runs):
         assert result.step == 2 and np.isfinite(result.loss), stage
         log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
         assert all(np.isfinite(r["loss"]) for r in log if r["event"] == "train")
+        elapsed = [r["elapsed_s"] for r in log if r["event"] == "train"]
+        assert elapsed and elapsed == sorted(elapsed) and elapsed[0] >= 0, stage   # seconds since the loop began
         codes = [r["code_perplexity"] for r in log if r["event"] == "validation"]
         if stage in ("pretrain", "step2"):   # the runs that validate log the exported codebooks' use
             model, _ = load_model(result.run_dir / "last.safetensors")

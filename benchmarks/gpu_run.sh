@@ -48,7 +48,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: its output added to $OUT/NAME.log, i
 }
 
 if [ "$DRY" = 1 ]; then
-  DEVICE=cpu; TRAIN_MINUTES=1; BATCH=1; N_PHANTOMS=1; AUGMENT=0; PROBE=3; SIZES="64"
+  DEVICE=cpu; TRAIN_MINUTES=2; BATCH=1; N_PHANTOMS=1; AUGMENT=0; PROBE=40; SIZES="64"
 else
   DEVICE=cuda; N_PHANTOMS=8; AUGMENT=20; PROBE=200; SIZES="128 256"
 fi
@@ -80,8 +80,11 @@ step data 240 bash -c "
   fi"
 DATA="$WORK/synth"; [ -d "$WORK/real" ] && DATA="$DATA $WORK/real"
 
-# 4. training: a short probe measures the step time, then the cosine horizon is fitted to the time left
-# (TRAIN_MINUTES at most, 60 s kept for the export); the model comes back even if the run is cut short
+# 4. training: a probe in a throwaway folder times the loop (the step rate over its second half, from
+# log.jsonl's elapsed_s, and the start-up, BatchNorm calibration and export around it), then a fresh run
+# from the same start gets the cosine horizon that fits the time left (TRAIN_MINUTES at most, 60 s kept
+# for the export): one schedule from warmup to the end, no reset. The model comes back even if cut short.
+RUN=$WORK/run-$(date +%s)   # fresh folders: a warm machine keeps /tmp, and train refuses a used one
 export_model() {
   local src="$RUN/last.safetensors"
   [ -f "$src" ] || src="$RUN/model.safetensors"
@@ -96,26 +99,47 @@ print(f'model back: {sys.argv[2]} (float16, from {sys.argv[1]}), step {meta[\"ca
       f'{model.num_parameters() / 1e6:.2f} M parameters')
 " "$src" "$OUT/model.safetensors" 2>&1 | tee -a "$OUT/summary.txt"
 }
-RUN=$WORK/run-$(date +%s)   # a fresh folder: a warm machine keeps /tmp, and train refuses a used one
 trap export_model EXIT
 if [ "$GPU_CONFIG" = paper ]; then MODEL=(--config paper); else MODEL=(--init "${INIT:-$BUNDLED}"); fi
 COMMON=(--stage scratch --min-views 6 --max-views 10 --batch-size "$BATCH" --points 8000
         --lr "${LR:-2e-4}" --schedule cosine --warmup-steps 20 --min-lr 1e-5 --val-every 0 --checkpoint-every 500
         --seed 7 --device "$DEVICE")
-step train 300 python3 -m deepsparse_core --progress none train "${MODEL[@]}" --data $DATA \
-  --out "$RUN" --steps "$PROBE" "${COMMON[@]}"
-# the loop's own seconds ("N steps in T s", start-up excluded: on the H200 the start-up took 18 of 23 s)
-probe_s=$(grep -o "$PROBE steps in [0-9.]* s" "$OUT/train.log" | tail -1 | awk '{print $4}')
-probe_s=${probe_s:-300}
+t0=$SECONDS
+if [ -n "${TRAIN_STEPS:-}" ]; then
+  STEPS=$TRAIN_STEPS
+else
+  note "the probe (its log in train.log, before the run's):"
+  step train 300 python3 -m deepsparse_core --progress none train "${MODEL[@]}" --data $DATA \
+    --out "$RUN-probe" --steps "$PROBE" --log-every 5 "${COMMON[@]}"
+  # prints "STEPS RATE OVERHEAD": the horizon for the time left after a second start-up like the probe's
+  STEPS=$(python3 - "$RUN-probe/log.jsonl" $((SECONDS - t0)) $(( DEADLINE - SECONDS - 60 )) "$TRAIN_MINUTES" <<'PY'
+import json, sys
+try:
+    rows = [json.loads(x) for x in open(sys.argv[1])]
+except OSError:
+    rows = []
+steps = [(r["step"], r["elapsed_s"]) for r in rows if r.get("event") == "train" and "elapsed_s" in r]
+probe_s, left_s, minutes = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+if len(steps) < 4:
+    print(0, 0, 0)
+    sys.exit()
+(s1, e1), (s2, e2) = steps[len(steps) // 2], steps[-1]
+rate = (s2 - s1) / max(e2 - e1, 1e-3)
+overhead = probe_s - steps[-1][0] / rate          # start-up, BatchNorm calibration, export
+train_s = min(minutes * 60, left_s) - overhead
+print(max(int(rate * train_s), 0), f"{rate:.1f}", f"{overhead:.0f}")
+PY
+)
+  read -r STEPS RATE OVERHEAD <<<"$STEPS"
+  note "probe: $RATE steps/s, ${OVERHEAD} s around the loop; horizon $STEPS steps"
+fi
 LEFT_S=$(( DEADLINE - SECONDS - 60 ))
 TRAIN_S=$(( TRAIN_MINUTES * 60 < LEFT_S ? TRAIN_MINUTES * 60 : LEFT_S ))
-if [ "$TRAIN_S" -gt 30 ]; then
-  STEPS=${TRAIN_STEPS:-$(python3 -c "print(max($PROBE + 1, $PROBE + int(($TRAIN_S - 30) * $PROBE / max($probe_s, 0.5))))")}
-  note "probe: $PROBE steps in $probe_s s (the loop alone); training $TRAIN_S s more, cosine horizon $STEPS steps"
-  step train $((TRAIN_S + 30)) python3 -m deepsparse_core --progress none train --resume --out "$RUN" \
-    --steps "$STEPS" --minutes "$(python3 -c "print($TRAIN_S / 60)")" --data $DATA
+if [ "${STEPS:-0}" -gt 0 ] && [ "$TRAIN_S" -gt 30 ]; then
+  step train $((TRAIN_S + 30)) python3 -m deepsparse_core --progress none train "${MODEL[@]}" --data $DATA \
+    --out "$RUN" --steps "$STEPS" --minutes "$(python3 -c "print($TRAIN_S / 60)")" "${COMMON[@]}"
 else
-  note "no time left for training after the probe ($LEFT_S s)"
+  note "no training: probe failed or no time left ($LEFT_S s, horizon ${STEPS:-0} steps)"
 fi
 export_model
 trap - EXIT

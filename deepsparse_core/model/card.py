@@ -47,15 +47,32 @@ def campaign_totals(init_card: dict | None, run: dict) -> dict:
     """The totals of the model ``init_card`` started from, plus this ``run``'s work (steps,
     volume-samples, wall and CPU hours), and one more run.
 
-    A run on a GPU (``run["device"]`` "cuda") also adds its wall hours to ``gpu_hours``: its
-    ``cpu_hours`` are only the host process's CPU time, which would understate the work."""
+    A run on a GPU (``run["device"]`` "cuda") also adds its wall hours (times its processes) to
+    ``gpu_hours``: its ``cpu_hours`` are only the host process's CPU time, which would understate
+    the work."""
     before = card_totals(init_card)
     totals = {k: round(before.get(k, 0) + run[k], 6) for k in TOTALS}
-    gpu = before.get("gpu_hours", 0) + (run["wall_hours"] if run.get("device") == "cuda" else 0)
+    gpu = _gpu_hours(init_card) + _run_gpu_hours(run)
     if gpu:
         totals["gpu_hours"] = round(gpu, 6)
     totals["runs"] = before.get("runs", 0) + 1
     return totals
+
+
+def _run_gpu_hours(run: dict | None) -> float:
+    """A run's GPU-hours: its wall hours times its processes, when it ran on CUDA."""
+    run = run or {}
+    return run["wall_hours"] * run.get("processes", 1) if run.get("device") == "cuda" else 0.0
+
+
+def _gpu_hours(card: dict | None) -> float:
+    """The GPU-hours in a card's history. Cards written before ``gpu_hours`` existed lack the total:
+    then it is rebuilt from the run the card records and, recursively, the card it started from."""
+    card = card or {}
+    totals = card_totals(card)
+    if "gpu_hours" in totals:
+        return totals["gpu_hours"]
+    return _run_gpu_hours(card.get("run")) + (_gpu_hours(card["init_card"]) if card.get("init_card") else 0.0)
 
 
 def missing_card_fields(card: dict) -> list[str]:

@@ -5,6 +5,8 @@ JSON mode prints one line per ``log_every`` steps, e.g.
 ``{"event": "progress", "task": "train", "done": 120, "total": 1000, "elapsed_s": 61.2, "eta_s": 448.8,
 "step": 120, "loss": 0.0042, "lr": 0.0001, "val_psnr": 24.1}`` (``done``/``total`` count steps, or seconds
 of a ``--minutes`` budget), and ``{"event": "validation", "step": ..., "psnr": ..., "ssim": ...}``.
+``log.jsonl`` holds the ``train`` records (with ``elapsed_s``, seconds since this invocation's loop
+began: a step rate without the start-up) and the ``validation`` ones.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class TrainLog:
         """Report training metrics of ``step`` (floats); may raise progress.Cancelled."""
         if not self.enabled:
             return
-        self._write({"event": "train", "step": step, **metrics})
+        self._write({"event": "train", "step": step, "elapsed_s": round(time.perf_counter() - self.t0, 3), **metrics})
         fields = {"step": step, **{k: round(v, 6) for k, v in metrics.items()}}
         if "psnr" in self.last_val:
             fields["val_psnr"] = round(self.last_val["psnr"], 3)
@@ -78,7 +80,7 @@ class TrainLog:
             step = record["step"]
             prefix = "val" if record["event"] == "validation" else "train"
             for k, v in record.items():
-                if isinstance(v, float):
+                if isinstance(v, float) and k != "elapsed_s":
                     self.writer.add_scalar(f"{prefix}/{k}", v, step)
 
     def close(self) -> None:
