@@ -67,9 +67,9 @@ def main(argv=None) -> int:
                                         ha="right", fontsize=7, color=colour)
         ax.set_xscale("log", base=2)
         hours = sorted({d["cpu_hours"] for d in rows})
-        labels, last = [], None  # a point within 20 % of the last labelled one keeps its tick, not its label
+        labels, last = [], None  # a point within 15 % of the last labelled one keeps its tick, not its label
         for h in hours:
-            show = last is None or h > 1.2 * last
+            show = last is None or h > 1.15 * last
             labels.append(f"{h:.2f}" if show else "")
             last = h if show else last
         ax.set_xticks(hours, labels)
