@@ -112,7 +112,7 @@ else
   step train 300 python3 -m deepsparse_core --progress none train "${MODEL[@]}" --data $DATA \
     --out "$RUN-probe" --steps "$PROBE" --log-every 5 "${COMMON[@]}"
   # prints "STEPS RATE OVERHEAD": the horizon for the time left after a second start-up like the probe's
-  STEPS=$(python3 - "$RUN-probe/log.jsonl" $((SECONDS - t0)) $(( DEADLINE - SECONDS - 60 )) "$TRAIN_MINUTES" <<'PY'
+  PLAN=$(python3 - "$RUN-probe/log.jsonl" $((SECONDS - t0)) $(( DEADLINE - SECONDS - 60 )) "$TRAIN_MINUTES" <<'PY'
 import json, sys
 try:
     rows = [json.loads(x) for x in open(sys.argv[1])]
@@ -130,7 +130,7 @@ train_s = min(minutes * 60, left_s) - overhead
 print(max(int(rate * train_s), 0), f"{rate:.1f}", f"{overhead:.0f}")
 PY
 )
-  read -r STEPS RATE OVERHEAD <<<"$STEPS"
+  read -r STEPS RATE OVERHEAD <<<"$PLAN"
   note "probe: $RATE steps/s, ${OVERHEAD} s around the loop; horizon $STEPS steps"
 fi
 LEFT_S=$(( DEADLINE - SECONDS - 60 ))
