@@ -54,13 +54,16 @@ def _image(spacing, size=(40, 30, 20), value=40.0):
     return image
 
 
-def test_gpu_data_resamples_to_the_minimum_spacing_clips_and_keeps_the_frame():
+def test_gpu_data_resamples_to_the_minimum_spacing_clips_and_keeps_the_centre():
     compact = _load("gpu_data").compact
     out = compact(_image((1.0, 1.0, 4.0)), 2.0)
     assert out.GetPixelID() == sitk.sitkInt16
     assert out.GetSpacing() == pytest.approx((2.0, 2.0, 4.0))       # finer axes coarsened, the coarse one kept
     assert out.GetSize() == (20, 15, 20)                            # the same extent
-    assert out.GetOrigin() == pytest.approx((-10.0, 5.0, 2.0))
+    # the grid centre stays: x and y voxel centres move from -10, -9, ... and 5, 6, ... to -9.5, -7.5, ...
+    assert out.GetOrigin() == pytest.approx((-9.5, 5.5, 2.0))
+    assert out.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in out.GetSize()]) == pytest.approx(
+        (-10.0 + 19.5, 5.0 + 14.5, 2.0 + 38.0))
     array = sitk.GetArrayFromImage(out)
     assert array.min() == -1024 and array.max() == 1200
     assert np.all(array[:, :, 8:12] == 40)                           # soft tissue far from the edges unchanged

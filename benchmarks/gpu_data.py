@@ -7,14 +7,14 @@ A device call carries at most 64 MiB, the repository and the SimpleITK + nibabel
 included, which leaves about 7 MB for CTs. Each named sample (``deepsparse samples``; it must be
 in the cache already) is written as a gzip-compressed int16 NRRD:
 
-* resampled to at least ``MM`` mm per axis (default ``--min-spacing``), after a Gaussian of the
-  missing resolution (sigma = sqrt(MM^2 - s^2) / 2.355 mm per axis) against aliasing; axes that are
-  already coarser keep their spacing, so a CT that is coarse everywhere is copied unresampled;
+* resampled to at least ``MM`` mm per axis (default ``--min-spacing``) by the engine's
+  ``preprocess.resample`` (anti-aliased, grid centre kept); axes that are already coarser keep
+  their spacing, so a CT that is coarse everywhere is copied unresampled;
 * HU clipped to [-1024, 1200]: the training window is [-1000, 1000] HU, so nothing inside it
   changes, and the noise above it no longer costs bytes.
 
 The `fast` grid is 3.2 mm, so 2 mm sources lose little; 3 mm ones (``chest:3``) are slightly
-softer. The 2026-12-04 GPU run carried ``chest:3 chest4 abdomen2 head cta:3 tptbox`` (6.6 MB;
+softer. The 2026-12-04 GPU runs carried ``chest:3 chest4 abdomen2 head cta:3 tptbox`` (6.6 MB;
 docs/model_status.md). Prints each file's size and the total.
 """
 
@@ -27,28 +27,27 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deepsparse_core.data.preprocess import resample  # noqa: E402
 from deepsparse_core.data.samples import fetch_sample  # noqa: E402
+from deepsparse_core.data.volume import Volume  # noqa: E402
 from deepsparse_core.errors import DeepSparseError  # noqa: E402
 
 HU_RANGE = (-1024, 1200)
 
 
 def compact(image: sitk.Image, min_spacing: float) -> sitk.Image:
-    """``image`` resampled to at least ``min_spacing`` mm per axis, HU clipped, int16."""
-    image = sitk.Cast(image, sitk.sitkFloat32)
-    spacing = np.array(image.GetSpacing())
+    """``image`` resampled to at least ``min_spacing`` mm per axis, HU clipped, int16.
+
+    The resampling is the engine's (:func:`deepsparse_core.data.preprocess.resample`): linear, anti-aliased,
+    the grid centre kept, points outside the input air.
+    """
+    volume = Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32))
+    spacing = np.array(volume.spacing)                    # (sz, sy, sx) mm
     new = np.maximum(spacing, min_spacing)
     if (new > spacing).any():
-        sigma = [float(np.sqrt(max(n ** 2 - s ** 2, 0.0)) / 2.355) for n, s in zip(new, spacing)]
-        smooth = sitk.SmoothingRecursiveGaussian(image, sigma) if min(sigma) > 0 else \
-            sitk.DiscreteGaussian(image, [x * x for x in sigma])
-        size = [max(1, int(round(n * s / m))) for n, s, m in zip(image.GetSize(), spacing, new)]
-        image = sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), new.tolist(),
-                              image.GetDirection(), float(HU_RANGE[0]), sitk.sitkFloat32)
-    array = np.clip(np.rint(sitk.GetArrayFromImage(image)), *HU_RANGE).astype(np.int16)
-    out = sitk.GetImageFromArray(array)
-    out.CopyInformation(image)
-    return out
+        volume = resample(volume, new, order=1, fill=float(HU_RANGE[0]))
+    array = np.clip(np.rint(volume.array), *HU_RANGE).astype(np.float32)
+    return sitk.Cast(volume.with_array(array).to_sitk(), sitk.sitkInt16)
 
 
 def main(argv=None) -> int:
