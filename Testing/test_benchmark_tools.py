@@ -78,11 +78,28 @@ def test_gpu_data_leaves_a_coarse_ct_unresampled():
     assert np.array_equal(sitk.GetArrayFromImage(out), expected)
 
 
+def test_gpu_data_rounds_to_the_hu_step():
+    compact = _load("gpu_data").compact
+    source = _image((3.0, 3.0, 3.0))
+    array = sitk.GetArrayFromImage(source)
+    array[:, :, 10:20] = np.linspace(-900.0, 900.0, 10 * 30 * 20).reshape(20, 30, 10)
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(source)
+    out = sitk.GetArrayFromImage(compact(image, 2.0, hu_step=8)).astype(np.float64)
+    assert np.all(out % 8 == 0)
+    inside = (array > -1024) & (array < 1200)
+    assert np.abs(out - array)[inside].max() <= 4.0 and out.min() == -1024 and out.max() == 1200
+    # the rounding error of a ramp is uniform: 8 / sqrt(12) = 2.31 HU rms
+    assert np.sqrt(np.mean((out - array)[:, :, 10:20] ** 2)) == pytest.approx(8 / np.sqrt(12), rel=0.05)
+
+
 def test_gpu_data_refuses_bad_names_and_spacings(tmp_path, capsys):
     main = _load("gpu_data").main
     assert main(["--out", str(tmp_path), "chest:x"]) == 2
     assert main(["--out", str(tmp_path), "chest:-1"]) == 2
     assert main(["--out", str(tmp_path), "no_such_sample"]) == 2
+    assert main(["--out", str(tmp_path), "--hu-step", "0", "chest"]) == 2
     err = capsys.readouterr().err
     assert "positive number of mm" in err and "unknown sample 'no_such_sample'" in err
+    assert "--hu-step must be an integer from 1 to 64" in err
     assert "Traceback" not in err and not list(tmp_path.iterdir())
