@@ -2,16 +2,17 @@
 # One run on a lent GPU machine (docs/model_status.md, "On a lent GPU"), in this order:
 #   1. the CUDA tests (projector, FDK, SART, inference: -k "cuda or gpu or input_device");
 #   2. bench_inference (bundled model, 128^3 and 256^3, with the card's DC) and bench_projector on CUDA;
-#   3. a bounded training run warm-started from the bundled model (GPU_CONFIG=bundled, default) or
-#      the paper's width from scratch (GPU_CONFIG=paper), on phantoms made there plus the real CTs
-#      carried in .gpu_data/, cosine-decayed to fit TRAIN_MINUTES;
+#   3. a bounded training run warm-started from the bundled model (GPU_CONFIG=bundled, default), grown
+#      from it into a wider architecture (GPU_CONFIG=FILE.json: the tensors whose name and shape match are
+#      copied, the rest start fresh) or the paper's width from scratch (GPU_CONFIG=paper), on phantoms made
+#      there plus the real CTs carried in .gpu_data/, cosine-decayed to fit TRAIN_MINUTES;
 #   4. everything back under $OUT (at most 8 files of 16 MiB): summary.txt, the logs, the model in
 #      float16 with its run card (model.safetensors), the training log (log.jsonl).
 # From this machine (the device tool; the machine has no network, so SimpleITK and nibabel travel
 # as wheels, see the docs):
 #   run(command="TRAIN_MINUTES=8 bash benchmarks/gpu_run.sh", carry=[".whl", ".gpu_data"], timeout_s=590)
 # Knobs (environment): TRAIN_MINUTES (default 5), BUDGET_S (the whole run, default 570), BATCH (8),
-# GPU_CONFIG (bundled | paper), INIT (the model to warm-start, default the bundled file), LR (2e-4),
+# GPU_CONFIG (bundled | paper | FILE.json), INIT (the model to warm-start, default the bundled file), LR (2e-4),
 # TRAIN_STEPS (the cosine horizon; default fitted from a probe's step time), SKIP_CHECKS=1 (training only:
 # a second call on the same lease, the tests and benchmarks already back).
 # Here, as a check of the script itself (CPU, tiny, about 2 minutes): DRY=1 bash benchmarks/gpu_run.sh
@@ -100,7 +101,13 @@ print(f'model back: {sys.argv[2]} (float16, from {sys.argv[1]}), step {meta[\"ca
 " "$src" "$OUT/model.safetensors" 2>&1 | tee -a "$OUT/summary.txt"
 }
 trap export_model EXIT
-if [ "$GPU_CONFIG" = paper ]; then MODEL=(--config paper); else MODEL=(--init "${INIT:-$BUNDLED}"); fi
+case "$GPU_CONFIG" in
+  paper) MODEL=(--config paper) ;;
+  bundled) MODEL=(--init "${INIT:-$BUNDLED}") ;;
+  *.json) [ -f "$GPU_CONFIG" ] || { note "error: GPU_CONFIG=$GPU_CONFIG: no such file"; exit 2; }
+          MODEL=(--init "${INIT:-$BUNDLED}" --config "$GPU_CONFIG") ;;
+  *) note "error: GPU_CONFIG must be bundled, paper or a .json architecture file, got '$GPU_CONFIG'"; exit 2 ;;
+esac
 COMMON=(--stage scratch --min-views 6 --max-views 10 --batch-size "$BATCH" --points 8000
         --lr "${LR:-2e-4}" --schedule cosine --warmup-steps 20 --min-lr 1e-5 --val-every 0 --checkpoint-every 500
         --seed 7 --device "$DEVICE")
