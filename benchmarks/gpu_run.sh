@@ -54,6 +54,13 @@ else
   DEVICE=cuda; N_PHANTOMS=8; AUGMENT=20; PROBE=200; SIZES="128 256"
 fi
 note "gpu_run: DRY=$DRY device=$DEVICE config=$GPU_CONFIG train=${TRAIN_MINUTES} min batch=$BATCH"
+case "$GPU_CONFIG" in
+  paper) MODEL=(--config paper) ;;
+  bundled) MODEL=(--init "${INIT:-$BUNDLED}") ;;
+  *.json) [ -f "$GPU_CONFIG" ] || { note "error: GPU_CONFIG=$GPU_CONFIG: no such file"; exit 2; }
+          MODEL=(--init "${INIT:-$BUNDLED}" --config "$GPU_CONFIG") ;;
+  *) note "error: GPU_CONFIG must be bundled, paper or a .json architecture file, got '$GPU_CONFIG'"; exit 2 ;;
+esac
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$OUT/summary.txt"
 
@@ -83,8 +90,9 @@ DATA="$WORK/synth"; [ -d "$WORK/real" ] && DATA="$DATA $WORK/real"
 
 # 4. training: a probe in a throwaway folder times the loop (the step rate over its second half, from
 # log.jsonl's elapsed_s, and the start-up, BatchNorm calibration and export around it), then a fresh run
-# from the same start gets the cosine horizon that fits the time left (TRAIN_MINUTES at most, 60 s kept
-# for the export): one schedule from warmup to the end, no reset. The model comes back even if cut short.
+# from the same start gets the cosine horizon that fits the time left (TRAIN_MINUTES at most, 90 s kept:
+# 60 for the export, 30 of grace): one schedule from warmup to the end, no reset. The model comes back
+# even if cut short.
 RUN=$WORK/run-$(date +%s)   # fresh folders: a warm machine keeps /tmp, and train refuses a used one
 export_model() {
   local src="$RUN/last.safetensors"
@@ -101,13 +109,6 @@ print(f'model back: {sys.argv[2]} (float16, from {sys.argv[1]}), step {meta[\"ca
 " "$src" "$OUT/model.safetensors" 2>&1 | tee -a "$OUT/summary.txt"
 }
 trap export_model EXIT
-case "$GPU_CONFIG" in
-  paper) MODEL=(--config paper) ;;
-  bundled) MODEL=(--init "${INIT:-$BUNDLED}") ;;
-  *.json) [ -f "$GPU_CONFIG" ] || { note "error: GPU_CONFIG=$GPU_CONFIG: no such file"; exit 2; }
-          MODEL=(--init "${INIT:-$BUNDLED}" --config "$GPU_CONFIG") ;;
-  *) note "error: GPU_CONFIG must be bundled, paper or a .json architecture file, got '$GPU_CONFIG'"; exit 2 ;;
-esac
 COMMON=(--stage scratch --min-views 6 --max-views 10 --batch-size "$BATCH" --points 8000
         --lr "${LR:-2e-4}" --schedule cosine --warmup-steps 20 --min-lr 1e-5 --val-every 0 --checkpoint-every 500
         --seed 7 --device "$DEVICE")
@@ -121,10 +122,15 @@ else
   # prints "STEPS RATE OVERHEAD": the horizon for the time left after a second start-up like the probe's
   PLAN=$(python3 - "$RUN-probe/log.jsonl" $((SECONDS - t0)) $(( DEADLINE - SECONDS - 90 )) "$TRAIN_MINUTES" <<'PY'
 import json, sys
+rows = []
 try:
-    rows = [json.loads(x) for x in open(sys.argv[1])]
+    for line in open(sys.argv[1]):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:                        # a line cut short when the probe was stopped
+            pass
 except OSError:
-    rows = []
+    pass
 steps = [(r["step"], r["elapsed_s"]) for r in rows if r.get("event") == "train" and "elapsed_s" in r]
 probe_s, left_s, minutes = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 if len(steps) < 4:
@@ -144,9 +150,12 @@ PY
 fi
 LEFT_S=$(( DEADLINE - SECONDS - 90 ))   # 60 s for the export, 30 s of grace for the run's own --minutes stop
 TRAIN_S=$(( TRAIN_MINUTES * 60 < LEFT_S ? TRAIN_MINUTES * 60 : LEFT_S ))
-if [ "${STEPS:-0}" -gt 0 ] && [ "$TRAIN_S" -gt 30 ]; then
+# --minutes bounds the loop only (from after the start-up): the process takes it plus the overhead around
+# the loop that the probe measured (30 s assumed without a probe), so the loop gets TRAIN_S less that
+LOOP_S=$(( TRAIN_S - ${OVERHEAD:-30} ))
+if [ "${STEPS:-0}" -gt 0 ] && [ "$LOOP_S" -gt 30 ]; then
   step train $((TRAIN_S + 30)) python3 -m deepsparse_core --progress none train "${MODEL[@]}" --data $DATA \
-    --out "$RUN" --steps "$STEPS" --minutes "$(python3 -c "print($TRAIN_S / 60)")" "${COMMON[@]}"
+    --out "$RUN" --steps "$STEPS" --minutes "$(python3 -c "print($LOOP_S / 60)")" "${COMMON[@]}"
 else
   note "no training: probe failed or no time left ($LEFT_S s, horizon ${STEPS:-0} steps)"
 fi
