@@ -265,6 +265,58 @@ def test_only_if_better_compares_at_the_same_k_and_refuses_a_worse_network_alone
     assert not _better(fewer, out)[0]   # nobody to score the candidate with 2 passes: kept
 
 
+def test_worst_ct_loss_is_the_largest_drop_with_dc_over_cts_and_view_counts():
+    from deepsparse_core.training.bundle import worst_ct_loss
+
+    def rows(values):
+        return [{"volume": v, "views": n, "method": m, "psnr": p} for (v, n, m), p in values.items()]
+
+    old = rows({("chest", 6, "16"): 30.0, ("abdomen", 6, "16"): 26.0, ("abdomen", 10, "16"): 27.5,
+                ("abdomen", 6, "0"): 25.0, ("gone", 6, "16"): 40.0})
+    new = rows({("chest", 6, "16"): 31.0, ("abdomen", 6, "16"): 25.6, ("abdomen", 10, "16"): 26.4,
+                ("abdomen", 6, "0"): 20.0, ("added", 6, "16"): 10.0})
+    # the network alone (method "0") and CTs missing on one side do not count; the worst pair is reported
+    assert worst_ct_loss(new, old, 16) == pytest.approx((1.1, "abdomen", 10, 26.4, 27.5))
+    assert worst_ct_loss(old, new, 16) == pytest.approx((1.0, "chest", 6, 30.0, 31.0))
+    assert worst_ct_loss(new, old, 0) == pytest.approx((5.0, "abdomen", 6, 20.0, 25.0))
+    assert worst_ct_loss(new, old, 8) is None
+
+
+def test_only_if_better_keeps_the_file_when_one_ct_loses_more_than_max_ct_loss(campaign, capsys, monkeypatch):
+    """A candidate better in the means (forced here) is still refused when one held-out CT loses more
+    than --max-ct-loss with DC: the bundled card's per-CT row for that CT is raised by 1 dB on disk."""
+    from deepsparse_core.model.card import write_bundled
+    from deepsparse_core.training import bundle
+
+    out = campaign / "models" / "regional.safetensors"
+    base = ["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--info",
+            str(campaign / "info.json"), "--data-consistency", "2", "--views", "2", "--out", str(out),
+            "--held-out", str(campaign / "data")]
+    assert main(base) == 0
+    card = read_card(out)
+    dc_rows = [r for r in card["held_out_rows"] if r["method"] == "2"]
+    assert len(dc_rows) == 1   # one held-out CT (the val split) at one view count
+    monkeypatch.setattr(bundle, "_better", lambda *a, **k: (True, "forced"))
+    capsys.readouterr()
+    # the same model: no CT loses anything, so even --max-ct-loss 0 lets it replace the file
+    before = out.stat().st_mtime_ns
+    assert main(base + ["--only-if-better", "--max-ct-loss", "0"]) == 0
+    assert "wrote" in capsys.readouterr().out and out.stat().st_mtime_ns != before
+    target = dc_rows[0]["volume"]
+    raised = [{**r, "psnr": r["psnr"] + 1.0} if (r["method"], r["volume"]) == ("2", target) else r
+              for r in card["held_out_rows"]]
+    write_bundled(campaign / "day2" / "last.safetensors", out, {**card, "held_out_rows": raised})
+    before = out.stat().st_mtime_ns
+    assert main(base + ["--only-if-better"]) == 0          # the default, 0.3 dB
+    text = capsys.readouterr().out
+    assert f"kept {out}: {target} at 2 views" in text and "1.00 dB below the bundled" in text
+    assert out.stat().st_mtime_ns == before
+    assert main(base + ["--only-if-better", "--max-ct-loss", "1.5"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(base + ["--only-if-better", "--max-ct-loss", "-1"]) == 2
+    assert "--max-ct-loss must be a number of dB >= 0" in capsys.readouterr().err
+
+
 def test_markdown_has_per_ct_rows_and_a_mean_without_named_cts():
     rows = [{"volume": v, "views": 6, "method": m, "psnr": p, "ssim": 0.5, "vif": 0.1}
             for v, base in (("lung", 20.0), ("crop", 30.0))

@@ -15,7 +15,10 @@ training run's card, and what ``--info`` says (data, augmentation, licences, com
 ``--only-if-better`` an existing bundled file is kept unless, at every scored view count, the new
 model's mean PSNR with DC is higher and its network alone is not lower, on the same held-out CTs
 with the same K (the larger of the two models' K): a bundled file whose card was scored on another
-set, with another DC method or another K is scored again before the comparison.
+set, with another DC method or another K is scored again before the comparison. A better mean does not
+hide a regional loss: the file is also kept when any held-out CT, at any scored view count, is more
+than ``--max-ct-loss`` dB (default 0.3) below the bundled model with DC (campaign days 10 and 11: a
+GPU-trained model that gained on every chest lost 0.6-1.1 dB on the only abdomen CT).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ..errors import InputError
 from ..progress import dumps, emit, progress
 
 DC_CANDIDATES = (0, 1, 2, 3, 5, 8, 12, 16, 20)   # data-consistency passes tried by --data-consistency auto
+MAX_CT_LOSS = 0.3   # dB: the most any held-out CT may lose with DC for --only-if-better to replace a file
 METRICS = ("psnr", "ssim", "vif")
 
 
@@ -191,6 +195,19 @@ def _better(card: dict, existing: Path, rescore=None, score_candidate=None) -> t
         ("" if comparable else " (bundled model rescored)")
 
 
+def worst_ct_loss(new_rows, old_rows, k) -> tuple[float, str, int, float, float] | None:
+    """The held-out CT and view count where the new model's PSNR with ``k`` DC passes falls furthest
+    below the old one's: ``(loss dB, volume, views, new dB, old dB)``; None when no (volume, views)
+    pair is in both row lists. Rows as in :func:`held_out_scores` (``method`` is ``str(k)``)."""
+    def psnr(rows):
+        return {(r["volume"], int(r["views"])): r["psnr"] for r in rows
+                if r.get("method") == str(k) and r.get("psnr") is not None}
+
+    new, old = psnr(new_rows), psnr(old_rows)
+    pairs = [(old[key] - new[key], *key, new[key], old[key]) for key in new if key in old]
+    return max(pairs) if pairs else None
+
+
 def cmd_bundle(args) -> int:
     from ..evaluation.quality import held_out_files
     from ..model.card import card_markdown, write_bundled
@@ -213,6 +230,8 @@ def cmd_bundle(args) -> int:
         raise InputError("--info must hold a JSON object")
     if args.views and min(args.views) < 1:
         raise InputError(f"--views must be >= 1, got {min(args.views)}")
+    if not args.max_ct_loss >= 0:
+        raise InputError(f"--max-ct-loss must be a number of dB >= 0 (inf: no per-CT check), got {args.max_ct_loss}")
     files = held_out_files(args.held_out if len(args.held_out) > 1 else args.held_out[0])
     views = meta["card"].get("views") or info.get("views") or {}
     if not (isinstance(views, dict) and all(isinstance(views.get(k, 6), int) and not isinstance(views.get(k, 6), bool)
@@ -241,6 +260,7 @@ def cmd_bundle(args) -> int:
               f"{rows['dice']['psnr']:.2f}, DiCE + {k} DC {rows['dice_dc']['psnr']:.2f} dB (mean of {len(files)})")
     if args.only_if_better and out.exists():
         rescored: dict = {}
+        candidate: dict = {}
 
         def alone_and_dc(path, k, cache):
             """``path`` scored with 0 and ``k`` passes (no VIF), reusing ``cache``'s reconstructions."""
@@ -262,9 +282,31 @@ def cmd_bundle(args) -> int:
         def score_candidate(k_old):
             print(f"the bundled {out.name} ships with {k_old} DC passes: scoring the new model with them too",
                   file=sys.stderr)
-            return alone_and_dc(model, k_old, volumes)[1]
+            scores, means = alone_and_dc(model, k_old, volumes)
+            candidate.update(rows=scores["rows"], k=k_old)
+            return means
 
         better, why = _better(card, out, rescore, score_candidate)
+        if better and args.max_ct_loss != float("inf"):
+            from ..model.card import read_card
+
+            try:
+                old_card = read_card(out)
+            except InputError:
+                old_card = None   # unreadable: replaced, as _better said
+            if old_card is not None:
+                k_cmp = candidate.get("k") or rescored.get("k") or max(
+                    k, int((old_card.get("inference") or {}).get("data_consistency", 0)))
+                worst = worst_ct_loss(candidate.get("rows") or card["held_out_rows"],
+                                      rescored.get("rows") or old_card.get("held_out_rows") or [], k_cmp)
+                if worst is None:
+                    better, why = False, (f"{out} has no per-CT rows on these held-out CTs to check --max-ct-loss "
+                                          "against (give --max-ct-loss inf to compare the means only)")
+                elif worst[0] > args.max_ct_loss:
+                    loss, volume, n, new_db, old_db = worst
+                    better, why = False, (f"{volume} at {n} views: {new_db:.2f} dB with {k_cmp} DC passes, "
+                                          f"{loss:.2f} dB below the bundled {old_db:.2f} dB (more than "
+                                          f"--max-ct-loss {args.max_ct_loss:g}), although the means are better")
         if not better:
             print(f"kept {out}: {why}")
             if args.markdown:  # the candidate's card, and the kept model's per-CT scores when rescored
@@ -300,7 +342,10 @@ def add_bundle_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sart-iterations", type=int, default=20, help="SART iterations of the baseline (default 20)")
     p.add_argument("--only-if-better", action="store_true",
                    help="keep an existing --out unless the new model scores higher with DC (same K) and not lower "
-                        "alone at every view count")
+                        "alone at every view count, and no held-out CT loses more than --max-ct-loss with DC")
+    p.add_argument("--max-ct-loss", type=float, default=MAX_CT_LOSS, metavar="DB",
+                   help=f"with --only-if-better: the most dB any held-out CT may lose with DC at any view count "
+                        f"(default {MAX_CT_LOSS}; inf: the means only)")
     p.add_argument("--markdown", metavar="FILE.md",
                    help="also write the card as Markdown (with --only-if-better and a kept file: the new model's "
                         "card, why it was not bundled, and the kept model's rescored per-CT rows)")
