@@ -3,6 +3,8 @@ and the compact CTs that travel to a lent GPU (``benchmarks/gpu_data.py``)."""
 
 import importlib.util
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +105,21 @@ def test_gpu_data_refuses_bad_names_and_spacings(tmp_path, capsys):
             main(["--out", str(tmp_path), "--hu-step", step, "chest"])
         assert exit_.value.code == 2 and "--hu-step" in capsys.readouterr().err
     assert "Traceback" not in err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("knob, message", [
+    ({"GPU_CONFIG": "bogus"}, "GPU_CONFIG must be bundled, paper or a .json architecture file, got 'bogus'"),
+    ({"GPU_CONFIG": "no_such.json"}, "GPU_CONFIG=no_such.json: no such file"),
+    ({"TRAIN_MINUTES": "5m"}, "TRAIN_MINUTES must be a whole number >= 1, got '5m'"),
+    ({"BATCH": "0"}, "BATCH must be a whole number >= 1, got '0'"),
+    ({"TRAIN_STEPS": "lots"}, "TRAIN_STEPS must be a whole number >= 1, got 'lots'"),
+    ({"INIT": "no_such.safetensors"}, "INIT=no_such.safetensors: no such model file"),
+])
+def test_gpu_run_refuses_bad_knobs_before_any_work(tmp_path, knob, message):
+    """A typo in a knob must not cost a lent GPU's minutes: one line, exit 2, nothing run."""
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "DRY": "1", **knob}
+    done = subprocess.run(["bash", str(BENCH / "gpu_run.sh")], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("error: " + message) and done.stderr == ""
+    assert os.listdir(tmp_path / "out") == ["summary.txt"] and os.listdir(tmp_path / "work") == []

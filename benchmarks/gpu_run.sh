@@ -11,7 +11,8 @@
 # From this machine (the device tool; the machine has no network, so SimpleITK and nibabel travel
 # as wheels, see the docs):
 #   run(command="TRAIN_MINUTES=8 bash benchmarks/gpu_run.sh", carry=[".whl", ".gpu_data"], timeout_s=590)
-# Knobs (environment): TRAIN_MINUTES (default 5), BUDGET_S (the whole run, default 570), BATCH (8),
+# Knobs (environment; a bad one is refused in one line before anything runs): TRAIN_MINUTES (default 5),
+# BUDGET_S (the whole run, default 570), BATCH (8),
 # GPU_CONFIG (bundled | paper | FILE.json), INIT (the model to warm-start, default the bundled file), LR (2e-4),
 # TRAIN_STEPS (the cosine horizon; default fitted from a probe's step time), SKIP_CHECKS=1 (training only:
 # a second call on the same lease, the tests and benchmarks already back).
@@ -26,8 +27,21 @@ BATCH=${BATCH:-8}
 WORK=${WORK:-/tmp/deepsparse_gpu}
 BUNDLED=deepsparse_core/models/dice_6-10views.safetensors
 BUDGET_S=${BUDGET_S:-570}          # the whole run, inside the device call's 590 s
-DEADLINE=$((SECONDS + BUDGET_S))
 mkdir -p "$OUT" "$WORK"
+note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
+# bad knobs are refused before anything runs: a typo must not cost the lease's minutes
+for knob in TRAIN_MINUTES BATCH BUDGET_S ${TRAIN_STEPS:+TRAIN_STEPS}; do
+  [[ "${!knob}" =~ ^[1-9][0-9]*$ ]] || { note "error: $knob must be a whole number >= 1, got '${!knob}'"; exit 2; }
+done
+[ -z "${INIT:-}" ] || [ -f "$INIT" ] || { note "error: INIT=$INIT: no such model file"; exit 2; }
+case "$GPU_CONFIG" in
+  paper) MODEL=(--config paper) ;;
+  bundled) MODEL=(--init "${INIT:-$BUNDLED}") ;;
+  *.json) [ -f "$GPU_CONFIG" ] || { note "error: GPU_CONFIG=$GPU_CONFIG: no such file"; exit 2; }
+          MODEL=(--init "${INIT:-$BUNDLED}" --config "$GPU_CONFIG") ;;
+  *) note "error: GPU_CONFIG must be bundled, paper or a .json architecture file, got '$GPU_CONFIG'"; exit 2 ;;
+esac
+DEADLINE=$((SECONDS + BUDGET_S))
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -36,7 +50,6 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 ds() { python3 -m deepsparse_core --progress none "$@"; }
-note() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
 step() {  # step NAME TIMEOUT_S COMMAND...: its output added to $OUT/NAME.log, its status to summary.txt
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS left=$((DEADLINE - SECONDS - 60))   # 60 s kept for the model's export
@@ -54,13 +67,6 @@ else
   DEVICE=cuda; N_PHANTOMS=8; AUGMENT=20; PROBE=200; SIZES="128 256"
 fi
 note "gpu_run: DRY=$DRY device=$DEVICE config=$GPU_CONFIG train=${TRAIN_MINUTES} min batch=$BATCH"
-case "$GPU_CONFIG" in
-  paper) MODEL=(--config paper) ;;
-  bundled) MODEL=(--init "${INIT:-$BUNDLED}") ;;
-  *.json) [ -f "$GPU_CONFIG" ] || { note "error: GPU_CONFIG=$GPU_CONFIG: no such file"; exit 2; }
-          MODEL=(--init "${INIT:-$BUNDLED}" --config "$GPU_CONFIG") ;;
-  *) note "error: GPU_CONFIG must be bundled, paper or a .json architecture file, got '$GPU_CONFIG'"; exit 2 ;;
-esac
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" 2>&1 | tee -a "$OUT/summary.txt"
 
