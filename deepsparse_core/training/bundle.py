@@ -147,6 +147,12 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     return json.loads(dumps(card, default=float))   # strict JSON: non-finite scores become null
 
 
+def _compared_k(card: dict, old_card: dict) -> int:
+    """The DC passes two models are compared with: the larger of the two cards' K."""
+    return max(int(card["inference"]["data_consistency"]),
+               int((old_card.get("inference") or {}).get("data_consistency", 0)))
+
+
 def _better(card: dict, existing: Path, rescore=None, score_candidate=None) -> tuple[bool, str]:
     """Whether ``card``'s model beats the bundled file's at every scored view count: its mean PSNR
     with DC higher and its network alone not lower, both models with the same K passes.
@@ -168,7 +174,7 @@ def _better(card: dict, existing: Path, rescore=None, score_candidate=None) -> t
     k_new = int(card["inference"]["data_consistency"])
     old_inference = old_card.get("inference") or {}
     k_old = int(old_inference.get("data_consistency", 0))
-    k = max(k_new, k_old)
+    k = _compared_k(card, old_card)
     new = card["held_out"]
     if k != k_new:
         if score_candidate is None:
@@ -283,7 +289,7 @@ def cmd_bundle(args) -> int:
             print(f"the bundled {out.name} ships with {k_old} DC passes: scoring the new model with them too",
                   file=sys.stderr)
             scores, means = alone_and_dc(model, k_old, volumes)
-            candidate.update(rows=scores["rows"], k=k_old)
+            candidate.update(rows=scores["rows"])
             return means
 
         better, why = _better(card, out, rescore, score_candidate)
@@ -295,8 +301,7 @@ def cmd_bundle(args) -> int:
             except InputError:
                 old_card = None   # unreadable: replaced, as _better said
             if old_card is not None:
-                k_cmp = candidate.get("k") or rescored.get("k") or max(
-                    k, int((old_card.get("inference") or {}).get("data_consistency", 0)))
+                k_cmp = _compared_k(card, old_card)   # the K of the rows compared, whichever model was rescored
                 worst = worst_ct_loss(candidate.get("rows") or card["held_out_rows"],
                                       rescored.get("rows") or old_card.get("held_out_rows") or [], k_cmp)
                 if worst is None:
