@@ -199,20 +199,28 @@ def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monk
 
 
 def test_only_if_better_rescores_a_card_scored_with_another_dc_method(campaign):
-    """Same CTs, but the bundled card's DC rows were scored with the plain passes (a card without
-    ``inference.correction_tv``): its stored means are not comparable, so it is scored again."""
+    """Same CTs, but the bundled card's DC rows were scored with another filtering (the plain passes:
+    no ``inference.correction_tv``; or TV only, as until the sixth session of 2026-12-04): its stored
+    means are not comparable, so it is scored again."""
     from deepsparse_core.model.model_file import load_model, save_model
-    from deepsparse_core.physics.data_consistency import CORRECTION_TV
-    from deepsparse_core.training.bundle import _better
+    from deepsparse_core.physics.data_consistency import CORRECTION_TV, DC_METHOD
+    from deepsparse_core.training.bundle import _better, same_dc_method
 
     out = campaign / "models" / "method.safetensors"
     assert main(["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--info",
                  str(campaign / "info.json"), "--data-consistency", "2", "--views", "2", "--out", str(out),
                  "--held-out", str(campaign / "data")]) == 0
     card = read_card(out)
-    assert card["inference"]["correction_tv"] == CORRECTION_TV > 0
+    assert {key: card["inference"][key] for key in DC_METHOD} == DC_METHOD and min(DC_METHOD.values()) > 0
+    assert "garrote-thresholded at" in card_markdown("method.safetensors", card)
     legacy = campaign / "models" / "plain-dc.safetensors"
     save_model(legacy, load_model(out)[0], card={**card, "inference": {"data_consistency": 2}})
+    tv_only = campaign / "models" / "tv-only-dc.safetensors"
+    save_model(tv_only, load_model(out)[0], card={**card, "inference": {"data_consistency": 2,
+                                                                         "correction_tv": CORRECTION_TV}})
+    assert same_dc_method(card["inference"], {**DC_METHOD, "data_consistency": 5})
+    assert not same_dc_method(card["inference"], {"correction_tv": CORRECTION_TV})
+    assert same_dc_method({}, {"correction_tv": 0, "output_tv": 0.0})
     calls = []
 
     def rescore(path, k, alone=0.0, dc=-1.0):
@@ -222,6 +230,9 @@ def test_only_if_better_rescores_a_card_scored_with_another_dc_method(campaign):
 
     better, why = _better(card, legacy, rescore)
     assert calls == [(legacy, 2)] and better and "rescored" in why
+    calls.clear()
+    better, why = _better(card, tv_only, rescore)
+    assert calls == [(tv_only, 2)] and better and "rescored" in why
     calls.clear()   # the same method and CTs: the stored means are compared, nothing is rescored
     better, why = _better(card, out, rescore)
     assert calls == [] and not better and "not above" in why

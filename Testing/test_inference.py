@@ -14,7 +14,8 @@ from deepsparse_core.errors import GeometryError, InputError
 from deepsparse_core.inference import DiceReconstructor, chunk_size_for, get_reconstructor
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model
-from deepsparse_core.physics.data_consistency import CORRECTION_TV, projection_residual, refine
+from deepsparse_core.physics.data_consistency import (CORRECTION_THRESHOLD, CORRECTION_TV, DC_METHOD, OUTPUT_TV, PLAIN,
+                                                      garrote, projection_residual, refine)
 from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.physics.projector import forward_project
 from deepsparse_core.physics.tv import tv_denoise
@@ -313,31 +314,56 @@ def test_data_consistency_lowers_the_residual_within_the_bound(views_per_subset)
     start = start.clamp(0, 1)
     before = residual(start, data)
     out = refine(start, data.projections, data.geometry, iterations=3, max_change=0.1, views_per_subset=views_per_subset,
-                 correction_tv=0)
+                 **PLAIN)
     after = residual(out, data)
     assert after < 0.8 * before
     assert float((out - start).abs().max()) <= 0.1 + 1e-6
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert float((out - start).abs().max()) > 0.05  # the bound is reached, not vacuous
     more = refine(start, data.projections, data.geometry, iterations=6, max_change=0.1,
-                  views_per_subset=views_per_subset, correction_tv=0)
+                  views_per_subset=views_per_subset, **PLAIN)
     assert residual(more, data) <= after + 1e-4
 
 
-def test_data_consistency_denoises_its_correction_by_default():
+def test_data_consistency_filters_its_correction_by_default():
+    """The default is x = TV_v(x0 + G_t(TV_w(x_K - x0))) inside the box, from the plain passes' x_K."""
     g = small_geometry()
     data = scan(g)
     start = (0.7 * ball(g) + 0.15 * torch.rand(g.volume_shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    plain = refine(start, data.projections, data.geometry, iterations=3, correction_tv=0)
+    plain = refine(start, data.projections, data.geometry, iterations=3, **PLAIN)
     default = refine(start, data.projections, data.geometry, iterations=3)
-    weight = refine(start, data.projections, data.geometry, iterations=3, correction_tv=CORRECTION_TV)
-    assert CORRECTION_TV > 0 and torch.equal(default, weight)
-    expected = (start + tv_denoise(plain - start, CORRECTION_TV)).clamp(start - 0.1, start + 0.1).clamp(0, 1)
+    explicit = refine(start, data.projections, data.geometry, iterations=3, correction_tv=CORRECTION_TV,
+                      correction_threshold=CORRECTION_THRESHOLD, output_tv=OUTPUT_TV)
+    assert min(CORRECTION_TV, CORRECTION_THRESHOLD, OUTPUT_TV) > 0 and torch.equal(default, explicit)
+    assert DC_METHOD == {"correction_tv": CORRECTION_TV, "correction_threshold": CORRECTION_THRESHOLD,
+                         "output_tv": OUTPUT_TV} and set(PLAIN) == set(DC_METHOD) and not any(PLAIN.values())
+    lo, hi = (start - 0.1).clamp(0, 1), (start + 0.1).clamp(0, 1)
+    kept = garrote(tv_denoise(plain - start, CORRECTION_TV), CORRECTION_THRESHOLD)
+    expected = torch.minimum(torch.maximum(tv_denoise(torch.minimum(torch.maximum(start + kept, lo), hi), OUTPUT_TV),
+                                           lo), hi)
     assert torch.allclose(default, expected, atol=1e-6)
+    tv_only = refine(start, data.projections, data.geometry, iterations=3, correction_tv=CORRECTION_TV,
+                     correction_threshold=0, output_tv=0)
+    assert torch.allclose(tv_only, (start + tv_denoise(plain - start, CORRECTION_TV)).clamp(lo, hi), atol=1e-6)
     tv = lambda x: float(sum(x.diff(dim=a).abs().sum() for a in range(3)))  # noqa: E731
-    assert tv(default - start) < 0.8 * tv(plain - start)        # the correction is smoother
+    assert tv(tv_only - start) < 0.8 * tv(plain - start)        # the correction is smoother
     assert float((default - start).abs().max()) <= 0.1 + 1e-6 and 0 <= float(default.min()) <= float(default.max()) <= 1
     assert residual(default, data) < 0.9 * residual(start, data)  # and still pulls towards the data
+
+
+def test_garrote_against_its_formula():
+    """d - t^2 / d where |d| > t, else 0; sign kept, never larger, continuous at t, t = 0 the identity."""
+    t = 0.01
+    x = torch.tensor([-0.5, -0.03, -0.01, -0.004, 0.0, 0.006, 0.01, 0.0100001, 0.02, 0.3], dtype=torch.float64)
+    want = [v - t * t / v if abs(v) > t else 0.0 for v in x.tolist()]
+    got = garrote(x, t)
+    assert got.tolist() == pytest.approx(want, abs=1e-15)
+    assert torch.all(got.abs() <= x.abs()) and torch.all(got * x >= 0)
+    assert abs(float(garrote(torch.tensor([t * (1 + 1e-6)], dtype=torch.float64), t))) < 1e-7
+    assert torch.equal(garrote(x, 0.0), x)
+    assert float(garrote(torch.tensor([0.5]), t)) == pytest.approx(0.5 - 2e-4)   # a large value keeps nearly all
+    with pytest.raises(InputError, match="garrote"):
+        garrote(x, -0.01)
 
 
 def test_data_consistency_on_a_coarser_grid():
@@ -351,8 +377,8 @@ def test_data_consistency_on_a_coarser_grid():
     assert torch.allclose(_resample(x, tuple(n // 2 for n in g.volume_shape)),
                           torch.nn.functional.avg_pool3d(x[None, None], 2)[0, 0], atol=1e-6)
     start = (0.8 * ball(g)).clamp(0, 1)           # a smooth error: the ball 20 % too dark
-    plain = refine(start, data.projections, data.geometry, iterations=3, correction_tv=0)
-    coarse = refine(start, data.projections, data.geometry, iterations=3, correction_tv=0, coarsen=2)
+    plain = refine(start, data.projections, data.geometry, iterations=3, **PLAIN)
+    coarse = refine(start, data.projections, data.geometry, iterations=3, coarsen=2, **PLAIN)
     assert coarse.shape == start.shape
     assert float((coarse - start).abs().max()) <= 0.1 + 1e-6 and 0 <= float(coarse.min()) <= float(coarse.max()) <= 1
     assert residual(coarse, data) < 0.7 * residual(start, data)
@@ -363,7 +389,7 @@ def test_data_consistency_on_a_coarser_grid():
     # the 32^2 detector was binned to 16^2 for the passes; a 31^2 one cannot be and is used as it is
     odd = small_geometry(detector_shape=(31, 31), detector_spacing=(4.8 * 32 / 31,) * 2)
     odd_data = scan(odd)
-    unbinned = refine(start, odd_data.projections, odd_data.geometry, iterations=3, correction_tv=0, coarsen=2)
+    unbinned = refine(start, odd_data.projections, odd_data.geometry, iterations=3, coarsen=2, **PLAIN)
     assert residual(unbinned, odd_data) < 0.7 * residual(start, odd_data)
     assert not torch.allclose(unbinned, coarse, atol=1e-3)
 
@@ -404,8 +430,9 @@ def test_data_consistency_rejects_bad_parameters(data):
         refine(torch.zeros(16, 16, 16), data.projections, data.geometry, relaxation=2.5)
     with pytest.raises(InputError):
         refine(torch.zeros(16, 16), data.projections, data.geometry)
-    with pytest.raises(InputError, match="correction_tv"):
-        refine(torch.zeros(16, 16, 16), data.projections, data.geometry, correction_tv=-0.01)
+    for bad in ({"correction_tv": -0.01}, {"correction_threshold": -0.01}, {"output_tv": float("nan")}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            refine(torch.zeros(16, 16, 16), data.projections, data.geometry, **bad)
     for coarsen in (0, 1.5, True):
         with pytest.raises(InputError, match="coarsen"):
             refine(torch.zeros(16, 16, 16), data.projections, data.geometry, coarsen=coarsen)

@@ -1,8 +1,8 @@
 """Data-consistency variants that might keep the PSNR gain without the SSIM cost (issue 16, item 3).
 
 Usage:
-    python benchmarks/bench_dc_variants.py MODEL DATA [DATA ...] [--views 6 10] [--passes 12]
-        [--coarsen 1 2] [--threads 2] [--json FILE]
+    python benchmarks/bench_dc_variants.py MODEL DATA [DATA ...] [--views 6 10] [--passes 16]
+        [--fewer 8] [--halves] [--final] [--only NAME ...] [--coarsen 1 2] [--threads 2] [--json FILE]
 
 For each held-out cache and view count (the authors' evaluation views) the network output x0 is
 computed once, refined once by ``--passes`` bounded SART passes (the card's default K;
@@ -17,7 +17,15 @@ the correction d = x_K - x0 before adding it back, x = clip(x0 + F(d), 0, 1):
   that follow the network's own edges (contrast, bias) stay and what x0 cannot explain (streaks)
   goes; a large e tends to the box mean of d;
 * ``tv w``: d denoised by Chambolle's total variation (weight w; ``physics/tv.py``, the engine's): piecewise-constant corrections
-  survive, oscillating streaks do not.
+  survive, oscillating streaks do not; ``tv w x0.75`` adds three quarters of it, ``tv w shrink t``
+  soft-thresholds it by t (small corrections, where streaks dominate, are dropped);
+* ``gauss 2 + shrunk rest``: the correction's low frequencies (Gaussian, 2 voxels) kept whole, the
+  rest of its TV-denoised part only where larger than 0.01;
+* ``--halves``: the passes are also run over the even and over the odd views alone; ``consensus``
+  keeps d only where both halves correct in the same direction (a network bias is seen by every
+  view; a streak is one view's residual), ``consensus min`` takes the smaller half-correction there;
+* ``--fewer K'``: K' passes instead of K, TV-filtered as the default;
+* ``--final``: the default result x0 + TV_0.01(d) lightly TV-denoised as a whole.
 
 ``--coarsen 1 2`` also runs the passes on a grid twice as coarse per axis (``refine(coarsen=2)``,
 about 8 times cheaper) and scores it plain and with the TV filter; the passes' mean seconds per
@@ -46,7 +54,7 @@ from deepsparse_core.evaluation.metrics import psnr, ssim
 from deepsparse_core.evaluation.quality import held_out_files, sparse_views
 from deepsparse_core.inference import DiceReconstructor
 from deepsparse_core.model.card import read_card
-from deepsparse_core.physics.data_consistency import refine
+from deepsparse_core.physics.data_consistency import PLAIN, garrote, refine
 from deepsparse_core.physics.tv import tv_denoise
 
 SSIM_SLACK = 0.005  # issue 16 acceptance: SSIM with DC at least SSIM alone - 0.005 on every CT
@@ -69,18 +77,63 @@ def gauss(d: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.from_numpy(ndimage.gaussian_filter(d.numpy(), sigma))
 
 
-FILTERS = {  # name: correction filter F(d, x0); None = the network alone
+def shrink(d: torch.Tensor, t: float) -> torch.Tensor:
+    """Soft threshold: each voxel's |d| less t, sign kept (0 where |d| <= t)."""
+    return d.sign() * (d.abs() - t).clamp_min(0)
+
+
+def hard(d: torch.Tensor, t: float) -> torch.Tensor:
+    """Hard threshold: d where |d| > t, else 0."""
+    return torch.where(d.abs() > t, d, torch.zeros_like(d))
+
+
+def consensus(c: dict) -> torch.Tensor:
+    """The correction where the passes over the even and over the odd views agree in sign, else 0.
+
+    A bias of the network is seen by every view, so both halves' passes correct it the same way; a
+    streak is the back-projection of one view's residual, so the halves disagree on it."""
+    da, db = c["halves"]
+    return torch.where(da * db > 0, c["d"], torch.zeros_like(c["d"]))
+
+
+def consensus_min(c: dict) -> torch.Tensor:
+    """Where the halves agree in sign, the smaller of their two corrections (by magnitude), else 0."""
+    da, db = c["halves"]
+    return torch.where(da * db > 0, da.sign() * torch.minimum(da.abs(), db.abs()), torch.zeros_like(da))
+
+
+# name: correction filter F(c), c = {"d": x_K - x0, "x0": network output, "halves": (d_even, d_odd)
+# or None, "fewer": {k: x_k - x0}}; None = the network alone. "final" variants filter the whole result.
+FILTERS = {
     "alone": None,
-    "plain": lambda d, x0: d,
-    "gauss 1": lambda d, x0: gauss(d, 1.0),
-    "guided 1 1e-4": lambda d, x0: guided(d, x0, 1, 1e-4),
-    "guided 1 1e-3": lambda d, x0: guided(d, x0, 1, 1e-3),
-    "guided 2 1e-4": lambda d, x0: guided(d, x0, 2, 1e-4),
-    "guided 2 1e-3": lambda d, x0: guided(d, x0, 2, 1e-3),
-    "guided 2 1e-2": lambda d, x0: guided(d, x0, 2, 1e-2),
-    "tv 0.005": lambda d, x0: tv_denoise(d, 0.005),
-    "tv 0.01": lambda d, x0: tv_denoise(d, 0.01),
-    "tv 0.02": lambda d, x0: tv_denoise(d, 0.02),
+    "plain": lambda c: c["d"],
+    "gauss 1": lambda c: gauss(c["d"], 1.0),
+    "guided 1 1e-4": lambda c: guided(c["d"], c["x0"], 1, 1e-4),
+    "guided 2 1e-3": lambda c: guided(c["d"], c["x0"], 2, 1e-3),
+    "tv 0.005": lambda c: tv_denoise(c["d"], 0.005),
+    "tv 0.01": lambda c: tv_denoise(c["d"], 0.01),
+    "tv 0.02": lambda c: tv_denoise(c["d"], 0.02),
+    "tv 0.01 x0.75": lambda c: 0.75 * tv_denoise(c["d"], 0.01),
+    "tv 0.01 shrink 0.003": lambda c: shrink(tv_denoise(c["d"], 0.01), 0.003),
+    "tv 0.01 shrink 0.006": lambda c: shrink(tv_denoise(c["d"], 0.01), 0.006),
+    "tv 0.01 hard 0.006": lambda c: hard(tv_denoise(c["d"], 0.01), 0.006),
+    "tv 0.01 garrote 0.006": lambda c: garrote(tv_denoise(c["d"], 0.01), 0.006),
+    "tv 0.01 garrote 0.008": lambda c: garrote(tv_denoise(c["d"], 0.01), 0.008),
+    "tv 0.01 garrote 0.01": lambda c: garrote(tv_denoise(c["d"], 0.01), 0.01),
+    "tv 0.01 garrote 0.012": lambda c: garrote(tv_denoise(c["d"], 0.01), 0.012),
+    "tv 0.01 garrote 0.015": lambda c: garrote(tv_denoise(c["d"], 0.01), 0.015),
+    "tv 0.005 garrote 0.01": lambda c: garrote(tv_denoise(c["d"], 0.005), 0.01),
+    "gauss 2 + shrunk rest": lambda c: (lambda lo: lo + shrink(tv_denoise(c["d"], 0.01) - lo, 0.01))(gauss(c["d"], 2.0)),
+}
+HALF_FILTERS = {  # need the passes over each half of the views (--halves)
+    "consensus, tv 0.01": lambda c: tv_denoise(consensus(c), 0.01),
+    "consensus min, tv 0.01": lambda c: tv_denoise(consensus_min(c), 0.01),
+    "consensus": consensus,
+}
+FINAL_FILTERS = {  # a light TV of the whole result x0 + F(d): name: (weight, F)
+    "tv 0.01, final tv 0.002": (0.002, lambda c: tv_denoise(c["d"], 0.01)),
+    "tv 0.01, final tv 0.005": (0.005, lambda c: tv_denoise(c["d"], 0.01)),
+    "tv 0.01 garrote 0.01, final tv 0.005": (0.005, lambda c: garrote(tv_denoise(c["d"], 0.01), 0.01)),
 }
 
 
@@ -94,7 +147,8 @@ def variant_names(rows: list[dict]) -> list[str]:
 def summarize(rows: list[dict], views: list[int], sart: dict) -> None:
     for n in views:
         cts = sorted({r["volume"] for r in rows if r["views"] == n})
-        print(f"\n{n} views (mean of {len(cts)} CTs): PSNR dB / SSIM, margin over SART, CTs losing > {SSIM_SLACK} SSIM")
+        print(f"\n{n} views (mean of {len(cts)} CTs): PSNR dB / SSIM, margin over SART, CTs losing > {SSIM_SLACK} SSIM, "
+              f"the worst SSIM change against the network alone (CT)")
         alone = {r["volume"]: r for r in rows if r["views"] == n and r["variant"] == "alone"}
         for name in variant_names(rows):
             mine = [r for r in rows if r["views"] == n and r["variant"] == name]
@@ -102,7 +156,9 @@ def summarize(rows: list[dict], views: list[int], sart: dict) -> None:
             margins = [r["psnr"] - sart[(r["volume"], n)]["psnr"] for r in mine if (r["volume"], n) in sart]
             margin = f"{np.mean(margins):+.2f} dB" if len(margins) == len(mine) else "n/a (no card rows)"
             losing = sum(r["ssim"] < alone[r["volume"]]["ssim"] - SSIM_SLACK for r in mine)
-            print(f"  {name:22s} {p:6.2f} / {s:.3f}   {margin:>10s}   {losing}/{len(mine)}")
+            worst = min(mine, key=lambda r: r["ssim"] - alone[r["volume"]]["ssim"])
+            print(f"  {name:26s} {p:6.2f} / {s:.3f}   {margin:>10s}   {losing}/{len(mine)}   "
+                  f"{worst['ssim'] - alone[worst['volume']]['ssim']:+.3f} ({worst['volume']})")
 
 
 def leave_one_out(rows: list[dict], views: list[int]) -> None:
@@ -134,15 +190,34 @@ def main():
     ap.add_argument("model")
     ap.add_argument("data", nargs="+")
     ap.add_argument("--views", nargs="+", type=int, default=[6, 10])
-    ap.add_argument("--passes", type=int, default=12, help="bounded SART passes K (default 12, the card's)")
+    ap.add_argument("--passes", type=int, default=16, help="bounded SART passes K (default 16, the card's)")
+    ap.add_argument("--fewer", nargs="*", type=int, default=[],
+                    help="also score K' < K passes, TV-filtered (one more refine each)")
+    ap.add_argument("--halves", action="store_true",
+                    help="also run the passes over the even and the odd views alone (the consensus variants)")
+    ap.add_argument("--final", action="store_true", help="also score a light TV of the whole result")
+    ap.add_argument("--only", nargs="*", default=None, help="score only these variants (names as printed)")
     ap.add_argument("--coarsen", nargs="+", type=int, default=[1], help="grids for the passes (1 = full)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the per-CT rows as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if any(not 0 < k < args.passes for k in args.fewer):
+        raise SystemExit(f"--fewer takes pass counts between 1 and {args.passes - 1}")
     files = held_out_files(args.data if len(args.data) > 1 else args.data[0])
     card_rows = (read_card(args.model) or {}).get("held_out_rows", [])
     sart = {(r["volume"], r["views"]): r for r in card_rows if r["method"] == "sart"}
+    filters = dict(FILTERS)
+    if args.halves:
+        filters.update(HALF_FILTERS)
+    filters.update({f"K = {k}, tv 0.01": (lambda k: lambda c: tv_denoise(c["fewer"][k], 0.01))(k) for k in args.fewer})
+    if args.final:
+        filters.update({name: (lambda w, f: lambda c: ("final", w, f(c)))(w, f) for name, (w, f) in FINAL_FILTERS.items()})
+    if args.only is not None:
+        unknown = sorted(set(args.only) - set(filters))
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {unknown}; known: {sorted(filters)}")
+        filters = {k: v for k, v in filters.items() if k in args.only or k == "alone"}
     rec = DiceReconstructor(args.model, "cpu")
     rows, seconds = [], {}
     for n in args.views:
@@ -151,15 +226,31 @@ def main():
             ref = data.reference
             x0 = rec.reconstruct(data, data_consistency=0)
             first = len(rows)
+
+            def passes(k, views=None, coarsen=1):
+                p, g = data.projections, data.geometry
+                if views is not None:
+                    p, g = p[views], g.with_angles([g.angles[i] for i in views])
+                return refine(x0, p, g, iterations=k, coarsen=coarsen, **PLAIN) - x0
+
+            ctx = {"x0": x0, "fewer": {k: passes(k) for k in args.fewer},
+                   "halves": (passes(args.passes, list(range(0, n, 2))), passes(args.passes, list(range(1, n, 2))))
+                   if args.halves else None}
             for c in args.coarsen:
                 t0 = time.perf_counter()
-                d = refine(x0, data.projections, data.geometry, iterations=args.passes, correction_tv=0,
-                           coarsen=c) - x0
+                ctx["d"] = passes(args.passes, coarsen=c)
                 seconds.setdefault(c, []).append(time.perf_counter() - t0)
-                for name, filt in FILTERS.items():
+                for name, filt in filters.items():
                     if c > 1 and name not in COARSE_FILTERS:
                         continue
-                    x = x0 if filt is None else (x0 + filt(d, x0)).clamp(0, 1)
+                    if filt is None:
+                        x = x0
+                    else:
+                        f = filt(ctx)
+                        if isinstance(f, tuple):  # ("final", w, F(d)): TV of the whole result
+                            x = tv_denoise((x0 + f[2]).clamp(0, 1), f[1]).clamp(0, 1)
+                        else:
+                            x = (x0 + f).clamp(0, 1)
                     rows.append({"volume": Path(path).stem, "views": n,
                                  "variant": name if c == 1 else f"coarse {c}: {name}",
                                  "psnr": psnr(x, ref), "ssim": ssim(x, ref)})

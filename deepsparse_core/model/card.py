@@ -11,9 +11,10 @@ A card is the ``card`` JSON of a model file (:mod:`.model_file`). A bundled mode
   recommended data consistency, FDK and SART on the held-out CTs;
 * ``held_out_rows``: the same per held-out CT; ``mean_also_without`` (optional, from ``--info``):
   CT names left out of a second mean in the Markdown (a crop mostly in air inflates the mean);
-* ``inference``: ``{"data_consistency": K, "correction_tv": w}``, the default refinement passes and
-  the TV weight their correction was denoised with when scored (absent: plain passes, before
-  2026-12-04);
+* ``inference``: ``{"data_consistency": K, "correction_tv": w, "correction_threshold": t,
+  "output_tv": v}``, the default refinement passes and how they were filtered when scored
+  (:func:`~deepsparse_core.physics.data_consistency.refine`; a missing key is 0: plain passes before
+  2026-12-04, no garrote nor final TV before its sixth session);
 * ``commands``: the command lines that reproduce the file.
 
 ``docs/models.md`` repeats the cards (:func:`card_markdown`).
@@ -116,6 +117,18 @@ def _geometry(meta: dict):
     return Geometry.from_dict({**g, "n_views": 1, "arc_degrees": 180.0}) if g else None
 
 
+def _dc_filtering(inference: dict) -> str:
+    """The DC filtering of a card's ``inference`` in words, e.g. " (correction TV-denoised, weight 0.01)"."""
+    parts = []
+    if inference.get("correction_tv"):
+        parts.append(f"correction TV-denoised, weight {inference['correction_tv']}")
+    if inference.get("correction_threshold"):
+        parts.append(f"correction garrote-thresholded at {inference['correction_threshold']}")
+    if inference.get("output_tv"):
+        parts.append(f"result TV-denoised, weight {inference['output_tv']}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _fmt(x, digits=2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -131,8 +144,7 @@ def card_markdown(name: str, card: dict) -> str:
                 f"{', '.join(_fmt(x, 1) for x in a['codebook_perplexity'])}." if a.get("codebook_perplexity") else ""),
              f"- **Serves:** {views['min']}-{views['max']} views at the `{card.get('preset', 'fast')}` preset; "
              f"default data consistency: {card['inference']['data_consistency']} passes"
-             + (f" (correction TV-denoised, weight {card['inference']['correction_tv']})"
-                if card['inference'].get('correction_tv') else "") + ".",
+             + _dc_filtering(card["inference"]) + ".",
              f"- **Training CTs:** {', '.join(d['train'])}.",
              f"- **Augmentation:** {d['augmentation']}", f"- **Phantoms:** {d['phantoms']}",
              f"- **Held out (never trained on):** {', '.join(d['held_out'])}.", ""]

@@ -16,12 +16,25 @@ that residual decrease monotonically. Smaller subsets (SART's one view each, the
 faster per pass and, at the default relaxation, also decrease the residual in practice.
 
 The passes' correction d = x_K - x0 lives in the span of the few measured rays, so besides the
-network's bias it holds streaks, which cost SSIM. By default it is then TV-denoised before it is
-added back, x = x0 + TV_w(d) (:func:`~deepsparse_core.physics.tv.tv_denoise`, w = 0.01):
-piecewise-constant corrections survive, oscillating streaks do not. On the seven held-out CTs
-(2026-12-04, ``benchmarks/bench_dc_variants.py``, K = 12) this kept the PSNR gain within 0.04 dB and
-raised the mean SSIM by 0.011 at 6 views and 0.014 at 10 views; chosen leaving each CT out in turn,
-it was picked in every fold. ``correction_tv=0`` gives the plain passes.
+network's bias it holds streaks, which cost SSIM. By default it is filtered before it is added
+back, and the result lightly denoised:
+
+    x = TV_v( x0 + G_t(TV_w(d)) ),    each step kept inside the box
+
+* ``TV_w`` (:func:`~deepsparse_core.physics.tv.tv_denoise`, ``correction_tv`` w = 0.01):
+  piecewise-constant corrections survive, oscillating streaks do not (2026-12-04, K = 12, the
+  seven held-out CTs: the PSNR gain kept within 0.04 dB, mean SSIM +0.011 at 6 views and +0.014
+  at 10);
+* ``G_t`` the non-negative garrote (``correction_threshold`` t = 0.01, 20 HU): d - t^2 / d where
+  |d| > t, else 0. What is left of the streaks after TV is small and everywhere; a bias the passes
+  fix is large and local, and keeps nearly all of itself;
+* ``TV_v`` (``output_tv`` v = 0.005) of the whole result.
+
+On the seven held-out CTs with the day-11 model and K = 16 (2026-12-04, sixth session,
+``benchmarks/bench_dc_variants.py``) the garrote and the final TV cost 0.02 dB at 6 views and
+0.03 dB at 10 against TV alone, and no CT's SSIM falls more than 0.005 below the network
+alone's any more (TV alone: three CTs at 6 views, the worst -0.016). ``PLAIN`` gives the plain
+passes: ``refine(..., **PLAIN)``.
 
 The passes are :func:`~deepsparse_core.physics.sart.sart` with the Joseph pair, the views in order, a start
 volume, the box as bounds and rays under half a voxel left out. Whether this helps at 6-10 views
@@ -45,8 +58,14 @@ from .tv import tv_denoise
 # Rays crossing less than this fraction of a voxel get no weight: their 1 / length weight would
 # otherwise blow measurement noise at the grid's corners up into the volume.
 _MIN_RAY_VOXELS = 0.5
-# TV weight of the correction's denoising (normalized units: 0.01 = 20 HU in a 2000 HU window).
+# The default filtering (normalized units: 0.01 = 20 HU in a 2000 HU window): TV weight of the
+# correction's denoising, its garrote threshold, and the TV weight of the whole result.
 CORRECTION_TV = 0.01
+CORRECTION_THRESHOLD = 0.01
+OUTPUT_TV = 0.005
+# The method as model cards record it (``inference``); a key missing from an older card is 0.
+DC_METHOD = {"correction_tv": CORRECTION_TV, "correction_threshold": CORRECTION_THRESHOLD, "output_tv": OUTPUT_TV}
+PLAIN = {key: 0.0 for key in DC_METHOD}   # the plain passes: refine(..., **PLAIN)
 
 
 def projection_residual(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry) -> float:
@@ -58,7 +77,8 @@ def projection_residual(volume: torch.Tensor, projections: torch.Tensor, geometr
 
 def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, iterations: int = 3,
            relaxation: float = 0.5, max_change: float = 0.1, views_per_subset: int = 1,
-           correction_tv: float = CORRECTION_TV, coarsen: int = 1, progress=None, cancel=None) -> torch.Tensor:
+           correction_tv: float = CORRECTION_TV, correction_threshold: float = CORRECTION_THRESHOLD,
+           output_tv: float = OUTPUT_TV, coarsen: int = 1, progress=None, cancel=None) -> torch.Tensor:
     """Pull ``volume`` towards the measured projections, each voxel within ``max_change`` of its start.
 
     Args:
@@ -72,6 +92,8 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
             [-1000, 1000] window).
         views_per_subset: views per update, consecutive in view order (1 = SART, all = SIRT).
         correction_tv: TV weight for denoising the correction x_K - x0 (normalized units), 0 = off.
+        correction_threshold: garrote threshold of the (denoised) correction, normalized units, 0 = off.
+        output_tv: TV weight for denoising the refined volume, normalized units, 0 = off.
         coarsen: run the passes ``coarsen`` times coarser over the same extents: x0 resampled to a
             grid with that many times fewer voxels per axis (trilinear, voxel centres: the 2x2x2 block
             mean for coarsen 2 and even sizes), the projections binned to pixels that many times
@@ -86,9 +108,11 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
     if volume.dim() != 3:
         raise InputError(f"volume must be (nz, ny, nx), got shape {tuple(volume.shape)}")
     if iterations < 0 or not 0 < relaxation < 2 or max_change < 0 or views_per_subset < 1 or not correction_tv >= 0 \
+            or not correction_threshold >= 0 or not output_tv >= 0 \
             or isinstance(coarsen, bool) or not isinstance(coarsen, int) or coarsen < 1:
         raise InputError("data consistency needs iterations >= 0, 0 < relaxation < 2, max_change >= 0, "
-                         "views_per_subset >= 1, correction_tv >= 0 and a whole coarsen >= 1")
+                         "views_per_subset >= 1, correction_tv, correction_threshold and output_tv >= 0 "
+                         "and a whole coarsen >= 1")
     x0 = volume.detach()
     start = x0.clamp(0.0, 1.0)
     if iterations == 0 or max_change == 0:
@@ -121,16 +145,33 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
         out = sart(measured, grid, iterations, relaxation, views_per_subset, init=begin,
                    order="sequential", backprojector="joseph", nonnegative=False, bounds=box,
                    min_ray_length=_MIN_RAY_VOXELS * min(grid.volume_spacing), progress=after_pass)
-        if coarse == full and correction_tv == 0:
+        if coarse == full and correction_tv == 0 and correction_threshold == 0 and output_tv == 0:
             return out
         if cancel is not None and cancel():
             raise Cancelled("data consistency cancelled")
         correction = out - begin if coarse == full else _resample(out - begin, full)
         if correction_tv:
             correction = tv_denoise(correction, correction_tv)
-        # TV and trilinear resampling keep the correction's range, so the box holds up to rounding;
-        # the clamp makes it exact
-        return (start + correction).clamp_(*bounds)
+        if correction_threshold:
+            correction = garrote(correction, correction_threshold)
+        # TV, the garrote and trilinear resampling keep the correction's range, so the box holds up to
+        # rounding; the clamp makes it exact
+        refined = (start + correction).clamp_(*bounds)
+        if output_tv:
+            refined = tv_denoise(refined, output_tv).clamp_(*bounds)
+        return refined
+
+
+def garrote(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The non-negative garrote (Breiman 1995; Gao 1998 as a wavelet shrinkage) of each value:
+    ``x - threshold^2 / x`` where ``|x| > threshold``, else 0. Continuous like the soft threshold,
+    but a large value keeps nearly all of itself (the soft threshold takes ``threshold`` off every
+    value); the sign is kept and ``|garrote(x)| <= |x|``."""
+    if not threshold >= 0:
+        raise InputError(f"the garrote threshold must be >= 0, got {threshold}")
+    big = x.abs() > threshold
+    safe = torch.where(big, x, torch.ones_like(x))
+    return torch.where(big, x - threshold * threshold / safe, torch.zeros_like(x))
 
 
 def _resample(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -139,4 +180,5 @@ def _resample(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor
                                            align_corners=False)[0, 0]
 
 
-__all__ = ["CORRECTION_TV", "refine", "projection_residual"]
+__all__ = ["CORRECTION_TV", "CORRECTION_THRESHOLD", "OUTPUT_TV", "DC_METHOD", "PLAIN", "garrote", "refine",
+           "projection_residual"]

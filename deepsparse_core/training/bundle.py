@@ -108,7 +108,7 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     """The bundled card: ``info`` + architecture, views, totals and held-out scores."""
     from ..model.card import campaign_totals
     from ..model.model_file import load_model
-    from ..physics.data_consistency import CORRECTION_TV
+    from ..physics.data_consistency import DC_METHOD
 
     model, meta = load_model(model_path)
     run_card = meta["card"]
@@ -141,10 +141,17 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
     card = {**{k2: v for k2, v in info.items() if k2 not in ("training", "architecture")},
             "architecture": architecture, "views": views, "training": training, "held_out": held_out,
             "held_out_volumes": [Path(f).stem for f in files], "held_out_rows": scores["rows"],
-            "inference": {"data_consistency": int(k), "correction_tv": CORRECTION_TV,
-                          "seconds_128": round(scores["dice_seconds"], 2)},
+            "inference": {"data_consistency": int(k), **DC_METHOD, "seconds_128": round(scores["dice_seconds"], 2)},
             "init_card": run_card.get("init_card")}
     return json.loads(dumps(card, default=float))   # strict JSON: non-finite scores become null
+
+
+def same_dc_method(a: dict, b: dict) -> bool:
+    """Whether two cards' ``inference`` entries record the same DC filtering (a missing key is 0: the
+    cards before 2026-12-04 had plain passes, those before the sixth session no garrote nor final TV)."""
+    from ..physics.data_consistency import DC_METHOD
+
+    return all(float(a.get(key, 0.0)) == float(b.get(key, 0.0)) for key in DC_METHOD)
 
 
 def _compared_k(card: dict, old_card: dict) -> int:
@@ -180,7 +187,7 @@ def _better(card: dict, existing: Path, rescore=None, score_candidate=None) -> t
         if score_candidate is None:
             return False, f"{existing} ships with {k_old} DC passes and the new model was not scored with them"
         new = score_candidate(k)
-    same_method = old_inference.get("correction_tv", 0.0) == card["inference"].get("correction_tv", 0.0)
+    same_method = same_dc_method(old_inference, card["inference"])
     same_set = old_card.get("held_out_volumes") == card["held_out_volumes"] and set(new) <= set(old)
     comparable = same_set and same_method and k_old == k
     if not comparable:
