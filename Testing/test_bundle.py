@@ -70,6 +70,28 @@ def test_a_gpu_run_adds_its_wall_hours_as_gpu_hours():
     assert "4.00 CPU-hours (2.00 h wall" in card_markdown("m", card)
 
 
+def test_a_run_keeps_only_the_totals_of_the_card_it_started_from():
+    """history_card: the init model's totals (GPU-hours rebuilt from an old nested history), views,
+    architecture and DC method, not its own init_card; the totals it gives are unchanged."""
+    from deepsparse_core.model.card import history_card
+
+    cpu_day = {"steps": 10, "volume_samples": 20, "wall_hours": 2.0, "cpu_hours": 4.0, "device": "cpu"}
+    gpu_day = {"steps": 100, "volume_samples": 800, "wall_hours": 0.1, "cpu_hours": 0.09, "device": "cuda"}
+    day1 = campaign_totals(None, cpu_day)
+    old_gpu_card = {"run": gpu_day, "totals": {k: v for k, v in campaign_totals({"totals": day1}, gpu_day).items()
+                                               if k != "gpu_hours"},
+                    "init_card": {"training": {"totals": day1}, "held_out_rows": [{"psnr": 1.0}] * 100}}
+    bundled = {"training": {"totals": old_gpu_card["totals"]}, "views": {"min": 6, "max": 10},
+               "inference": {"data_consistency": 16}, "held_out_rows": [{"psnr": 1.0}] * 100,
+               "run": None, "init_card": old_gpu_card}
+    compact = history_card(bundled)
+    assert set(compact) == {"totals", "views", "inference"} and compact["totals"]["gpu_hours"] == pytest.approx(0.1)
+    assert campaign_totals(compact, cpu_day) == campaign_totals(bundled, cpu_day)
+    assert history_card(compact) == compact and history_card(None) is None
+    assert len(json.dumps(compact)) < len(json.dumps(bundled)) / 10
+    assert "gpu_hours" not in history_card({"totals": day1})["totals"]
+
+
 def test_bundle_writes_a_complete_card_and_keeps_a_better_file(campaign, capsys):
     out, md = campaign / "models" / "dice_2-4views.safetensors", campaign / "card.md"
     argv = ["--progress", "none", "bundle", str(campaign / "day2" / "last.safetensors"), "--held-out",

@@ -49,7 +49,6 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
-ds() { python3 -m deepsparse_core --progress none "$@"; }
 step() {  # step NAME TIMEOUT_S COMMAND...: its output added to $OUT/NAME.log, its status to summary.txt
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS left=$((DEADLINE - SECONDS - 60))   # 60 s kept for the model's export

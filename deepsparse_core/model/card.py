@@ -76,6 +76,20 @@ def _gpu_hours(card: dict | None) -> float:
     return _run_gpu_hours(card.get("run")) + (_gpu_hours(card["init_card"]) if card.get("init_card") else 0.0)
 
 
+def history_card(card: dict | None) -> dict | None:
+    """What a card keeps of the card of the model it started from (``init_card``): that model's
+    campaign totals (GPU-hours included), view range, architecture and DC method, not its own
+    ``init_card``. Cards used to nest every earlier card, about 30 KB more per campaign day; the
+    totals already sum that history. Idempotent; None stays None."""
+    if not card:
+        return None
+    totals = dict(card_totals(card))
+    gpu = _gpu_hours(card)
+    if gpu:
+        totals["gpu_hours"] = round(gpu, 6)
+    return {"totals": totals, **{k: card[k] for k in ("views", "architecture", "inference") if k in card}}
+
+
 def missing_card_fields(card: dict) -> list[str]:
     """The required fields a card lacks or leaves empty (also checks the nested essentials)."""
     missing = [f for f in CARD_FIELDS if not card.get(f)]

@@ -106,7 +106,7 @@ def recommended_k(means: dict, ks) -> int:
 
 def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dict:
     """The bundled card: ``info`` + architecture, views, totals and held-out scores."""
-    from ..model.card import campaign_totals
+    from ..model.card import campaign_totals, history_card
     from ..model.model_file import load_model
     from ..physics.data_consistency import DC_METHOD
 
@@ -142,7 +142,7 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
             "architecture": architecture, "views": views, "training": training, "held_out": held_out,
             "held_out_volumes": [Path(f).stem for f in files], "held_out_rows": scores["rows"],
             "inference": {"data_consistency": int(k), **DC_METHOD, "seconds_128": round(scores["dice_seconds"], 2)},
-            "init_card": run_card.get("init_card")}
+            "init_card": history_card(run_card.get("init_card"))}
     return json.loads(dumps(card, default=float))   # strict JSON: non-finite scores become null
 
 

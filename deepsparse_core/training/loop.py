@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..arguments import check_seed
 from ..errors import DeepSparseError, GeometryError, InputError
-from ..model.card import campaign_totals
+from ..model.card import campaign_totals, history_card
 from ..model.model_file import save_model
 from ..progress import Cancelled
 from . import distributed
@@ -192,7 +192,7 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
     if saved:  # the card, wall and CPU seconds so far travel with the run
         card, wall_before, cpu_before = saved.extra.get("card", {}), saved.elapsed_s, saved.extra.get("cpu_s", 0.0)
     else:
-        card = {"init": cfg.init, "data": cfg.data, "val_data": cfg.val_data, "init_card": (init_meta or {}).get("card")}
+        card = {"init": cfg.init, "data": cfg.data, "val_data": cfg.val_data, "init_card": history_card((init_meta or {}).get("card"))}
         wall_before = cpu_before = 0.0
     run = _Run(cfg, stage, Path(cfg.out), raw_model, optimizer, names, rng, geometry, device, world, master,
                card, wall_before, cpu_before)
