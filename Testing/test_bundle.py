@@ -90,6 +90,10 @@ def test_a_run_keeps_only_the_totals_of_the_card_it_started_from():
     assert history_card(compact) == compact and history_card(None) is None
     assert len(json.dumps(compact)) < len(json.dumps(bundled)) / 10
     assert "gpu_hours" not in history_card({"totals": day1})["totals"]
+    # a bundled card (its run under training.last_run) from before gpu_hours existed, last run on a GPU
+    old_bundled = {"training": {"totals": old_gpu_card["totals"], "last_run": gpu_day},
+                   "init_card": {"training": {"totals": day1}}}
+    assert history_card(old_bundled)["totals"]["gpu_hours"] == pytest.approx(0.1)
 
 
 def test_bundle_writes_a_complete_card_and_keeps_a_better_file(campaign, capsys):
@@ -222,7 +226,7 @@ def test_only_if_better_compares_on_the_same_held_out_cts(campaign, capsys, monk
 
 def test_only_if_better_rescores_a_card_scored_with_another_dc_method(campaign):
     """Same CTs, but the bundled card's DC rows were scored with another filtering (the plain passes:
-    no ``inference.correction_tv``; or TV only, as until the sixth session of 2026-12-04): its stored
+    no ``inference.correction_tv``; or TV only, as until the seventh session of 2026-12-04): its stored
     means are not comparable, so it is scored again."""
     from deepsparse_core.model.model_file import load_model, save_model
     from deepsparse_core.physics.data_consistency import CORRECTION_TV, DC_METHOD

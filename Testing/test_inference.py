@@ -347,6 +347,12 @@ def test_data_consistency_filters_its_correction_by_default():
     assert torch.allclose(tv_only, (start + tv_denoise(plain - start, CORRECTION_TV)).clamp(lo, hi), atol=1e-6)
     tv = lambda x: float(sum(x.diff(dim=a).abs().sum() for a in range(3)))  # noqa: E731
     assert tv(tv_only - start) < 0.8 * tv(plain - start)        # the correction is smoother
+    garroted = refine(start, data.projections, data.geometry, iterations=3, correction_tv=CORRECTION_TV,
+                      correction_threshold=CORRECTION_THRESHOLD, output_tv=0)
+    small, smaller = (tv_only - start).abs(), (garroted - start).abs()
+    assert torch.all(smaller <= small + 1e-6) and int((smaller > 0).sum()) < int((small > 0).sum())  # thresholded
+    assert tv(default) < tv(garroted)                              # the final TV smooths the result
+    assert not torch.allclose(default, tv_only, atol=1e-4)
     assert float((default - start).abs().max()) <= 0.1 + 1e-6 and 0 <= float(default.min()) <= float(default.max()) <= 1
     assert residual(default, data) < 0.9 * residual(start, data)  # and still pulls towards the data
 
@@ -431,7 +437,7 @@ def test_data_consistency_rejects_bad_parameters(data):
     with pytest.raises(InputError):
         refine(torch.zeros(16, 16), data.projections, data.geometry)
     for bad in ({"correction_tv": -0.01}, {"correction_threshold": -0.01}, {"output_tv": float("nan")}):
-        with pytest.raises(InputError, match=next(iter(bad))):
+        with pytest.raises(InputError, match=f"needs {next(iter(bad))} >= 0, got"):
             refine(torch.zeros(16, 16, 16), data.projections, data.geometry, **bad)
     for coarsen in (0, 1.5, True):
         with pytest.raises(InputError, match="coarsen"):

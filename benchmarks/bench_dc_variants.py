@@ -9,7 +9,7 @@ computed once, refined once by ``--passes`` bounded SART passes (the card's defa
 :func:`deepsparse_core.physics.data_consistency.refine`, |change| <= 0.1), and each variant filters
 the correction d = x_K - x0 before adding it back, x = clip(x0 + F(d), 0, 1):
 
-* ``plain``: F = identity (today's DC);
+* ``plain``: F = identity (the plain passes);
 * ``gauss s``: a Gaussian of s voxels: only the correction's low frequencies survive (the passes
   fix the network's bias at large scales; their streaks, what costs SSIM, live at small ones);
 * ``guided r e``: the guided filter (He et al., TPAMI 2013) of d with x0 as the guide, box radius r
@@ -17,15 +17,20 @@ the correction d = x_K - x0 before adding it back, x = clip(x0 + F(d), 0, 1):
   that follow the network's own edges (contrast, bias) stay and what x0 cannot explain (streaks)
   goes; a large e tends to the box mean of d;
 * ``tv w``: d denoised by Chambolle's total variation (weight w; ``physics/tv.py``, the engine's): piecewise-constant corrections
-  survive, oscillating streaks do not; ``tv w x0.75`` adds three quarters of it, ``tv w shrink t``
-  soft-thresholds it by t (small corrections, where streaks dominate, are dropped);
+  survive, oscillating streaks do not (the DC default until the seventh session of 2026-12-04);
+  ``tv w x0.75`` adds three quarters of it; ``tv w shrink t``, ``tv w hard t`` and ``tv w garrote t``
+  threshold it by t: soft (|d| - t, sign kept), hard (d where |d| > t) and the garrote
+  (d - t^2 / d where |d| > t, :func:`~deepsparse_core.physics.data_consistency.garrote`): small
+  corrections, where streaks dominate, are dropped;
 * ``gauss 2 + shrunk rest``: the correction's low frequencies (Gaussian, 2 voxels) kept whole, the
   rest of its TV-denoised part only where larger than 0.01;
 * ``--halves``: the passes are also run over the even and over the odd views alone; ``consensus``
   keeps d only where both halves correct in the same direction (a network bias is seen by every
   view; a streak is one view's residual), ``consensus min`` takes the smaller half-correction there;
-* ``--fewer K'``: K' passes instead of K, TV-filtered as the default;
-* ``--final``: the default result x0 + TV_0.01(d) lightly TV-denoised as a whole.
+* ``--fewer K'``: K' passes instead of K, the correction TV-denoised (0.01);
+* ``--final``: x0 + F(d) lightly TV-denoised as a whole; ``tv 0.01 garrote 0.01, final tv 0.005`` is
+  the engine's default since the seventh session of 2026-12-04 (every step kept inside the box,
+  as :func:`~deepsparse_core.physics.data_consistency.refine` does).
 
 ``--coarsen 1 2`` also runs the passes on a grid twice as coarse per axis (``refine(coarsen=2)``,
 about 8 times cheaper) and scores it plain and with the TV filter; the passes' mean seconds per
@@ -196,7 +201,8 @@ def main():
     ap.add_argument("--halves", action="store_true",
                     help="also run the passes over the even and the odd views alone (the consensus variants)")
     ap.add_argument("--final", action="store_true", help="also score a light TV of the whole result")
-    ap.add_argument("--only", nargs="*", default=None, help="score only these variants (names as printed)")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="score only these variants (names as printed; the network alone is always scored)")
     ap.add_argument("--coarsen", nargs="+", type=int, default=[1], help="grids for the passes (1 = full)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the per-CT rows as JSON")
@@ -216,7 +222,10 @@ def main():
     if args.only is not None:
         unknown = sorted(set(args.only) - set(filters))
         if unknown:
-            raise SystemExit(f"unknown variant(s) {unknown}; known: {sorted(filters)}")
+            raise SystemExit(f"unknown variant(s) {unknown} (the consensus ones need --halves, 'K = ...' --fewer, "
+                             f"the final ones --final); known: {sorted(filters)}")
+        if not set(args.only) - {"alone"}:
+            raise SystemExit("--only needs at least one variant besides alone")
         filters = {k: v for k, v in filters.items() if k in args.only or k == "alone"}
     rec = DiceReconstructor(args.model, "cpu")
     rows, seconds = [], {}
@@ -231,11 +240,13 @@ def main():
                 p, g = data.projections, data.geometry
                 if views is not None:
                     p, g = p[views], g.with_angles([g.angles[i] for i in views])
-                return refine(x0, p, g, iterations=k, coarsen=coarsen, **PLAIN) - x0
+                return refine(x0, p, g, iterations=k, coarsen=coarsen, **PLAIN) - start
 
-            ctx = {"x0": x0, "fewer": {k: passes(k) for k in args.fewer},
+            start = x0.clamp(0, 1)                                      # refine's start and box (max_change 0.1)
+            lo, hi = (x0 - 0.1).clamp(0, 1), (x0 + 0.1).clamp(0, 1)
+            ctx = {"x0": x0, "fewer": {k: passes(k) for k in args.fewer if f"K = {k}, tv 0.01" in filters},
                    "halves": (passes(args.passes, list(range(0, n, 2))), passes(args.passes, list(range(1, n, 2))))
-                   if args.halves else None}
+                   if any(name in HALF_FILTERS for name in filters) else None}
             for c in args.coarsen:
                 t0 = time.perf_counter()
                 ctx["d"] = passes(args.passes, coarsen=c)
@@ -247,10 +258,9 @@ def main():
                         x = x0
                     else:
                         f = filt(ctx)
-                        if isinstance(f, tuple):  # ("final", w, F(d)): TV of the whole result
-                            x = tv_denoise((x0 + f[2]).clamp(0, 1), f[1]).clamp(0, 1)
-                        else:
-                            x = (x0 + f).clamp(0, 1)
+                        x = torch.minimum(torch.maximum(start + (f[2] if isinstance(f, tuple) else f), lo), hi)
+                        if isinstance(f, tuple):  # ("final", w, F(d)): TV of the whole result, as refine
+                            x = torch.minimum(torch.maximum(tv_denoise(x, f[1]), lo), hi)
                     rows.append({"volume": Path(path).stem, "views": n,
                                  "variant": name if c == 1 else f"coarse {c}: {name}",
                                  "psnr": psnr(x, ref), "ssim": ssim(x, ref)})

@@ -14,7 +14,7 @@ A card is the ``card`` JSON of a model file (:mod:`.model_file`). A bundled mode
 * ``inference``: ``{"data_consistency": K, "correction_tv": w, "correction_threshold": t,
   "output_tv": v}``, the default refinement passes and how they were filtered when scored
   (:func:`~deepsparse_core.physics.data_consistency.refine`; a missing key is 0: plain passes before
-  2026-12-04, no garrote nor final TV before its sixth session);
+  2026-12-04, no garrote nor final TV before its seventh session);
 * ``commands``: the command lines that reproduce the file.
 
 ``docs/models.md`` repeats the cards (:func:`card_markdown`).
@@ -68,12 +68,14 @@ def _run_gpu_hours(run: dict | None) -> float:
 
 def _gpu_hours(card: dict | None) -> float:
     """The GPU-hours in a card's history. Cards written before ``gpu_hours`` existed lack the total:
-    then it is rebuilt from the run the card records and, recursively, the card it started from."""
+    then it is rebuilt from the run the card records (``run``, or ``training.last_run`` in a bundled
+    card) and, recursively, the card it started from."""
     card = card or {}
     totals = card_totals(card)
     if "gpu_hours" in totals:
         return totals["gpu_hours"]
-    return _run_gpu_hours(card.get("run")) + (_gpu_hours(card["init_card"]) if card.get("init_card") else 0.0)
+    run = card.get("run") or (card.get("training") or {}).get("last_run")   # a run's card, or a bundled one
+    return _run_gpu_hours(run) + (_gpu_hours(card["init_card"]) if card.get("init_card") else 0.0)
 
 
 def history_card(card: dict | None) -> dict | None:

@@ -148,10 +148,10 @@ def build_card(model_path: Path, info: dict, scores: dict, k: int, files) -> dic
 
 def same_dc_method(a: dict, b: dict) -> bool:
     """Whether two cards' ``inference`` entries record the same DC filtering (a missing key is 0: the
-    cards before 2026-12-04 had plain passes, those before the sixth session no garrote nor final TV)."""
+    cards before 2026-12-04 had plain passes, those before its seventh session no garrote nor final TV)."""
     from ..physics.data_consistency import DC_METHOD
 
-    return all(float(a.get(key, 0.0)) == float(b.get(key, 0.0)) for key in DC_METHOD)
+    return all(float(a.get(key) or 0.0) == float(b.get(key) or 0.0) for key in DC_METHOD)
 
 
 def _compared_k(card: dict, old_card: dict) -> int:
