@@ -33,8 +33,8 @@ back, and the result lightly denoised:
 On the seven held-out CTs with the day-11 model and K = 16 (2026-12-04, seventh session,
 ``benchmarks/bench_dc_variants.py``) the garrote and the final TV cost 0.02 dB at 6 views and
 0.03 dB at 10 against TV alone, and no CT's SSIM falls more than 0.005 below the network
-alone's any more (TV alone: three CTs at 6 views, the worst pycerr1 at -0.016, pycerr2 at -0.0054). ``PLAIN`` gives the plain
-passes: ``refine(..., **PLAIN)``.
+alone's any more (TV alone: three CTs at 6 views, the worst pycerr1 at -0.016, pycerr2 at
+-0.0054). ``PLAIN`` gives the plain passes: ``refine(..., **PLAIN)``.
 
 The passes are :func:`~deepsparse_core.physics.sart.sart` with the Joseph pair, the views in order, a start
 volume, the box as bounds and rays under half a voxel left out. Whether this helps at 6-10 views
