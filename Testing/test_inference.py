@@ -339,8 +339,7 @@ def test_data_consistency_filters_its_correction_by_default():
                          "output_tv": OUTPUT_TV} and set(PLAIN) == set(DC_METHOD) and not any(PLAIN.values())
     lo, hi = (start - 0.1).clamp(0, 1), (start + 0.1).clamp(0, 1)
     kept = garrote(tv_denoise(plain - start, CORRECTION_TV), CORRECTION_THRESHOLD)
-    expected = torch.minimum(torch.maximum(tv_denoise(torch.minimum(torch.maximum(start + kept, lo), hi), OUTPUT_TV),
-                                           lo), hi)
+    expected = tv_denoise((start + kept).clamp(lo, hi), OUTPUT_TV).clamp(lo, hi)
     assert torch.allclose(default, expected, atol=1e-6)
     tv_only = refine(start, data.projections, data.geometry, iterations=3, correction_tv=CORRECTION_TV,
                      correction_threshold=0, output_tv=0)

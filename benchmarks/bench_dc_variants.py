@@ -258,9 +258,9 @@ def main():
                         x = x0
                     else:
                         f = filt(ctx)
-                        x = torch.minimum(torch.maximum(start + (f[2] if isinstance(f, tuple) else f), lo), hi)
+                        x = (start + (f[2] if isinstance(f, tuple) else f)).clamp(lo, hi)
                         if isinstance(f, tuple):  # ("final", w, F(d)): TV of the whole result, as refine
-                            x = torch.minimum(torch.maximum(tv_denoise(x, f[1]), lo), hi)
+                            x = tv_denoise(x, f[1]).clamp(lo, hi)
                     rows.append({"volume": Path(path).stem, "views": n,
                                  "variant": name if c == 1 else f"coarse {c}: {name}",
                                  "psnr": psnr(x, ref), "ssim": ssim(x, ref)})
