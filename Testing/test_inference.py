@@ -15,7 +15,7 @@ from deepsparse_core.inference import DiceReconstructor, chunk_size_for, get_rec
 from deepsparse_core.model import DiCE, DiceConfig
 from deepsparse_core.model.model_file import save_model
 from deepsparse_core.physics.data_consistency import (CORRECTION_THRESHOLD, CORRECTION_TV, DC_METHOD, OUTPUT_TV, PLAIN,
-                                                      garrote, projection_residual, refine)
+                                                      apply_correction, dc_box, garrote, projection_residual, refine)
 from deepsparse_core.physics.geometry import Geometry, uniform_angles
 from deepsparse_core.physics.projector import forward_project
 from deepsparse_core.physics.tv import tv_denoise
@@ -369,6 +369,25 @@ def test_garrote_against_its_formula():
     assert float(garrote(torch.tensor([0.5]), t)) == pytest.approx(0.5 - 2e-4)   # a large value keeps nearly all
     with pytest.raises(InputError, match="garrote"):
         garrote(x, -0.01)
+
+
+def test_apply_correction_keeps_every_voxel_in_its_box():
+    """dc_box is x0 +- r inside [0, 1]; apply_correction clamps start + d to it, before and after the final TV."""
+    x0 = torch.tensor([0.0, 0.05, 0.5, 0.5, 0.95, 1.0]).reshape(1, 1, 6)
+    lo, hi = dc_box(x0, 0.1)
+    assert lo.flatten().tolist() == pytest.approx([0.0, 0.0, 0.4, 0.4, 0.85, 0.9])
+    assert hi.flatten().tolist() == pytest.approx([0.1, 0.15, 0.6, 0.6, 1.0, 1.0])
+    d = torch.tensor([-0.3, 0.05, 0.3, -0.02, 0.3, -0.05]).reshape(1, 1, 6)
+    got = apply_correction(x0, d, (lo, hi))
+    assert got.flatten().tolist() == pytest.approx([0.0, 0.1, 0.6, 0.48, 1.0, 0.95])
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(8, 8, 8, generator=g)
+    d = 0.3 * torch.randn(8, 8, 8, generator=g)
+    lo, hi = dc_box(x0, 0.1)
+    smooth = apply_correction(x0, d, (lo, hi), output_tv=0.05)
+    assert torch.all(smooth >= lo) and torch.all(smooth <= hi)
+    assert torch.allclose(smooth, tv_denoise((x0 + d).clamp(lo, hi), 0.05).clamp(lo, hi))
+    assert not torch.allclose(smooth, apply_correction(x0, d, (lo, hi)))
 
 
 def test_data_consistency_on_a_coarser_grid():

@@ -59,7 +59,7 @@ from deepsparse_core.evaluation.metrics import psnr, ssim
 from deepsparse_core.evaluation.quality import held_out_files, sparse_views
 from deepsparse_core.inference import DiceReconstructor
 from deepsparse_core.model.card import read_card
-from deepsparse_core.physics.data_consistency import PLAIN, garrote, refine
+from deepsparse_core.physics.data_consistency import PLAIN, apply_correction, dc_box, garrote, refine
 from deepsparse_core.physics.tv import tv_denoise
 
 SSIM_SLACK = 0.005  # issue 16 acceptance: SSIM with DC at least SSIM alone - 0.005 on every CT
@@ -243,7 +243,7 @@ def main():
                 return refine(x0, p, g, iterations=k, coarsen=coarsen, **PLAIN) - start
 
             start = x0.clamp(0, 1)                                      # refine's start and box (max_change 0.1)
-            lo, hi = (x0 - 0.1).clamp(0, 1), (x0 + 0.1).clamp(0, 1)
+            bounds = dc_box(x0, 0.1)
             ctx = {"x0": x0, "fewer": {k: passes(k) for k in args.fewer if f"K = {k}, tv 0.01" in filters},
                    "halves": (passes(args.passes, list(range(0, n, 2))), passes(args.passes, list(range(1, n, 2))))
                    if any(name in HALF_FILTERS for name in filters) else None}
@@ -258,9 +258,9 @@ def main():
                         x = x0
                     else:
                         f = filt(ctx)
-                        x = (start + (f[2] if isinstance(f, tuple) else f)).clamp(lo, hi)
-                        if isinstance(f, tuple):  # ("final", w, F(d)): TV of the whole result, as refine
-                            x = tv_denoise(x, f[1]).clamp(lo, hi)
+                        # ("final", w, F(d)): a TV of the whole result, as refine's output_tv
+                        x = apply_correction(start, f[2], bounds, f[1]) if isinstance(f, tuple) else \
+                            apply_correction(start, f, bounds)
                     rows.append({"volume": Path(path).stem, "views": n,
                                  "variant": name if c == 1 else f"coarse {c}: {name}",
                                  "psnr": psnr(x, ref), "ssim": ssim(x, ref)})

@@ -132,10 +132,7 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
         if iteration < iterations and cancel is not None and cancel():
             raise Cancelled("data consistency cancelled")
 
-    def box_around(x):
-        return (x - max_change).clamp_(0.0, 1.0), (x + max_change).clamp_(0.0, 1.0)
-
-    bounds = box_around(x0)
+    bounds = dc_box(x0, max_change)
     full = tuple(start.shape)
     coarse = tuple(max(2, -(-n // coarsen)) for n in full)
     with torch.no_grad():
@@ -143,7 +140,7 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
         if coarse != full:
             grid = geometry.with_resolution(coarse)
             begin = _resample(start, coarse)
-            box = box_around(begin)
+            box = dc_box(begin, max_change)
             if all(n % coarsen == 0 for n in geometry.detector_shape):
                 measured = torch.nn.functional.avg_pool2d(measured, coarsen)
                 grid = dataclasses.replace(grid, detector_shape=tuple(n // coarsen for n in grid.detector_shape),
@@ -160,12 +157,25 @@ def refine(volume: torch.Tensor, projections: torch.Tensor, geometry: Geometry, 
             correction = tv_denoise(correction, correction_tv)
         if correction_threshold:
             correction = garrote(correction, correction_threshold)
-        # TV and resampling can move a voxel's correction outside its own box (they keep only the
-        # overall range), and the final TV moves voxels too: each clamp restores the box
-        refined = (start + correction).clamp_(*bounds)
-        if output_tv:
-            refined = tv_denoise(refined, output_tv).clamp_(*bounds)
-        return refined
+        return apply_correction(start, correction, bounds, output_tv)
+
+
+def dc_box(volume: torch.Tensor, max_change: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-voxel bounds the passes keep a volume in: ``volume +- max_change`` inside [0, 1]
+    (normalized units)."""
+    return (volume - max_change).clamp(0.0, 1.0), (volume + max_change).clamp(0.0, 1.0)
+
+
+def apply_correction(start: torch.Tensor, correction: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor],
+                     output_tv: float = 0.0) -> torch.Tensor:
+    """``start + correction`` clamped to ``bounds`` (:func:`dc_box`), then, where ``output_tv`` > 0,
+    TV-denoised as a whole and clamped again: :func:`refine`'s last steps. TV and resampling can move a
+    voxel's correction outside its own box (they keep only the overall range), and the final TV
+    moves voxels too: each clamp restores the box."""
+    refined = (start + correction).clamp_(*bounds)
+    if output_tv:
+        refined = tv_denoise(refined, output_tv).clamp_(*bounds)
+    return refined
 
 
 def garrote(x: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -186,5 +196,6 @@ def _resample(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor
                                            align_corners=False)[0, 0]
 
 
-__all__ = ["CORRECTION_TV", "CORRECTION_THRESHOLD", "OUTPUT_TV", "DC_METHOD", "PLAIN", "garrote", "refine",
+__all__ = ["CORRECTION_TV", "CORRECTION_THRESHOLD", "OUTPUT_TV", "DC_METHOD", "PLAIN", "apply_correction", "dc_box",
+           "garrote", "refine",
            "projection_residual"]

@@ -160,7 +160,8 @@ def _compared_k(card: dict, old_card: dict) -> int:
                int((old_card.get("inference") or {}).get("data_consistency", 0)))
 
 
-def _better(card: dict, existing: Path, rescore=None, score_candidate=None) -> tuple[bool, str]:
+def _better(card: dict, existing: Path, rescore=None, score_candidate=None,
+            old_card: dict | None = None) -> tuple[bool, str]:
     """Whether ``card``'s model beats the bundled file's at every scored view count: its mean PSNR
     with DC higher and its network alone not lower, both models with the same K passes.
 
@@ -169,14 +170,16 @@ def _better(card: dict, existing: Path, rescore=None, score_candidate=None) -> t
     card's 12). ``score_candidate(k)`` scores the new model with ``k`` passes when that is not its
     own K. The bundled card's stored means are used when they were scored on the same held-out CTs,
     with the same DC method and that K; otherwise ``rescore(model_path, k)`` scores the bundled model
-    now. Both return ``{n: {"dice" | "dice_dc": {metric: mean}}}``.
+    now. Both return ``{n: {"dice" | "dice_dc": {metric: mean}}}``. ``old_card``: the bundled file's
+    card when the caller has read it already (else it is read from ``existing``).
     """
     from ..model.card import read_card
 
-    try:
-        old_card = read_card(existing)
-    except InputError:
-        return True, f"{existing} is unreadable"
+    if old_card is None:
+        try:
+            old_card = read_card(existing)
+        except InputError:
+            return True, f"{existing} is unreadable"
     old = old_card.get("held_out") or {}
     k_new = int(card["inference"]["data_consistency"])
     old_inference = old_card.get("inference") or {}
@@ -299,15 +302,16 @@ def cmd_bundle(args) -> int:
             candidate.update(rows=scores["rows"])
             return means
 
-        better, why = _better(card, out, rescore, score_candidate)
-        if better and args.max_ct_loss != float("inf"):
-            from ..model.card import read_card
+        from ..model.card import read_card
 
-            try:
-                old_card = read_card(out)
-            except InputError:
-                old_card = None   # unreadable: replaced, as _better said
-            if old_card is not None:
+        try:
+            old_card = read_card(out)   # read once: for the means and for the per-CT guard
+        except InputError:
+            old_card = None
+        better, why = (True, f"{out} is unreadable") if old_card is None else \
+            _better(card, out, rescore, score_candidate, old_card=old_card)
+        if better and args.max_ct_loss != float("inf"):
+            if old_card is not None:   # unreadable: replaced
                 k_cmp = _compared_k(card, old_card)   # the K of the rows compared, whichever model was rescored
                 worst = worst_ct_loss(candidate.get("rows") or card["held_out_rows"],
                                       rescored.get("rows") or old_card.get("held_out_rows") or [], k_cmp)
