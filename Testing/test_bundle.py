@@ -352,6 +352,9 @@ def test_only_if_better_keeps_the_file_when_one_ct_loses_more_than_max_ct_loss(c
     assert "wrote" in capsys.readouterr().out
     assert main(base + ["--only-if-better", "--max-ct-loss", "-1"]) == 2
     assert "--max-ct-loss must be a number of dB >= 0" in capsys.readouterr().err
+    out.write_bytes(b"not a model file")   # an unreadable bundled file is replaced (no card to guard with)
+    assert main(base + ["--only-if-better"]) == 0
+    assert "wrote" in capsys.readouterr().out and read_card(out)["held_out_rows"] == card["held_out_rows"]
 
 
 def test_markdown_has_per_ct_rows_and_a_mean_without_named_cts():
