@@ -123,3 +123,49 @@ def test_gpu_run_refuses_bad_knobs_before_any_work(tmp_path, knob, message):
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].endswith("error: " + message) and done.stderr == ""
     assert os.listdir(tmp_path / "out") == ["summary.txt"] and os.listdir(tmp_path / "work") == []
+
+
+def _fake_deepsparse(tmp_path, missing=""):
+    """A `deepsparse` on PATH whose `samples --fetch NAME` prints `NAME: path` for a file it creates
+    (none for ``missing``) and which fails on anything else: a dry run must not call it otherwise."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    fake = bin_ / "deepsparse"
+    fake.write_text(f"""#!/bin/bash
+[ "$1 $2" = "samples --fetch" ] || {{ echo "unexpected: $*" >&2; exit 9; }}
+[ "$3" = "{missing}" ] && exit 0
+mkdir -p "{tmp_path}/cache/$3" && touch "{tmp_path}/cache/$3/$3.nii.gz"
+echo "$3: {tmp_path}/cache/$3/$3.nii.gz"
+""")
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "DRY_RUN": "1"}
+
+
+def test_campaign_corpus_writes_the_lists_and_names_every_folder(tmp_path):
+    env = _fake_deepsparse(tmp_path)
+    done = subprocess.run(["bash", str(BENCH / "campaign_corpus.sh"), str(tmp_path / "corpus")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    corpus, cache = tmp_path / "corpus", tmp_path / "cache"
+    lists = {p.stem: p.read_text().split() for p in corpus.glob("*.list")}
+    want = {"real": ["chest", "lung1", "tptbox"], "heldout": ["lung2", "liver"], "body": ["body"],
+            "chest4": ["chest4"], "new3": ["head", "abdomen2", "cta"],
+            "heldout2": ["lung2", "liver", "abdomen", "pycerr1", "pycerr2", "pycerr3", "pycerr4"]}
+    assert lists == {k: [str(cache / s / f"{s}.nii.gz") for s in v] for k, v in want.items()}
+    trained = {s for k in ("real", "body", "chest4", "new3") for s in want[k]}
+    assert not trained & set(want["heldout2"])        # no held-out CT is trained on
+    assert (corpus / "heldout2_split.txt").read_text().split()[1::2] == [
+        "lung2_image", "img_117", "449_CT_4mm", "pycerr1", "pycerr2", "pycerr3", "pycerr4"]
+    commands = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ ")]
+    outs = [c.split("--out ")[1].split()[0] for c in commands]
+    assert outs == [str(corpus / f) for f in ("phantoms", "real", "synth", "heldout", "body", "chest4", "new3",
+                                              "heldout2")]
+    assert sum("--augment 40" in c for c in commands) == 3 and not (corpus / "real").exists()   # dry: nothing prepared
+
+
+def test_campaign_corpus_stops_with_one_line_when_a_sample_is_missing(tmp_path):
+    env = _fake_deepsparse(tmp_path, missing="pycerr3")
+    done = subprocess.run(["bash", str(BENCH / "campaign_corpus.sh"), str(tmp_path / "corpus")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip() == "campaign_corpus: no cached file for sample pycerr3"
+    assert "+ " not in done.stdout   # nothing run
