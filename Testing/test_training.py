@@ -4,6 +4,7 @@ Sizes are tiny (tiny DiCE, 32^2 detector, 16^3 grid, 16 candidates, a few hundre
 runs on one thread: on a shared 2-core machine two threads contend and run several times slower.
 """
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -146,6 +147,36 @@ def test_stages_sample_the_paper_views():
         make_stage("pretrain").view_sampler(16, np.pi)
 
 
+def test_scratch_view_weights_skew_n_and_survive_a_checkpoint():
+    """--view-weights: n drawn with the given relative weights (never where 0), the stage round-trips
+    through its JSON state, and the uniform default is unchanged."""
+    from deepsparse_core.training.stages import Stage
+
+    stage = make_stage("scratch", min_views=6, max_views=10, view_weights=[0, 0, 1, 1, 2])
+    rng = np.random.default_rng(3)
+    counts = np.bincount([len(stage.view_sampler(120, np.pi)(rng)[0]) for _ in range(4000)], minlength=11)[6:]
+    assert counts[0] == counts[1] == 0 and counts.sum() == 4000
+    share = counts / 4000   # expected 0, 0, 1/4, 1/4, 1/2; binomial sd <= 0.008
+    assert abs(share[2] - 0.25) < 0.04 and abs(share[3] - 0.25) < 0.04 and abs(share[4] - 0.5) < 0.04
+    assert Stage.from_dict(json.loads(json.dumps(stage.to_dict()))) == stage
+    assert "n weighted 0:0:1:1:2" in stage.describe()
+    uniform = make_stage("scratch", min_views=6, max_views=10)
+    assert uniform.n_weights is None and Stage.from_dict(json.loads(json.dumps(uniform.to_dict()))) == uniform
+    old_state = {k: v for k, v in uniform.to_dict().items() if k != "n_weights"}   # a run from before the option
+    assert Stage.from_dict(old_state) == uniform
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    drawn = [len(uniform.view_sampler(120, np.pi)(a)[0]) for _ in range(50)]
+    assert drawn[:1] == [int(b.integers(6, 11))] and set(drawn) == {6, 7, 8, 9, 10}   # the released uniform draw
+    for bad, message in (([1, 1], "one weight per n from 6 to 10 \\(5\\), got 2"),
+                         ([1, -1, 1, 1, 1], "finite numbers >= 0, not all 0"),
+                         ([0, 0, 0, 0, 0], "not all 0"), ([1, float("nan"), 1, 1, 1], "finite")):
+        with pytest.raises(InputError, match=message):
+            make_stage("scratch", min_views=6, max_views=10, view_weights=bad)
+    for name, views in (("scratch", 8), ("step1", 8), ("pretrain", None)):
+        with pytest.raises(InputError, match="--view-weights weighs the random n of the scratch stage"):
+            make_stage(name, views=views, min_views=6, max_views=10, view_weights=[1] * 5)
+
+
 def test_learning_rate_warmup_and_cosine():
     cfg = TrainConfig(data="x", out="y", steps=110, lr=1e-3, warmup_steps=10, schedule="cosine", min_lr=1e-5)
     assert learning_rate(0, cfg) == pytest.approx(1e-4) and learning_rate(9, cfg) == pytest.approx(1e-3)
@@ -235,6 +266,24 @@ def test_existing_run_needs_resume_and_resume_keeps_hyperparameters(runs):
     assert cfg.resume and cfg.steps == 9 and cfg.model == "tiny" and cfg.min_views == 2
     with pytest.raises(InputError, match="pretrain run"):
         train(TrainConfig(data=cfg.data, out=str(run), stage="step1", steps=3, resume=True))
+
+
+def test_a_weighted_scratch_run_records_its_weights_and_keeps_them_on_resume(data, tmp_path):
+    run = tmp_path / "weighted"
+    parser = _parser()
+    cfg = config_from_args(parser.parse_args(["train", "--data", str(data), "--out", str(run), "--stage", "scratch",
+                                              "--min-views", "2", "--max-views", "4", "--view-weights", "0", "1",
+                                              "3", "--steps", "2"]))
+    assert cfg.view_weights == [0.0, 1.0, 3.0]
+    train(dataclasses.replace(cfg, **{k: v for k, v in COMMON.items() if k not in ("min_views", "max_views")}))
+    card = read_model_metadata(run / "last.safetensors")["card"]
+    assert card["views"] == {"min": 2, "max": 4, "weights": [0.0, 1.0, 3.0]}
+    assert json.loads((run / "state.json").read_text())["stage"]["n_weights"] == [0.0, 1.0, 3.0]
+    with pytest.raises(InputError, match="cannot change --view-weights"):
+        config_from_args(parser.parse_args(["train", "--out", str(run), "--resume", "--view-weights", "1", "1", "1"]))
+    again = config_from_args(parser.parse_args(["train", "--out", str(run), "--resume", "--steps", "3"]))
+    assert again.view_weights == [0.0, 1.0, 3.0]
+    assert train(again).step == 3
 
 
 def _parser():

@@ -43,6 +43,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     what.add_argument("--views", type=int, help="target sparse views n (step1/step2: required; scratch: fixed n)")
     what.add_argument("--min-views", type=int, help="n_min (default 6)")
     what.add_argument("--max-views", type=int, help="n_max = M, views for the 3D features (default 24)")
+    what.add_argument("--view-weights", type=float, nargs="+", metavar="W",
+                      help="scratch stage without --views: relative weights of n = --min-views ... --max-views, "
+                           "one per view count (default: uniform)")
     what.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     how_long = p.add_argument_group("how long")
     how_long.add_argument("--steps", type=int, help="stop at this step (total, resumed steps included)")

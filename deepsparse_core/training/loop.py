@@ -59,6 +59,7 @@ class TrainConfig:
     views: int | None = None            # target n (step1/step2; scratch: fixed n; pretrain: validation n)
     min_views: int = 6                  # n_min, paper Sec. 3.5
     max_views: int = 24                 # n_max = M, paper Sec. 3.5
+    view_weights: list | None = None    # scratch: relative weights of n = min..max views (None: uniform)
     init: str | None = None             # model file or run folder to start from
     model: str | dict | None = None     # paper | small | tiny | JSON file / dict; None: paper, or init's own
     #   with init: the architecture to warm-start into (tensors whose name and shape match are copied)
@@ -288,7 +289,8 @@ def _open_run(cfg: TrainConfig):
         raise InputError(f"{run_dir} already holds a training run: resume it (--resume) or choose another --out")
     if cfg.stage is None:
         raise InputError(f"give the training stage (--stage {' | '.join(STAGES)})")
-    stage = make_stage(cfg.stage, cfg.views, cfg.min_views, cfg.max_views, cfg.lambda_q, cfg.lambda_d)
+    stage = make_stage(cfg.stage, cfg.views, cfg.min_views, cfg.max_views, cfg.lambda_q, cfg.lambda_d,
+                       cfg.view_weights)
     torch.manual_seed(cfg.seed)  # same initial weights in every process
     model, init_meta = initial_model(stage, cfg.init, cfg.model)
     return cfg, stage, model, None, None, init_meta
@@ -359,7 +361,8 @@ class _Run:
         """``last.safetensors`` (and ``best.safetensors`` when ``best``): the validated model with its card."""
         card = {**self.card, "stage": self.stage.name, "step": step, "val": val_scores,
                 "bn_batches": self.cfg.bn_batches, **self.effort(step),
-                "views": {"min": self.stage.n_min, "max": self.stage.n_max}}  # n uniform in [n_min, n_max]
+                "views": {"min": self.stage.n_min, "max": self.stage.n_max,   # n uniform in [n_min, n_max],
+                          **({"weights": list(self.stage.n_weights)} if self.stage.n_weights else {})}}  # or weighted
         for name in ("last", "best") if best else ("last",):
             save_model(self.run_dir / f"{name}.safetensors", evaluated, self.geometry, self.n_views, card=card)
 

@@ -21,6 +21,7 @@ codebooks are frozen (paper Eq. 13).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +50,7 @@ class Stage:
     frozen: tuple[str, ...] = ()
     lambda_q: float = LAMBDA_Q
     lambda_d: float = 0.0
+    n_weights: tuple[float, ...] | None = None  # relative weights of n = n_min..n_max (None: uniform)
 
     @property
     def fixed_views(self) -> int | None:
@@ -64,8 +66,11 @@ class Stage:
         if m == hi and lo < hi:  # HyViP [n_min~n_max | n_max]
             return lambda rng: select_hybrid_views(rng, n_candidates, lo, hi, arc)
 
+        counts = np.arange(lo, hi + 1)
+        p = None if self.n_weights is None else np.asarray(self.n_weights, float) / sum(self.n_weights)
+
         def sample(rng: np.random.Generator):
-            n = lo if lo == hi else int(rng.integers(lo, hi + 1))
+            n = lo if lo == hi else int(rng.integers(lo, hi + 1)) if p is None else int(rng.choice(counts, p=p))
             return select_views(rng, n, m or n, n_candidates, arc)
         return sample
 
@@ -93,6 +98,8 @@ class Stage:
     def describe(self) -> str:
         n = f"{self.n_min}" if self.n_min == self.n_max else f"{self.n_min}~{self.n_max}"
         views = f"[{n} | {self.m_total or n}]"
+        if self.n_weights is not None:
+            views += " with n weighted " + ":".join(f"{w:g}" for w in self.n_weights)
         extra = f", frozen: {', '.join(self.frozen)}" if self.frozen else ""
         loss = "MSE" + (f" + {self.lambda_q:g} VQ" if self.lambda_q else "") + \
                (f" + {self.lambda_d:g} denoise" if self.denoise else "")
@@ -105,11 +112,13 @@ class Stage:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Stage":
-        return cls(**{**d, "frozen": tuple(d.get("frozen", ()))})
+        weights = d.get("n_weights")
+        return cls(**{**d, "frozen": tuple(d.get("frozen", ())),
+                      "n_weights": None if weights is None else tuple(weights)})
 
 
 def make_stage(name: str, views: int | None = None, min_views: int = N_MIN, max_views: int = N_MAX,
-               lambda_q: float = LAMBDA_Q, lambda_d: float = LAMBDA_D) -> Stage:
+               lambda_q: float = LAMBDA_Q, lambda_d: float = LAMBDA_D, view_weights=None) -> Stage:
     """The :class:`Stage` ``name`` (one of ``STAGES``).
 
     Args:
@@ -117,11 +126,16 @@ def make_stage(name: str, views: int | None = None, min_views: int = N_MIN, max_
             (else n is uniform in [min_views, max_views], no auxiliary views); for pretrain it only sets
             the validation n (default min_views).
         min_views, max_views: n_min and n_max = M (paper: 6 and 24).
+        view_weights: relative weights of n = min_views, ..., max_views for the scratch stage's random
+            n (None: uniform, as released). Its draws differ from the uniform default's even when the
+            weights are equal (another generator call).
     """
     if name not in STAGES:
         raise InputError(f"unknown training stage {name!r}; choose one of {', '.join(STAGES)}")
     if name in ("step1", "step2") and views is None:
         raise InputError(f"stage {name} finetunes for a target number of views: give --views (paper: 6, 8 or 10)")
+    if view_weights is not None and (name != "scratch" or views):
+        raise InputError("--view-weights weighs the random n of the scratch stage (without --views)")
     if name == "scratch" and views:  # [n | n]: the view range is not used
         return Stage(name, views, views, None, views, lambda_q=lambda_q)
     if not 1 <= min_views <= max_views:
@@ -129,10 +143,27 @@ def make_stage(name: str, views: int | None = None, min_views: int = N_MIN, max_
     if views is not None and not 1 <= views <= max_views:
         raise InputError(f"--views must be in [1, {max_views}] (--max-views, M), got {views}")
     if name == "scratch":
-        return Stage(name, min_views, max_views, None, min_views, lambda_q=lambda_q)
+        return Stage(name, min_views, max_views, None, min_views, lambda_q=lambda_q,
+                     n_weights=_view_weights(view_weights, min_views, max_views))
     if name == "pretrain":
         return Stage(name, min_views, max_views, max_views, views or min_views, lambda_q=lambda_q)
     if name == "step1":
         return Stage(name, views, views, max_views, views, lambda_q=lambda_q)
     return Stage(name, views, views, max_views, views, denoise=True, frozen=STEP2_FROZEN,
                  lambda_q=0.0, lambda_d=lambda_d)
+
+
+def _view_weights(weights, min_views: int, max_views: int) -> tuple[float, ...] | None:
+    """``weights`` checked: one finite weight >= 0 per n in [min_views, max_views], not all 0."""
+    if weights is None:
+        return None
+    k = max_views - min_views + 1
+    try:
+        w = tuple(float(x) for x in weights)
+    except (TypeError, ValueError):
+        raise InputError(f"--view-weights takes numbers, got {weights!r}") from None
+    if len(w) != k:
+        raise InputError(f"--view-weights needs one weight per n from {min_views} to {max_views} ({k}), got {len(w)}")
+    if not all(math.isfinite(x) and x >= 0 for x in w) or not sum(w) > 0:
+        raise InputError(f"--view-weights must be finite numbers >= 0, not all 0; got {' '.join(f'{x:g}' for x in w)}")
+    return w
