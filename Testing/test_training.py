@@ -152,14 +152,14 @@ def test_scratch_view_weights_skew_n_and_survive_a_checkpoint():
     through its JSON state, and the uniform default is unchanged."""
     from deepsparse_core.training.stages import Stage
 
-    stage = make_stage("scratch", min_views=6, max_views=10, view_weights=[0, 0, 1, 1, 2])
+    stage = make_stage("scratch", min_views=6, max_views=10, view_weights=[1, 0, 1, 1, 3])
     rng = np.random.default_rng(3)
     counts = np.bincount([len(stage.view_sampler(120, np.pi)(rng)[0]) for _ in range(4000)], minlength=11)[6:]
-    assert counts[0] == counts[1] == 0 and counts.sum() == 4000
-    share = counts / 4000   # expected 0, 0, 1/4, 1/4, 1/2; binomial sd <= 0.008
-    assert abs(share[2] - 0.25) < 0.04 and abs(share[3] - 0.25) < 0.04 and abs(share[4] - 0.5) < 0.04
+    assert counts[1] == 0 and counts.sum() == 4000
+    share = counts / 4000   # expected 1/6, 0, 1/6, 1/6, 1/2; binomial sd <= 0.008
+    assert all(abs(share[i] - 1 / 6) < 0.04 for i in (0, 2, 3)) and abs(share[4] - 0.5) < 0.04
     assert Stage.from_dict(json.loads(json.dumps(stage.to_dict()))) == stage
-    assert "n weighted 0:0:1:1:2" in stage.describe()
+    assert "n weighted 1:0:1:1:3" in stage.describe()
     uniform = make_stage("scratch", min_views=6, max_views=10)
     assert uniform.n_weights is None and Stage.from_dict(json.loads(json.dumps(uniform.to_dict()))) == uniform
     old_state = {k: v for k, v in uniform.to_dict().items() if k != "n_weights"}   # a run from before the option
@@ -169,7 +169,9 @@ def test_scratch_view_weights_skew_n_and_survive_a_checkpoint():
     assert drawn[:1] == [int(b.integers(6, 11))] and set(drawn) == {6, 7, 8, 9, 10}   # the released uniform draw
     for bad, message in (([1, 1], "one weight per n from 6 to 10 \\(5\\), got 2"),
                          ([1, -1, 1, 1, 1], "finite numbers >= 0, not all 0"),
-                         ([0, 0, 0, 0, 0], "not all 0"), ([1, float("nan"), 1, 1, 1], "finite")):
+                         ([0, 0, 0, 0, 0], "not all 0"), ([1, float("nan"), 1, 1, 1], "finite"),
+                         ([1e308] * 5, "finite"), ([0, 1, 1, 1, 1], "n = 6 has weight 0; narrow"),
+                         ([1, 1, 1, 1, 0], "n = 10 has weight 0")):
         with pytest.raises(InputError, match=message):
             make_stage("scratch", min_views=6, max_views=10, view_weights=bad)
     for name, views in (("scratch", 8), ("step1", 8), ("pretrain", None)):
@@ -272,17 +274,17 @@ def test_a_weighted_scratch_run_records_its_weights_and_keeps_them_on_resume(dat
     run = tmp_path / "weighted"
     parser = _parser()
     cfg = config_from_args(parser.parse_args(["train", "--data", str(data), "--out", str(run), "--stage", "scratch",
-                                              "--min-views", "2", "--max-views", "4", "--view-weights", "0", "1",
+                                              "--min-views", "2", "--max-views", "4", "--view-weights", "1", "0",
                                               "3", "--steps", "2"]))
-    assert cfg.view_weights == [0.0, 1.0, 3.0]
+    assert cfg.view_weights == [1.0, 0.0, 3.0]
     train(dataclasses.replace(cfg, **{k: v for k, v in COMMON.items() if k not in ("min_views", "max_views")}))
     card = read_model_metadata(run / "last.safetensors")["card"]
-    assert card["views"] == {"min": 2, "max": 4, "weights": [0.0, 1.0, 3.0]}
-    assert json.loads((run / "state.json").read_text())["stage"]["n_weights"] == [0.0, 1.0, 3.0]
+    assert card["views"] == {"min": 2, "max": 4, "weights": [1.0, 0.0, 3.0]}
+    assert json.loads((run / "state.json").read_text())["stage"]["n_weights"] == [1.0, 0.0, 3.0]
     with pytest.raises(InputError, match="cannot change --view-weights"):
         config_from_args(parser.parse_args(["train", "--out", str(run), "--resume", "--view-weights", "1", "1", "1"]))
     again = config_from_args(parser.parse_args(["train", "--out", str(run), "--resume", "--steps", "3"]))
-    assert again.view_weights == [0.0, 1.0, 3.0]
+    assert again.view_weights == [1.0, 0.0, 3.0]
     assert train(again).step == 3
 
 

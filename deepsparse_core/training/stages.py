@@ -154,7 +154,7 @@ def make_stage(name: str, views: int | None = None, min_views: int = N_MIN, max_
 
 
 def _view_weights(weights, min_views: int, max_views: int) -> tuple[float, ...] | None:
-    """``weights`` checked: one finite weight >= 0 per n in [min_views, max_views], not all 0."""
+    """``weights`` checked: one finite weight >= 0 per n in [min_views, max_views], both ends > 0."""
     if weights is None:
         return None
     k = max_views - min_views + 1
@@ -164,6 +164,9 @@ def _view_weights(weights, min_views: int, max_views: int) -> tuple[float, ...] 
         raise InputError(f"--view-weights takes numbers, got {weights!r}") from None
     if len(w) != k:
         raise InputError(f"--view-weights needs one weight per n from {min_views} to {max_views} ({k}), got {len(w)}")
-    if not all(math.isfinite(x) and x >= 0 for x in w) or not sum(w) > 0:
+    if not all(math.isfinite(x) and x >= 0 for x in w) or not 0 < sum(w) < math.inf:
         raise InputError(f"--view-weights must be finite numbers >= 0, not all 0; got {' '.join(f'{x:g}' for x in w)}")
+    if w[0] == 0 or w[-1] == 0:   # the card says the model serves [min, max]: it must have trained on both ends
+        raise InputError(f"--view-weights: n = {min_views if w[0] == 0 else max_views} has weight 0; narrow "
+                         "--min-views / --max-views instead (the model is said to serve the whole range)")
     return w
