@@ -59,10 +59,12 @@ def main(argv=None) -> int:
                     extra = (f" ({s:+.2f} dB per doubling{', CPU-only days' if len(cpu) < len(points) else ''})"
                              if s is not None else "")
                 ax.plot(h, y, style, color=colour, label=f"{views} views, {label}{extra}")
+                written = None
                 for a, b, g in points:
                     if g and method != "sart":  # GPU work in this model's history: hollow, and the GPU-hours written beside it
                         ax.plot([a], [b], style[-1], color=colour, markerfacecolor="white", markersize=9)
-                        if method == "dice_dc":
+                        if method == "dice_dc" and g != written:   # written where the cumulative GPU-hours change
+                            written = g
                             ax.annotate(f"+{g:.2f} GPU-h", (a, b), textcoords="offset points", xytext=(-8, 6),
                                         ha="right", fontsize=7, color=colour)
         ax.set_xscale("log", base=2)
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
             show = last is None or h > 1.15 * last
             labels.append(f"{h:.2f}" if show else "")
             last = h if show else last
-        ax.set_xticks(hours, labels)
+        ax.set_xticks(hours, labels, rotation=45, ha="right")
         ax.minorticks_off()
         ax.set_xlabel("cumulative training CPU-hours (2-core machine), log scale")
         ax.set_ylabel("held-out mean PSNR (dB)")
