@@ -197,5 +197,4 @@ def _resample(volume: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor
 
 
 __all__ = ["CORRECTION_TV", "CORRECTION_THRESHOLD", "OUTPUT_TV", "DC_METHOD", "PLAIN", "apply_correction", "dc_box",
-           "garrote", "refine",
-           "projection_residual"]
+           "garrote", "refine", "projection_residual"]
