@@ -257,10 +257,9 @@ def main():
                     if filt is None:
                         x = x0
                     else:
-                        f = filt(ctx)
-                        # ("final", w, F(d)): a TV of the whole result, as refine's output_tv
-                        x = apply_correction(start, f[2], bounds, f[1]) if isinstance(f, tuple) else \
-                            apply_correction(start, f, bounds)
+                        f = filt(ctx)   # F(d), or ("final", w, F(d)): a TV of the whole result, as refine's output_tv
+                        _, final_tv, d = f if isinstance(f, tuple) else (None, 0.0, f)
+                        x = apply_correction(start, d, bounds, final_tv)
                     rows.append({"volume": Path(path).stem, "views": n,
                                  "variant": name if c == 1 else f"coarse {c}: {name}",
                                  "psnr": psnr(x, ref), "ssim": ssim(x, ref)})

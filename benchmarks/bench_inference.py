@@ -43,6 +43,10 @@ TARGETS = {("cuda", 256): 0.5, ("cpu", 128): 10.0}  # seconds, 6 views (issue 8:
 DC_TARGETS = {("cpu", 128): 8.0}  # seconds, 6 views, the model's default DC passes (issue 16: 128^3 within 8 s)
 
 
+def verdict(seconds: float, target: float) -> str:
+    return f"target <= {target:g} s: {'met' if seconds <= target else 'MISSED'}"
+
+
 def fdk_or_none():
     try:
         from deepsparse_core.physics.fdk import fdk
@@ -187,7 +191,7 @@ def main():
                 line += f";  FDK {fdt:7.3f} s -> DiCE/FDK {dt / fdt:5.1f}x"
             target = TARGETS.get((device.type, size)) if args.views == 6 else None
             if target is not None:
-                line += f";  target <= {target:g} s: {'met' if dt <= target else 'MISSED'}"
+                line += f";  {verdict(dt, target)}"
             print(line, flush=True)
             if args.model:
                 ref = reference_at(data, size)
@@ -198,8 +202,7 @@ def main():
                          f"{psnr(vol_dc, ref):.2f} dB ({dc_t:.1f} s"
                 dc_target = DC_TARGETS.get((device.type, size)) if args.views == 6 else None
                 if dc_target is not None and args.data_consistency == rec.recommended_data_consistency:
-                    scores += f" end to end, the default DC; target <= {dc_target:g} s: " + \
-                        ("met" if dc_t <= dc_target else "MISSED")
+                    scores += f" end to end, the default DC; {verdict(dc_t, dc_target)}"
                 scores += ")"
                 if fdk is not None:
                     scores += f", FDK {psnr(fdk(data.projections, gg).cpu().clamp(0, 1), ref):.2f} dB"

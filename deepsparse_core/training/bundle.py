@@ -307,22 +307,20 @@ def cmd_bundle(args) -> int:
         try:
             old_card = read_card(out)   # read once: for the means and for the per-CT guard
         except InputError:
-            old_card = None
-        better, why = (True, f"{out} is unreadable") if old_card is None else \
-            _better(card, out, rescore, score_candidate, old_card=old_card)
-        if better and args.max_ct_loss != float("inf"):
-            if old_card is not None:   # unreadable: replaced
-                k_cmp = _compared_k(card, old_card)   # the K of the rows compared, whichever model was rescored
-                worst = worst_ct_loss(candidate.get("rows") or card["held_out_rows"],
-                                      rescored.get("rows") or old_card.get("held_out_rows") or [], k_cmp)
-                if worst is None:
-                    better, why = False, (f"{out} has no per-CT rows on these held-out CTs to check --max-ct-loss "
-                                          "against (give --max-ct-loss inf to compare the means only)")
-                elif worst[0] > args.max_ct_loss:
-                    loss, volume, n, new_db, old_db = worst
-                    better, why = False, (f"{volume} at {n} views: {new_db:.2f} dB with {k_cmp} DC passes, "
-                                          f"{loss:.2f} dB below the bundled {old_db:.2f} dB (more than "
-                                          f"--max-ct-loss {args.max_ct_loss:g}), although the means are better")
+            old_card = None             # unreadable: _better says so, and the file is replaced
+        better, why = _better(card, out, rescore, score_candidate, old_card=old_card)
+        if better and old_card is not None and args.max_ct_loss != float("inf"):
+            k_cmp = _compared_k(card, old_card)   # the K of the rows compared, whichever model was rescored
+            worst = worst_ct_loss(candidate.get("rows") or card["held_out_rows"],
+                                  rescored.get("rows") or old_card.get("held_out_rows") or [], k_cmp)
+            if worst is None:
+                better, why = False, (f"{out} has no per-CT rows on these held-out CTs to check --max-ct-loss "
+                                      "against (give --max-ct-loss inf to compare the means only)")
+            elif worst[0] > args.max_ct_loss:
+                loss, volume, n, new_db, old_db = worst
+                better, why = False, (f"{volume} at {n} views: {new_db:.2f} dB with {k_cmp} DC passes, "
+                                      f"{loss:.2f} dB below the bundled {old_db:.2f} dB (more than "
+                                      f"--max-ct-loss {args.max_ct_loss:g}), although the means are better")
         if not better:
             print(f"kept {out}: {why}")
             if args.markdown:  # the candidate's card, and the kept model's per-CT scores when rescored
