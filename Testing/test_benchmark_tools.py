@@ -169,3 +169,26 @@ def test_campaign_corpus_stops_with_one_line_when_a_sample_is_missing(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.strip() == "campaign_corpus: no cached file for sample pycerr3"
     assert "+ " not in done.stdout   # nothing run
+
+
+def test_training_layout_rate_is_the_last_invocations_loop():
+    layout = _load("bench_training_layout")
+    first = [{"event": "train", "step": s, "elapsed_s": 1.0 * s} for s in (10, 20, 30)]      # 1 s/step
+    resumed = [{"event": "train", "step": s, "elapsed_s": 4.0 + 0.5 * (s - 30)} for s in (40, 50, 60, 70)]
+    other = [{"event": "validation", "step": 70, "psnr": 20.0}]
+    lines = [json.dumps(e) for e in first + resumed + other] + [""]
+    sps, steps = layout.loop_rate(lines)
+    assert sps == pytest.approx(0.5) and steps == 30          # start-up before step 40 is not counted
+    with pytest.raises(ValueError, match="raise --steps"):
+        layout.loop_rate([json.dumps(e) for e in first + resumed[:1]])
+
+
+@pytest.mark.parametrize("text, expected", [("2x1", (2, 1)), ("1X2", (1, 2))])
+def test_training_layout_parses_processes_by_threads(text, expected):
+    assert _load("bench_training_layout").parse_layout(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2", "0x2", "axb", "2x1x1"])
+def test_training_layout_refuses_a_bad_layout_in_one_line(text):
+    with pytest.raises(SystemExit, match="layout|processes"):
+        _load("bench_training_layout").parse_layout(text)

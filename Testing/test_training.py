@@ -502,3 +502,17 @@ def test_init_with_config_warm_starts_into_a_new_architecture(runs, data, tmp_pa
     captured = capsys.readouterr()
     assert "into a new architecture" in captured.out + captured.err
     assert read_model_metadata(tmp_path / "run" / "last.safetensors")["config"] == wider
+
+
+@pytest.mark.parametrize("setting, calls", [(None, 1), ("0", 0)])
+def test_cpu_training_keeps_freed_memory_unless_told_not_to(data, tmp_path, monkeypatch, setting, calls):
+    import deepsparse_core.training.loop as loop
+
+    seen = []
+    monkeypatch.setattr(loop, "keep_freed_memory", lambda: seen.append(1) or True)
+    if setting is None:
+        monkeypatch.delenv("DEEPSPARSE_KEEP_FREED_MEMORY", raising=False)
+    else:
+        monkeypatch.setenv("DEEPSPARSE_KEEP_FREED_MEMORY", setting)
+    train(_config(data, tmp_path / "run", steps=1))
+    assert len(seen) == calls

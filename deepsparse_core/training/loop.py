@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -36,6 +37,7 @@ from ..model.card import campaign_totals, history_card
 from ..model.model_file import save_model
 from ..progress import Cancelled
 from . import distributed
+from .allocator import keep_freed_memory
 from .checkpoint import load_optimizer_state, load_run, read_state, restore_rng, rng_state, run_lock, save_run
 from .data import POINTS_PER_VOLUME, CandidateSet
 from .initial_model import initial_model
@@ -173,6 +175,8 @@ def _train(cfg: TrainConfig, callback, cancel, world: int, rank: int, device: to
         _check_same_geometry(run_meta, geometry, Path(cfg.out), cfg.data)
     sampler = stage.view_sampler(train_set.n_candidates, geometry.arc)
     val_set = _validation_set(cfg, geometry, data_device) if master and cfg.val_every else None
+    if device.type == "cpu" and os.environ.get("DEEPSPARSE_KEEP_FREED_MEMORY", "1") != "0":
+        keep_freed_memory()   # the steps reuse their host memory instead of page-faulting it in (allocator.py)
     # ------------------------------------------------------------------ optimizer (trainable groups only)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     names = {id(p): n for n, p in trainable.items()}
