@@ -51,14 +51,10 @@ def loop_rate(log_lines: list[str]) -> tuple[float, int]:
     last logged training steps, so start-up before the first logged step does not count."""
     events = [json.loads(x) for x in log_lines if x.strip()]
     train = [e for e in events if e.get("event") == "train"]
-    current = train[-1:]
-    for e in reversed(train[:-1]):
-        if e["elapsed_s"] >= current[-1]["elapsed_s"]:
-            break
-        current.append(e)
-    if len(current) < 2:
+    start = max((i for i in range(1, len(train)) if train[i]["elapsed_s"] <= train[i - 1]["elapsed_s"]), default=0)
+    if len(train) - start < 2:
         raise ValueError("fewer than two logged training steps in the last invocation: raise --steps")
-    first, last = current[-1], current[0]
+    first, last = train[start], train[-1]
     steps = last["step"] - first["step"]
     return (last["elapsed_s"] - first["elapsed_s"]) / steps, steps
 
